@@ -1,0 +1,58 @@
+# The two commands a fresh machine needs: `make run` and `make test`.
+SHELL := /bin/bash
+PY := .venv/bin/python
+TEST_DATABASE_URL ?= mysql://root@127.0.0.1:3306/console
+ADMIN_USER ?= admin
+
+.PHONY: run test venv venv-dev assets messages lint check-migrations pytest clean
+
+.venv/.stamp-run: pyproject.toml
+	python3 -m venv .venv
+	.venv/bin/pip install -q --upgrade pip
+	.venv/bin/pip install -q -e .
+	touch $@
+
+.venv/.stamp-dev: .venv/.stamp-run
+	.venv/bin/pip install -q -e '.[dev]'
+	touch $@
+
+venv: .venv/.stamp-run
+venv-dev: .venv/.stamp-dev
+
+# Front-end assets come from npm at build time; nothing vendored is committed.
+assets: package.json
+	npm install --no-audit --no-fund --silent
+	mkdir -p frontend/static/vendor
+	cp node_modules/@picocss/pico/css/pico.min.css node_modules/htmx.org/dist/htmx.min.js frontend/static/vendor/
+
+messages:
+	$(PY) manage.py compilemessages --ignore=.venv --ignore=node_modules -v 0
+
+run:
+	deploy/scripts/ensure-services.sh
+	$(MAKE) venv assets
+	$(MAKE) messages
+	$(PY) manage.py migrate --noinput -v 0
+	$(PY) manage.py create_platform_admin $(ADMIN_USER) --if-missing
+	deploy/scripts/run-console.sh
+
+lint:
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy .
+
+check-migrations:
+	$(PY) manage.py makemigrations --check --dry-run
+
+pytest:
+	DATABASE_URL=$(TEST_DATABASE_URL) CONSOLE_ENV=test .venv/bin/pytest $(PYTEST_ARGS)
+
+test:
+	deploy/scripts/ensure-services.sh --test
+	$(MAKE) venv-dev assets
+	$(MAKE) messages
+	$(MAKE) lint check-migrations
+	$(MAKE) pytest
+
+clean:
+	rm -rf .venv node_modules frontend/static/vendor var

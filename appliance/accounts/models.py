@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from django.contrib.auth.models import AbstractUser, UserManager
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from appliance.accounts.choices import LoginResult, Role
+from appliance.core.querysets import ADD, CHANGE, VIEW, RestrictedQuerySet
+
+code_validator = RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", _("Use letters, digits, '-' and '_'."))
+
+
+class DepartmentQuerySet(RestrictedQuerySet["Department"]):
+    def subtree_of(self, department: Department) -> DepartmentQuerySet:
+        return self.filter(path__startswith=department.path)
+
+
+class Department(models.Model):
+    """A department (部门). ``path`` holds the ids from the root so a subtree is one prefix query."""
+
+    code = models.CharField(max_length=64, unique=True, validators=[code_validator])
+    name = models.CharField(max_length=128, unique=True)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    path = models.CharField(max_length=255, editable=False, db_index=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = DepartmentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["path"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @staticmethod
+    def restrict_scope(qs: DepartmentQuerySet, user: User, action: str) -> DepartmentQuerySet:
+        if user.department_id is None:
+            return qs.none()
+        if user.role == Role.DEPARTMENT_ADMIN and action == VIEW:
+            return qs.subtree_of(user.department)  # type: ignore[arg-type]
+        if action == VIEW:
+            return qs.filter(pk=user.department_id)
+        # Only platform admins create, rename or move departments.
+        return qs.none()
+
+
+class UserQuerySet(RestrictedQuerySet["User"]):
+    pass
+
+
+class ConsoleUserManager(UserManager.from_queryset(UserQuerySet)):  # type: ignore[misc]
+    pass
+
+
+class User(AbstractUser):
+    """A console user; service accounts have no password and act only through API keys."""
+
+    department = models.ForeignKey(Department, null=True, blank=True, on_delete=models.PROTECT, related_name="users")
+    role = models.CharField(max_length=32, choices=Role.choices, default=Role.MEMBER)
+    display_name = models.CharField(max_length=128, blank=True)
+    is_service_account = models.BooleanField(default=False)
+
+    objects = ConsoleUserManager()
+
+    class Meta:
+        ordering = ["username"]
+
+    @property
+    def is_platform_admin(self) -> bool:
+        return self.role == Role.PLATFORM_ADMIN
+
+    @property
+    def is_auditor(self) -> bool:
+        return self.role == Role.AUDITOR
+
+    @property
+    def is_department_admin(self) -> bool:
+        return self.role == Role.DEPARTMENT_ADMIN
+
+    def managed_departments(self) -> DepartmentQuerySet:
+        if self.is_platform_admin:
+            return Department.objects.all()
+        if self.is_department_admin and self.department is not None:
+            return Department.objects.subtree_of(self.department)
+        return Department.objects.none()
+
+    @staticmethod
+    def restrict_scope(qs: UserQuerySet, user: User, action: str) -> UserQuerySet:
+        if user.is_department_admin and user.department is not None:
+            return qs.filter(department__path__startswith=user.department.path)
+        if action == VIEW:
+            return qs.filter(pk=user.pk)
+        return qs.none()
+
+
+class ApiKeyQuerySet(RestrictedQuerySet["ApiKey"]):
+    def usable(self) -> ApiKeyQuerySet:
+        now = timezone.now()
+        return self.filter(revoked_at__isnull=True, user__is_active=True).filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+        )
+
+
+class ApiKey(models.Model):
+    """An integration key. Only a SHA-256 of the secret is stored; the prefix identifies it in lists."""
+
+    user = models.ForeignKey(User, on_delete=models.PROTECT, related_name="api_keys")
+    name = models.CharField(max_length=128)
+    prefix = models.CharField(max_length=16, unique=True)
+    hashed_key = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def hash(secret: str) -> str:
+        # Keys carry 256 bits of randomness, so a fast hash is enough: no dictionary attack applies.
+        return hashlib.sha256(secret.encode()).hexdigest()
+
+    @property
+    def is_active(self) -> bool:
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > timezone.now()
+
+    @staticmethod
+    def restrict_scope(qs: ApiKeyQuerySet, user: User, action: str) -> ApiKeyQuerySet:
+        if user.is_department_admin and user.department is not None:
+            return qs.filter(user__department__path__startswith=user.department.path)
+        if action in (VIEW, ADD, CHANGE):
+            return qs.filter(user=user)
+        return qs.none()
+
+
+class LoginAttempt(models.Model):
+    """One login try, kept to throttle guessing by username and by client address."""
+
+    username = models.CharField(max_length=150, db_index=True)
+    source_ip = models.GenericIPAddressField(null=True, blank=True, db_index=True)
+    result = models.CharField(max_length=16, choices=LoginResult.choices)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.username}@{self.source_ip} {self.result}"
+
+
+def audit_snapshot(obj: Any) -> dict[str, Any]:
+    """The fields of an account object that the audit log records (never secrets)."""
+    if isinstance(obj, User):
+        return {
+            "username": obj.username,
+            "display_name": obj.display_name,
+            "email": obj.email,
+            "role": obj.role,
+            "department": obj.department_id,
+            "is_active": obj.is_active,
+            "is_service_account": obj.is_service_account,
+        }
+    if isinstance(obj, Department):
+        return {"code": obj.code, "name": obj.name, "parent": obj.parent_id}
+    if isinstance(obj, ApiKey):
+        return {
+            "name": obj.name,
+            "prefix": obj.prefix,
+            "user": obj.user_id,
+            "expires_at": obj.expires_at.isoformat() if obj.expires_at else None,
+            "revoked_at": obj.revoked_at.isoformat() if obj.revoked_at else None,
+        }
+    raise TypeError(f"no audit snapshot for {type(obj).__name__}")

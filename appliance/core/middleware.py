@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+from appliance.core.context import RequestContext, new_request_id, reset_context, set_context, update_context
+
+# An incoming X-Request-ID is kept only when it looks like an id, so a client cannot inject
+# log lines or oversized values into the audit log.
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+class RequestIdMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else new_request_id()
+        via = "api" if request.path.startswith(("/api/", "/v1/")) else "web"
+        if request.path.startswith("/django-admin/"):
+            via = "admin"
+        token = set_context(
+            RequestContext(
+                request_id=request_id,
+                source_ip=client_ip(request),
+                user_agent=request.headers.get("User-Agent", "")[:255],
+                via=via,
+            )
+        )
+        request.request_id = request_id  # type: ignore[attr-defined]
+        try:
+            response = self.get_response(request)
+        finally:
+            reset_context(token)
+        response["X-Request-ID"] = request_id
+        return response
+
+
+class ActorMiddleware:
+    """Marks API-key requests; DRF authenticates later, so the actor itself is passed to services."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.headers.get("Authorization", "").startswith("Bearer "):
+            update_context(via="api")
+        return self.get_response(request)

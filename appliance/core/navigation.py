@@ -1,0 +1,31 @@
+"""The console's menu by role; later apps append their entries to MENU."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+
+ALL = ("platform_admin", "department_admin", "member", "auditor")
+ADMINS = ("platform_admin", "department_admin", "auditor")
+
+
+@dataclass(frozen=True)
+class MenuItem:
+    url_name: str
+    label: Any
+    roles: tuple[str, ...]
+
+
+MENU: list[MenuItem] = [
+    MenuItem("home", _("Overview"), ALL),
+    MenuItem("departments", _("Departments"), ADMINS),
+    MenuItem("users", _("Users"), ADMINS),
+    MenuItem("api-keys", _("API keys"), ALL),
+    MenuItem("audit-log", _("Audit log"), ADMINS),
+]
+
+
+def menu_for(user: Any) -> list[MenuItem]:
+    return [item for item in MENU if user.role in item.roles]

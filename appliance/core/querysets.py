@@ -1,0 +1,43 @@
+"""The one permission gate: ``Model.objects.restrict(user, action)``.
+
+Each restricted model implements ``restrict_scope(qs, user, action)`` to narrow a queryset to
+what that user may see or change. Platform admins see everything; auditors may view everything
+and change nothing. Views, API viewsets, consumers and services all go through here, so a rule
+lives in one place.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from django.db import models
+
+if TYPE_CHECKING:
+    from appliance.accounts.models import User
+
+VIEW, ADD, CHANGE, DELETE = "view", "add", "change", "delete"
+ACTIONS = (VIEW, ADD, CHANGE, DELETE)
+
+_M = TypeVar("_M", bound=models.Model)
+
+
+class RestrictedQuerySet(models.QuerySet[_M]):
+    def restrict(self, user: Any, action: str = VIEW) -> RestrictedQuerySet[_M]:
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}")
+        if user is None or not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_platform_admin:
+            return self
+        if user.is_auditor:
+            return self if action == VIEW else self.none()
+        scope = getattr(self.model, "restrict_scope", None)
+        if scope is None:
+            return self.none()
+        return scope(self, user, action)  # type: ignore[no-any-return]
+
+
+def can(user: User, action: str, obj: models.Model) -> bool:
+    """Whether ``user`` may apply ``action`` to ``obj``, decided by the same gate."""
+    manager = type(obj)._default_manager
+    return manager.all().restrict(user, action).filter(pk=obj.pk).exists()  # type: ignore[attr-defined]

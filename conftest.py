@@ -1,0 +1,77 @@
+"""Shared fixtures: personas (platform admin, department admin, member, outsider, auditor) and clients."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import transaction
+from rest_framework.test import APIClient
+
+from appliance.accounts.choices import Role
+from appliance.accounts.models import Department, User
+from appliance.accounts.services import create_api_key
+
+PASSWORD = "correct-horse-battery-9"
+
+# Playwright runs an event loop in the test thread; Django's ORM must still be callable there.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+def make_department(code: str, name: str, parent: Department | None = None) -> Department:
+    dept = Department.objects.create(code=code, name=name, parent=parent)
+    dept.path = f"{parent.path if parent else '/'}{dept.pk}/"
+    dept.save(update_fields=["path"])
+    return dept
+
+
+def make_user(username: str, role: str, department: Department | None) -> User:
+    user = User(username=username, role=role, department=department, display_name=username.title())
+    user.set_password(PASSWORD)
+    user.save()
+    return user
+
+
+@pytest.fixture
+def departments(db: Any) -> dict[str, Department]:
+    eng = make_department("eng", "研发部")
+    eng_ml = make_department("eng-ml", "算法组", eng)
+    fin = make_department("fin", "财务部")
+    return {"eng": eng, "eng_ml": eng_ml, "fin": fin}
+
+
+@pytest.fixture
+def personas(departments: dict[str, Department]) -> dict[str, User]:
+    return {
+        "root": make_user("root", Role.PLATFORM_ADMIN, None),
+        "alice": make_user("alice", Role.DEPARTMENT_ADMIN, departments["eng"]),
+        "bob": make_user("bob", Role.MEMBER, departments["eng"]),
+        "carol": make_user("carol", Role.MEMBER, departments["eng_ml"]),
+        "charlie": make_user("charlie", Role.MEMBER, departments["fin"]),
+        "dave": make_user("dave", Role.DEPARTMENT_ADMIN, departments["fin"]),
+        "eve": make_user("eve", Role.AUDITOR, None),
+    }
+
+
+@pytest.fixture
+def api_as(personas: dict[str, User]) -> Callable[[str], APIClient]:
+    def client_for(name: str) -> APIClient:
+        client = APIClient()
+        client.force_authenticate(personas[name])
+        return client
+
+    return client_for
+
+
+@pytest.fixture
+def bearer_for(personas: dict[str, User]) -> Callable[[str], APIClient]:
+    def client_for(name: str) -> APIClient:
+        with transaction.atomic():
+            _key, secret = create_api_key(personas[name], name=f"{name}-test")
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+        return client
+
+    return client_for

@@ -1,0 +1,13 @@
+from rest_framework.routers import DefaultRouter
+
+from appliance.accounts.api.views import ApiKeyViewSet, DepartmentViewSet, UserViewSet
+from appliance.audit.api.views import AuditLogViewSet
+
+router = DefaultRouter(trailing_slash=True)
+router.include_root_view = False
+router.register("departments", DepartmentViewSet, basename="department")
+router.register("users", UserViewSet, basename="user")
+router.register("api-keys", ApiKeyViewSet, basename="apikey")
+router.register("audit-log", AuditLogViewSet, basename="auditrecord")
+
+urlpatterns = router.urls

@@ -1,0 +1,110 @@
+"""Strict readers for settings taken from environment variables.
+
+Every reader fails at start-up with a message that names the variable, so a typo in a
+deployment's environment never turns into a silently different behaviour at run time.
+``NAME_FILE`` variants let secrets come from files (Docker/Kubernetes secrets).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+
+class ConfigError(Exception):
+    """A setting read from the environment is missing or malformed."""
+
+
+def _raw(name: str) -> str | None:
+    file_var = os.environ.get(f"{name}_FILE")
+    if file_var:
+        try:
+            return Path(file_var).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE={file_var!r} cannot be read: {exc}") from exc
+    return os.environ.get(name)
+
+
+def env_str(name: str, default: str) -> str:
+    value = _raw(name)
+    return default if value is None else value
+
+
+def env_optional(name: str) -> str | None:
+    value = _raw(name)
+    return value or None
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = _raw(name)
+    if value is None:
+        return default
+    # Healthchecks' rule: only the two literal spellings, so "yes"/"1"/"flase" fail loudly.
+    if value == "True":
+        return True
+    if value == "False":
+        return False
+    raise ConfigError(f"{name} must be 'True' or 'False', got {value!r}")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ConfigError(f"{name} must be ≥ {minimum}, got {number}")
+    if maximum is not None and number > maximum:
+        raise ConfigError(f"{name} must be ≤ {maximum}, got {number}")
+    return number
+
+
+def env_float(name: str, default: float) -> float:
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = _raw(name)
+    if value is None:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env_str(name, default)
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def database_from_url(name: str, url: str) -> dict[str, object]:
+    """Turn ``mysql://user:pass@host:port/db`` or ``sqlite:///path`` into a DATABASES entry."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = unquote(parts.path)
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": path[1:] if path.startswith("//") else path}
+    if parts.scheme in ("mysql", "mariadb"):
+        if not parts.path.strip("/"):
+            raise ConfigError(f"{name} must name a database: mysql://user:pass@host:3306/dbname")
+        options = dict(parse_qsl(parts.query))
+        return {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": unquote(parts.path.strip("/")),
+            "USER": unquote(parts.username or "root"),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "127.0.0.1",
+            "PORT": str(parts.port or 3306),
+            "OPTIONS": {"charset": "utf8mb4", "isolation_level": "read committed", **options},
+            "TEST": {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
+        }
+    raise ConfigError(f"{name} must start with sqlite:// or mysql://, got {parts.scheme or url!r}")

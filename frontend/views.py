@@ -1,0 +1,161 @@
+"""Server-rendered pages. Each page calls the same services and permission gate as the API."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import login, logout, update_session_auth_hash
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from appliance.accounts import services
+from appliance.accounts.models import ApiKey, Department, User
+from appliance.audit.api.views import filter_audit
+from appliance.audit.models import AuditRecord
+from appliance.core.exceptions import ServiceError
+from appliance.core.querysets import CHANGE, VIEW
+from frontend.forms import ApiKeyForm, DepartmentForm, LoginForm, PasswordForm, UserForm
+
+
+def login_view(request: HttpRequest) -> HttpResponse:
+    form = LoginForm(request.POST or None)
+    error = ""
+    if request.method == "POST" and form.is_valid():
+        user, error = services.attempt_login(request, form.cleaned_data["username"], form.cleaned_data["password"])
+        if user is not None:
+            login(request, user)
+            return redirect(request.GET.get("next") or "home")
+    return render(request, "registration/login.html", {"form": form, "error": _(error) if error else ""})
+
+
+@require_POST
+def logout_view(request: HttpRequest) -> HttpResponse:
+    logout(request)
+    return redirect("login")
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    context = {
+        "department_count": Department.objects.restrict(user, VIEW).count(),
+        "user_count": User.objects.restrict(user, VIEW).count(),
+        "key_count": ApiKey.objects.restrict(user, VIEW).usable().count(),
+    }
+    template = "portal/home.html" if user.role == "member" else "console/home.html"  # type: ignore[union-attr]
+    return render(request, template, context)
+
+
+@login_required
+def password_change(request: HttpRequest) -> HttpResponse:
+    form = PasswordForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.set_password(request.user, request.user.pk, form.cleaned_data["new_password"],  # type: ignore
+                                  old_password=form.cleaned_data["old_password"])
+        except ServiceError as exc:
+            form.add_error(None, exc.message)
+        else:
+            update_session_auth_hash(request, request.user)  # type: ignore[arg-type]
+            messages.success(request, _("Password changed."))
+            return redirect("home")
+    return render(request, "console/password.html", {"form": form})
+
+
+def _department_choices(user: User, action: str = VIEW) -> list[tuple[str | int, str]]:
+    scope = user.managed_departments() if action != VIEW else Department.objects.restrict(user, VIEW)
+    return [("", "—"), *[(d.pk, d.name) for d in scope]]
+
+
+@login_required
+def departments(request: HttpRequest) -> HttpResponse:
+    user: User = request.user  # type: ignore[assignment]
+    form = DepartmentForm(request.POST or None)
+    form.fields["parent_id"].choices = _department_choices(user)  # type: ignore[attr-defined]
+    if request.method == "POST" and form.is_valid():
+        try:
+            dept = services.create_department(user, **form.cleaned_data)
+        except ServiceError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, _("Department %(name)s created.") % {"name": dept.name})
+            return redirect("departments")
+    rows = Department.objects.restrict(user, VIEW).select_related("parent")
+    return render(request, "console/departments.html", {"form": form, "rows": rows,
+                                                         "can_create": user.is_platform_admin})
+
+
+@login_required
+def users(request: HttpRequest) -> HttpResponse:
+    user: User = request.user  # type: ignore[assignment]
+    form = UserForm(request.POST or None)
+    form.fields["department_id"].choices = _department_choices(user, CHANGE)  # type: ignore[attr-defined]
+    if request.method == "POST" and form.is_valid():
+        try:
+            created = services.create_user(user, **form.cleaned_data)
+        except ServiceError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, _("User %(name)s created.") % {"name": created.username})
+            return redirect("users")
+    page = Paginator(User.objects.restrict(user, VIEW).select_related("department"), 50).get_page(
+        request.GET.get("page"))
+    can_create = user.is_platform_admin or user.is_department_admin
+    return render(request, "console/users.html", {"form": form, "page": page, "can_create": can_create})
+
+
+@login_required
+@require_POST
+def user_toggle_active(request: HttpRequest, pk: int) -> HttpResponse:
+    target = User.objects.restrict(request.user, CHANGE).filter(pk=pk).first()
+    try:
+        if target is None:
+            raise ServiceError(_("User not found."))
+        services.update_user(request.user, pk, is_active=not target.is_active)  # type: ignore[arg-type]
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect("users")
+
+
+@login_required
+def api_keys(request: HttpRequest) -> HttpResponse:
+    user: User = request.user  # type: ignore[assignment]
+    form = ApiKeyForm(request.POST or None)
+    owners = User.objects.restrict(user, CHANGE).filter(is_service_account=True) if not user.is_auditor else []
+    form.fields["user_id"].choices = [("", _("Myself")), *[(u.pk, u.username) for u in owners]]  # type: ignore
+    created_secret = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            _key, created_secret = services.create_api_key(user, **form.cleaned_data)
+        except ServiceError as exc:
+            form.add_error(None, exc.message)
+    rows = ApiKey.objects.restrict(user, VIEW).select_related("user")[:200]
+    return render(request, "console/api_keys.html", {"form": form, "rows": rows, "secret": created_secret})
+
+
+@login_required
+@require_POST
+def api_key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        services.revoke_api_key(request.user, pk)  # type: ignore[arg-type]
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, _("Key revoked."))
+    return redirect("api-keys")
+
+
+@login_required
+def audit_log(request: HttpRequest) -> HttpResponse:
+    qs = AuditRecord.objects.restrict(request.user, VIEW)
+    try:
+        qs = filter_audit(qs, request.GET)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    page = Paginator(qs, 50).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "console/audit_log.html", {"page": page, "query": query.urlencode()})

@@ -1,0 +1,46 @@
+"""The Celery app. Each node's worker consumes the shared queue and its own ``node.<name>`` queue."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery import Celery
+from celery.signals import before_task_publish, task_postrun, task_prerun
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+
+app = Celery("appliance")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(["workers"], related_name="tasks")
+
+_REQUEST_ID_HEADER = "appliance_request_id"
+
+
+@before_task_publish.connect
+def _attach_request_id(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    from appliance.core.context import current
+
+    if headers is not None and _REQUEST_ID_HEADER not in headers:
+        headers[_REQUEST_ID_HEADER] = current().request_id
+
+
+_tokens: dict[str, Any] = {}
+
+
+@task_prerun.connect
+def _restore_request_id(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    from appliance.core.context import RequestContext, new_request_id, set_context
+
+    request_id = getattr(task.request, _REQUEST_ID_HEADER, None) if task is not None else None
+    if task_id:
+        _tokens[task_id] = set_context(RequestContext(request_id=request_id or new_request_id(), via="task"))
+
+
+@task_postrun.connect
+def _clear_request_id(task_id: str | None = None, **_: Any) -> None:
+    from appliance.core.context import reset_context
+
+    token = _tokens.pop(task_id or "", None)
+    if token is not None:
+        reset_context(token)
