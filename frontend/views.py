@@ -28,7 +28,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
         if user is not None:
             login(request, user)
             return redirect(request.GET.get("next") or "home")
-    return render(request, "registration/login.html", {"form": form, "error": _(error) if error else ""})
+    return render(request, "registration/login.html", {"form": form, "error": error})
 
 
 @require_POST

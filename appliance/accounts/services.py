@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from appliance.accounts.choices import API_KEY_PREFIX, API_KEY_PREFIX_LENGTH, LoginResult, Role
 from appliance.accounts.models import ApiKey, Department, LoginAttempt, User, audit_snapshot
@@ -330,11 +331,11 @@ def attempt_login(request: Any, username: str, password: str) -> tuple[User | No
     if blocked is not None:
         minutes = max(1, int((blocked - timezone.now()).total_seconds() // 60) + 1)
         _log_attempt(username, ip, LoginResult.BLOCKED, target)
-        return None, f"Too many failed logins. Try again in {minutes} minutes."
+        return None, _("Too many failed logins. Try again in %(minutes)d minutes.") % {"minutes": minutes}
     user = authenticate(request, username=username, password=password)
     if user is None or getattr(user, "is_service_account", False):
         _log_attempt(username, ip, LoginResult.FAILURE, target)
-        return None, "Wrong username or password."
+        return None, _("Wrong username or password.")
     _log_attempt(username, ip, LoginResult.SUCCESS, user)  # type: ignore[arg-type]
     return user, ""  # type: ignore[return-value]
 

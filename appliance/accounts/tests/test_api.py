@@ -88,7 +88,6 @@ def test_department_admin_creates_user_in_own_department(
     resp = api_as("alice").post("/api/v1/users/", body, format="json")
     assert resp.status_code == 201, resp.content
     assert User.objects.get(username="frank").check_password("a-long-enough-pw-7")
-    assert AuditRecord.objects.get(action="user.create").after["password"] if False else True
     rec = AuditRecord.objects.get(action="user.create", target_label="frank")
     assert "password" not in rec.after and rec.department_id == departments["eng_ml"].pk
 
@@ -146,7 +145,7 @@ def test_api_key_shown_once_hashed_and_usable(api_as: Callable[[str], APIClient]
     assert client.get("/api/v1/users/me/").json()["username"] == "bob"
     key.refresh_from_db()
     assert key.last_used_at is not None
-    assert "********" == AuditRecord.objects.get(action="api_key.create").after.get("key", "********")
+    assert secret not in str(AuditRecord.objects.get(action="api_key.create").after)
 
 
 def test_revoked_key_is_refused(bearer_for: Callable[[str], APIClient], api_as: Callable[[str], APIClient]) -> None:
