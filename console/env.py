@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 
@@ -87,7 +88,7 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def database_from_url(name: str, url: str) -> dict[str, object]:
+def database_from_url(name: str, url: str) -> dict[str, Any]:
     """Turn ``mysql://user:pass@host:port/db`` or ``sqlite:///path`` into a DATABASES entry."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":

@@ -22,18 +22,25 @@ class UserForm(forms.Form):
     display_name = forms.CharField(label=_("Display name"), max_length=128, required=False)
     department_id = forms.TypedChoiceField(label=_("Department"), coerce=int, required=False, empty_value=None)
     role = forms.ChoiceField(label=_("Role"), choices=Role.choices)
-    password = forms.CharField(label=_("Initial password"), widget=forms.PasswordInput, required=False,
-                               max_length=128)
+    password = forms.CharField(label=_("Initial password"), widget=forms.PasswordInput, required=False, max_length=128)
     is_service_account = forms.BooleanField(label=_("Service account (API keys only)"), required=False)
 
 
 class ApiKeyForm(forms.Form):
     name = forms.CharField(label=_("Name"), max_length=128)
     user_id = forms.TypedChoiceField(label=_("For"), coerce=int, required=False, empty_value=None)
-    expires_at = forms.DateTimeField(label=_("Expires at"), required=False,
-                                     widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    expires_at = forms.DateTimeField(
+        label=_("Expires at"), required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
 
 
 class PasswordForm(forms.Form):
     old_password = forms.CharField(label=_("Current password"), widget=forms.PasswordInput, max_length=128)
     new_password = forms.CharField(label=_("New password"), widget=forms.PasswordInput, max_length=128)
+
+
+def set_choices(form: forms.Form, field: str, choices: list[tuple[str | int, str]]) -> None:
+    """Choices that depend on the user (departments they manage) are set per request."""
+    target = form.fields[field]
+    assert isinstance(target, forms.ChoiceField)
+    target.choices = choices

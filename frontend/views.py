@@ -6,18 +6,19 @@ from django.contrib import messages
 from django.contrib.auth import login, logout, update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from appliance.accounts import services
-from appliance.accounts.models import ApiKey, Department, User
+from appliance.accounts.models import ApiKey, Department, User, acting_user
 from appliance.audit.api.views import filter_audit
 from appliance.audit.models import AuditRecord
 from appliance.core.exceptions import ServiceError
 from appliance.core.querysets import CHANGE, VIEW
-from frontend.forms import ApiKeyForm, DepartmentForm, LoginForm, PasswordForm, UserForm
+from frontend.forms import ApiKeyForm, DepartmentForm, LoginForm, PasswordForm, UserForm, set_choices
 
 
 def login_view(request: HttpRequest) -> HttpResponse:
@@ -39,13 +40,13 @@ def logout_view(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    user = request.user
+    user = acting_user(request)
     context = {
         "department_count": Department.objects.restrict(user, VIEW).count(),
         "user_count": User.objects.restrict(user, VIEW).count(),
         "key_count": ApiKey.objects.restrict(user, VIEW).usable().count(),
     }
-    template = "portal/home.html" if user.role == "member" else "console/home.html"  # type: ignore[union-attr]
+    template = "portal/home.html" if user.role == "member" else "console/home.html"
     return render(request, template, context)
 
 
@@ -54,12 +55,17 @@ def password_change(request: HttpRequest) -> HttpResponse:
     form = PasswordForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            services.set_password(request.user, request.user.pk, form.cleaned_data["new_password"],  # type: ignore
-                                  old_password=form.cleaned_data["old_password"])
+            user = acting_user(request)
+            services.set_password(
+                user,
+                user.pk,
+                form.cleaned_data["new_password"],
+                old_password=form.cleaned_data["old_password"],
+            )
         except ServiceError as exc:
             form.add_error(None, exc.message)
         else:
-            update_session_auth_hash(request, request.user)  # type: ignore[arg-type]
+            update_session_auth_hash(request, user)
             messages.success(request, _("Password changed."))
             return redirect("home")
     return render(request, "console/password.html", {"form": form})
@@ -72,9 +78,9 @@ def _department_choices(user: User, action: str = VIEW) -> list[tuple[str | int,
 
 @login_required
 def departments(request: HttpRequest) -> HttpResponse:
-    user: User = request.user  # type: ignore[assignment]
+    user = acting_user(request)
     form = DepartmentForm(request.POST or None)
-    form.fields["parent_id"].choices = _department_choices(user)  # type: ignore[attr-defined]
+    set_choices(form, "parent_id", _department_choices(user))
     if request.method == "POST" and form.is_valid():
         try:
             dept = services.create_department(user, **form.cleaned_data)
@@ -84,15 +90,16 @@ def departments(request: HttpRequest) -> HttpResponse:
             messages.success(request, _("Department %(name)s created.") % {"name": dept.name})
             return redirect("departments")
     rows = Department.objects.restrict(user, VIEW).select_related("parent")
-    return render(request, "console/departments.html", {"form": form, "rows": rows,
-                                                         "can_create": user.is_platform_admin})
+    return render(
+        request, "console/departments.html", {"form": form, "rows": rows, "can_create": user.is_platform_admin}
+    )
 
 
 @login_required
 def users(request: HttpRequest) -> HttpResponse:
-    user: User = request.user  # type: ignore[assignment]
+    user = acting_user(request)
     form = UserForm(request.POST or None)
-    form.fields["department_id"].choices = _department_choices(user, CHANGE)  # type: ignore[attr-defined]
+    set_choices(form, "department_id", _department_choices(user, CHANGE))
     if request.method == "POST" and form.is_valid():
         try:
             created = services.create_user(user, **form.cleaned_data)
@@ -102,7 +109,8 @@ def users(request: HttpRequest) -> HttpResponse:
             messages.success(request, _("User %(name)s created.") % {"name": created.username})
             return redirect("users")
     page = Paginator(User.objects.restrict(user, VIEW).select_related("department"), 50).get_page(
-        request.GET.get("page"))
+        request.GET.get("page")
+    )
     can_create = user.is_platform_admin or user.is_department_admin
     return render(request, "console/users.html", {"form": form, "page": page, "can_create": can_create})
 
@@ -114,7 +122,7 @@ def user_toggle_active(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         if target is None:
             raise ServiceError(_("User not found."))
-        services.update_user(request.user, pk, is_active=not target.is_active)  # type: ignore[arg-type]
+        services.update_user(acting_user(request), pk, is_active=not target.is_active)
     except ServiceError as exc:
         messages.error(request, exc.message)
     return redirect("users")
@@ -122,10 +130,10 @@ def user_toggle_active(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def api_keys(request: HttpRequest) -> HttpResponse:
-    user: User = request.user  # type: ignore[assignment]
+    user = acting_user(request)
     form = ApiKeyForm(request.POST or None)
     owners = User.objects.restrict(user, CHANGE).filter(is_service_account=True) if not user.is_auditor else []
-    form.fields["user_id"].choices = [("", _("Myself")), *[(u.pk, u.username) for u in owners]]  # type: ignore
+    set_choices(form, "user_id", [("", _("Myself")), *[(u.pk, u.username) for u in owners]])
     created_secret = None
     if request.method == "POST" and form.is_valid():
         try:
@@ -140,7 +148,7 @@ def api_keys(request: HttpRequest) -> HttpResponse:
 @require_POST
 def api_key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     try:
-        services.revoke_api_key(request.user, pk)  # type: ignore[arg-type]
+        services.revoke_api_key(acting_user(request), pk)
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:
@@ -150,7 +158,7 @@ def api_key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def audit_log(request: HttpRequest) -> HttpResponse:
-    qs = AuditRecord.objects.restrict(request.user, VIEW)
+    qs: QuerySet[AuditRecord] = AuditRecord.objects.restrict(request.user, VIEW)
     try:
         qs = filter_audit(qs, request.GET)
     except ServiceError as exc:

@@ -49,8 +49,9 @@ def test_member_gets_portal_and_no_admin_menu(personas: dict) -> None:
 
 
 def test_member_cannot_create_user_from_page(personas: dict, departments: dict) -> None:
-    resp = _client(personas["bob"]).post("/users/", {"username": "x", "role": "member",
-                                                     "department_id": departments["eng"].pk})
+    resp = _client(personas["bob"]).post(
+        "/users/", {"username": "x", "role": "member", "department_id": departments["eng"].pk}
+    )
     assert resp.status_code == 200 and not User.objects.filter(username="x").exists()
 
 

@@ -31,7 +31,7 @@ class BearerKeyAuthentication(authentication.BaseAuthentication):
         return 'Bearer realm="api"'
 
 
-class BearerKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class BearerKeyScheme(OpenApiAuthenticationExtension):
     target_class = "appliance.accounts.authentication.BearerKeyAuthentication"
     name = "bearerAuth"
 

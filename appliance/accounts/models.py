@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.core.validators import RegexValidator
@@ -66,7 +66,7 @@ class User(AbstractUser):
     display_name = models.CharField(max_length=128, blank=True)
     is_service_account = models.BooleanField(default=False)
 
-    objects = ConsoleUserManager()
+    objects: ClassVar[ConsoleUserManager] = ConsoleUserManager()
 
     class Meta:
         ordering = ["username"]
@@ -186,3 +186,13 @@ def audit_snapshot(obj: Any) -> dict[str, Any]:
             "revoked_at": obj.revoked_at.isoformat() if obj.revoked_at else None,
         }
     raise TypeError(f"no audit snapshot for {type(obj).__name__}")
+
+
+def acting_user(request: Any) -> User:
+    """The authenticated console user behind a request (views run behind login/IsAuthenticated)."""
+    user = request.user
+    if not isinstance(user, User):
+        from appliance.core.exceptions import PermissionDenied
+
+        raise PermissionDenied("Authentication required.")
+    return user

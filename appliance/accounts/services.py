@@ -32,10 +32,7 @@ def _require_platform_admin(actor: User) -> None:
 def _visible_department(actor: User, department_id: int | None, action: str = VIEW) -> Department | None:
     if department_id is None:
         return None
-    if action != VIEW:
-        scope = actor.managed_departments()
-    else:
-        scope = Department.objects.restrict(actor, VIEW)
+    scope = actor.managed_departments() if action != VIEW else Department.objects.restrict(actor, VIEW)
     dept = scope.filter(pk=department_id).first()
     if dept is None:
         raise InvalidInput(f"Department {department_id} does not exist or is not yours.", code="invalid_department")
@@ -148,7 +145,11 @@ def create_user(
     if dept is None and not actor.is_platform_admin:
         raise InvalidInput("A department is required.", code="invalid_department")
     user = User(
-        username=username, department=dept, role=role, display_name=display_name, email=email,
+        username=username,
+        department=dept,
+        role=role,
+        display_name=display_name,
+        email=email,
         is_service_account=is_service_account,
     )
     if password and not is_service_account:
@@ -259,8 +260,9 @@ def create_api_key(
     key = ApiKey.objects.create(
         user=owner, name=name, prefix=prefix, hashed_key=ApiKey.hash(plaintext), created_by=actor, expires_at=expires_at
     )
-    audit.record("api_key.create", actor=actor, target=key, department_id=owner.department_id,
-                 after=audit_snapshot(key))
+    audit.record(
+        "api_key.create", actor=actor, target=key, department_id=owner.department_id, after=audit_snapshot(key)
+    )
     return key, plaintext
 
 
@@ -283,15 +285,24 @@ def revoke_api_key(actor: User, key_id: int) -> ApiKey:
     before = audit_snapshot(key)
     key.revoked_at = timezone.now()
     key.save(update_fields=["revoked_at"])
-    audit.record("api_key.revoke", actor=actor, target=key, department_id=key.user.department_id,
-                 before=before, after=audit_snapshot(key))
+    audit.record(
+        "api_key.revoke",
+        actor=actor,
+        target=key,
+        department_id=key.user.department_id,
+        before=before,
+        after=audit_snapshot(key),
+    )
     return key
 
 
 def authenticate_key(plaintext: str) -> ApiKey | None:
-    key = ApiKey.objects.usable().select_related("user", "user__department").filter(
-        hashed_key=ApiKey.hash(plaintext)
-    ).first()
+    key = (
+        ApiKey.objects.usable()
+        .select_related("user", "user__department")
+        .filter(hashed_key=ApiKey.hash(plaintext))
+        .first()
+    )
     if key is None:
         return None
     now = timezone.now()
@@ -313,7 +324,8 @@ def login_blocked_until(username: str, source_ip: str | None) -> datetime | None
             continue
         failures = list(
             LoginAttempt.objects.filter(cond, result=LoginResult.FAILURE, created_at__gte=since)
-            .order_by("-created_at").values_list("created_at", flat=True)[: settings.LOGIN_FAILURE_LIMIT]
+            .order_by("-created_at")
+            .values_list("created_at", flat=True)[: settings.LOGIN_FAILURE_LIMIT]
         )
         if len(failures) >= settings.LOGIN_FAILURE_LIMIT:
             return failures[0] + window
@@ -336,14 +348,18 @@ def attempt_login(request: Any, username: str, password: str) -> tuple[User | No
     if user is None or getattr(user, "is_service_account", False):
         _log_attempt(username, ip, LoginResult.FAILURE, target)
         return None, _("Wrong username or password.")
-    _log_attempt(username, ip, LoginResult.SUCCESS, user)  # type: ignore[arg-type]
-    return user, ""  # type: ignore[return-value]
+    _log_attempt(username, ip, LoginResult.SUCCESS, user)
+    return user, ""
 
 
 def _log_attempt(username: str, ip: str | None, result: str, target: User | None) -> None:
     with transaction.atomic():
         LoginAttempt.objects.create(username=username, source_ip=ip, result=result)
         audit.record(
-            f"login.{result}", actor=target if result == LoginResult.SUCCESS else None, target=target,
-            target_type="accounts.user", target_label=username, after={"username": username, "result": result},
+            f"login.{result}",
+            actor=target if result == LoginResult.SUCCESS else None,
+            target=target,
+            target_type="accounts.user",
+            target_label=username,
+            after={"username": username, "result": result},
         )

@@ -21,7 +21,7 @@ class AuditQuerySet(RestrictedQuerySet["AuditRecord"]):
     def update(self, **kwargs: Any) -> NoReturn:
         raise AppendOnlyError("audit records are append-only")
 
-    def delete(self) -> NoReturn:  # type: ignore[override]
+    def delete(self) -> NoReturn:
         raise AppendOnlyError("audit records are append-only")
 
 

@@ -125,10 +125,10 @@ def _department_of(target: Model | None, actor: User | None) -> int | None:
         if obj is None:
             continue
         if obj._meta.label_lower == "accounts.department":
-            return obj.pk  # type: ignore[no-any-return]
+            return obj.pk
         dept_id = getattr(obj, "department_id", None)
         if dept_id is not None:
-            return dept_id  # type: ignore[no-any-return]
+            return dept_id
     return None
 
 

@@ -25,7 +25,8 @@ class RequestContext:
     via: str = "command"
 
 
-_current: ContextVar[RequestContext] = ContextVar("appliance_request_context", default=RequestContext())
+_DEFAULT = RequestContext()  # frozen, so sharing it as the default is safe
+_current: ContextVar[RequestContext] = ContextVar("appliance_request_context", default=_DEFAULT)
 
 
 def current() -> RequestContext:

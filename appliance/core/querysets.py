@@ -8,7 +8,7 @@ lives in one place.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from django.db import models
 
@@ -22,7 +22,7 @@ _M = TypeVar("_M", bound=models.Model)
 
 
 class RestrictedQuerySet(models.QuerySet[_M]):
-    def restrict(self, user: Any, action: str = VIEW) -> RestrictedQuerySet[_M]:
+    def restrict(self, user: Any, action: str = VIEW) -> Self:
         if action not in ACTIONS:
             raise ValueError(f"unknown action {action!r}")
         if user is None or not user.is_authenticated or not user.is_active:
@@ -34,7 +34,7 @@ class RestrictedQuerySet(models.QuerySet[_M]):
         scope = getattr(self.model, "restrict_scope", None)
         if scope is None:
             return self.none()
-        return scope(self, user, action)  # type: ignore[no-any-return]
+        return scope(self, user, action)
 
 
 def can(user: User, action: str, obj: models.Model) -> bool:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from rest_framework import serializers
 
 from appliance.accounts.choices import Role
@@ -8,7 +10,7 @@ from appliance.core.api.serializers import StrictModelSerializer, StrictSerializ
 
 
 class DepartmentSerializer(StrictModelSerializer):
-    parent = serializers.IntegerField(source="parent_id", allow_null=True, required=False)
+    parent = serializers.IntegerField(source="parent_id", allow_null=True, required=False)  # type: ignore[assignment]
 
     class Meta:
         model = Department
@@ -26,10 +28,22 @@ class UserSerializer(StrictModelSerializer):
 
     class Meta:
         model = User
-        fields = ["id", "username", "display_name", "email", "department", "department_name", "role", "is_active",
-                  "is_service_account", "password", "date_joined", "last_login"]
+        fields = [
+            "id",
+            "username",
+            "display_name",
+            "email",
+            "department",
+            "department_name",
+            "role",
+            "is_active",
+            "is_service_account",
+            "password",
+            "date_joined",
+            "last_login",
+        ]
         read_only_fields = ["id", "is_active", "date_joined", "last_login"]
-        extra_kwargs = {"username": {"validators": []}}
+        extra_kwargs: ClassVar[dict[str, Any]] = {"username": {"validators": []}}
 
 
 class UserUpdateSerializer(UserSerializer):
@@ -49,8 +63,18 @@ class ApiKeySerializer(StrictModelSerializer):
 
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "prefix", "user", "username", "created_at", "expires_at", "last_used_at",
-                  "revoked_at", "is_active"]
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "user",
+            "username",
+            "created_at",
+            "expires_at",
+            "last_used_at",
+            "revoked_at",
+            "is_active",
+        ]
         read_only_fields = ["id", "prefix", "created_at", "last_used_at", "revoked_at"]
 
 

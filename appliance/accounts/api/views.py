@@ -15,7 +15,7 @@ from appliance.accounts.api.serializers import (
     UserSerializer,
     UserUpdateSerializer,
 )
-from appliance.accounts.models import ApiKey, Department, User
+from appliance.accounts.models import ApiKey, Department, User, acting_user
 from appliance.core.api.viewsets import RestrictedViewSet
 
 
@@ -27,19 +27,19 @@ class DepartmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Restri
     def create(self, request: Request) -> Response:
         ser = self.get_serializer(data=request.data)
         ser.is_valid(raise_exception=True)
-        dept = services.create_department(request.user, **ser.validated_data)  # type: ignore[arg-type]
+        dept = services.create_department(acting_user(request), **ser.validated_data)
         return Response(self.get_serializer(dept).data, status=status.HTTP_201_CREATED)
 
     def partial_update(self, request: Request, pk: str) -> Response:
         self.get_object_for("view")
         ser = self.get_serializer(data=request.data, partial=True)
         ser.is_valid(raise_exception=True)
-        dept = services.update_department(request.user, int(pk), **ser.validated_data)  # type: ignore[arg-type]
+        dept = services.update_department(acting_user(request), int(pk), **ser.validated_data)
         return Response(self.get_serializer(dept).data)
 
     def destroy(self, request: Request, pk: str) -> Response:
         self.get_object_for("view")
-        services.delete_department(request.user, int(pk))  # type: ignore[arg-type]
+        services.delete_department(acting_user(request), int(pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -51,7 +51,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RestrictedVi
     def create(self, request: Request) -> Response:
         ser = UserSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
-        user = services.create_user(request.user, **ser.validated_data)  # type: ignore[arg-type]
+        user = services.create_user(acting_user(request), **ser.validated_data)
         return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=UserUpdateSerializer, responses=UserSerializer)
@@ -59,7 +59,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RestrictedVi
         self.get_object_for("view")
         ser = UserUpdateSerializer(data=request.data, partial=True)
         ser.is_valid(raise_exception=True)
-        user = services.update_user(request.user, int(pk), **ser.validated_data)  # type: ignore[arg-type]
+        user = services.update_user(acting_user(request), int(pk), **ser.validated_data)
         return Response(UserSerializer(user).data)
 
     @extend_schema(request=PasswordChangeSerializer, responses={204: None})
@@ -68,8 +68,12 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RestrictedVi
         self.get_object_for("view")
         ser = PasswordChangeSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
-        services.set_password(request.user, int(pk), ser.validated_data["new_password"],  # type: ignore[arg-type]
-                              old_password=ser.validated_data.get("old_password"))
+        services.set_password(
+            acting_user(request),
+            int(pk),
+            ser.validated_data["new_password"],
+            old_password=ser.validated_data.get("old_password"),
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @action(detail=False, methods=["get"])
@@ -88,20 +92,21 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Restricted
         ser.is_valid(raise_exception=True)
         data = ser.validated_data
         key, plaintext = services.create_api_key(
-            request.user, name=data["name"], user_id=data.get("user_id"),  # type: ignore[arg-type]
+            acting_user(request),
+            name=data["name"],
+            user_id=data.get("user_id"),
             expires_at=data.get("expires_at"),
         )
-        key.key = plaintext  # type: ignore[attr-defined]
-        return Response(ApiKeyCreatedSerializer(key).data, status=status.HTTP_201_CREATED)
+        return Response({**ApiKeySerializer(key).data, "key": plaintext}, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=ApiKeySerializer)
     @action(detail=True, methods=["post"])
     def revoke(self, request: Request, pk: str) -> Response:
         self.get_object_for("view")
-        key = services.revoke_api_key(request.user, int(pk))  # type: ignore[arg-type]
+        key = services.revoke_api_key(acting_user(request), int(pk))
         return Response(ApiKeySerializer(key).data)
 
     def destroy(self, request: Request, pk: str) -> Response:
         self.get_object_for("view")
-        services.revoke_api_key(request.user, int(pk))  # type: ignore[arg-type]
+        services.revoke_api_key(acting_user(request), int(pk))
         return Response(status=status.HTTP_204_NO_CONTENT)

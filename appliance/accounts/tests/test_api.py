@@ -23,6 +23,7 @@ def test_platform_admin_creates_department_and_it_is_audited(api_as: Callable[[s
     resp = api_as("root").post("/api/v1/departments/", {"code": "hr", "name": "人事部"}, format="json")
     assert resp.status_code == 201, resp.content
     rec = AuditRecord.objects.get(action="department.create")
+    assert rec.after is not None
     assert rec.actor_name == "root" and rec.target_label == "人事部" and rec.after["code"] == "hr"
 
 
@@ -81,20 +82,18 @@ def test_member_cannot_create_users(api_as: Callable[[str], APIClient], departme
     assert resp.status_code == 403
 
 
-def test_department_admin_creates_user_in_own_department(
-    api_as: Callable[[str], APIClient], departments: dict
-) -> None:
+def test_department_admin_creates_user_in_own_department(api_as: Callable[[str], APIClient], departments: dict) -> None:
     body = {"username": "frank", "department": departments["eng_ml"].pk, "password": "a-long-enough-pw-7"}
     resp = api_as("alice").post("/api/v1/users/", body, format="json")
     assert resp.status_code == 201, resp.content
     assert User.objects.get(username="frank").check_password("a-long-enough-pw-7")
     rec = AuditRecord.objects.get(action="user.create", target_label="frank")
+    assert rec.after is not None
     assert "password" not in rec.after and rec.department_id == departments["eng_ml"].pk
 
 
 def test_department_admin_cannot_create_user_elsewhere(api_as: Callable[[str], APIClient], departments: dict) -> None:
-    resp = api_as("alice").post("/api/v1/users/", {"username": "x", "department": departments["fin"].pk},
-                                format="json")
+    resp = api_as("alice").post("/api/v1/users/", {"username": "x", "department": departments["fin"].pk}, format="json")
     assert resp.status_code == 400
     assert resp.json()["error"]["code"] == "invalid_department"
     assert not User.objects.filter(username="x").exists()
@@ -106,8 +105,9 @@ def test_department_admin_cannot_grant_platform_admin(api_as: Callable[[str], AP
 
 
 def test_duplicate_username_is_409(api_as: Callable[[str], APIClient], departments: dict) -> None:
-    resp = api_as("root").post("/api/v1/users/", {"username": "bob", "department": departments["eng"].pk},
-                               format="json")
+    resp = api_as("root").post(
+        "/api/v1/users/", {"username": "bob", "department": departments["eng"].pk}, format="json"
+    )
     assert resp.status_code == 409
 
 
@@ -166,8 +166,11 @@ def test_member_cannot_revoke_others_key(bearer_for: Callable[[str], APIClient],
 
 
 def test_department_admin_keys_for_service_accounts_only(api_as: Callable, personas: dict, departments: dict) -> None:
-    resp = api_as("alice").post("/api/v1/users/", {"username": "svc-rag", "department": departments["eng"].pk,
-                                                   "is_service_account": True}, format="json")
+    resp = api_as("alice").post(
+        "/api/v1/users/",
+        {"username": "svc-rag", "department": departments["eng"].pk, "is_service_account": True},
+        format="json",
+    )
     assert resp.status_code == 201
     svc_id = resp.json()["id"]
     assert api_as("alice").post("/api/v1/api-keys/", {"name": "rag", "user": svc_id}, format="json").status_code == 201
@@ -193,8 +196,9 @@ def test_expired_key_is_refused(personas: dict) -> None:
     assert client.get("/api/v1/users/me/").status_code == 401
 
 
-@pytest.mark.parametrize("endpoint", ["/api/v1/users/", "/api/v1/departments/", "/api/v1/api-keys/",
-                                      "/api/v1/audit-log/"])
+@pytest.mark.parametrize(
+    "endpoint", ["/api/v1/users/", "/api/v1/departments/", "/api/v1/api-keys/", "/api/v1/audit-log/"]
+)
 def test_list_query_count_is_constant(api_as: Callable, departments: dict, endpoint: str) -> None:
     from conftest import make_department, make_user
 

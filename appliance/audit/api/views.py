@@ -19,8 +19,22 @@ from appliance.audit.models import AuditRecord
 from appliance.core.api.viewsets import RestrictedViewSet
 from appliance.core.exceptions import InvalidInput
 
-CSV_COLUMNS = ["seq", "created_at", "actor_name", "department_id", "action", "target_type", "target_id",
-               "target_label", "before", "after", "request_id", "source_ip", "via", "hash"]
+CSV_COLUMNS = [
+    "seq",
+    "created_at",
+    "actor_name",
+    "department_id",
+    "action",
+    "target_type",
+    "target_id",
+    "target_label",
+    "before",
+    "after",
+    "request_id",
+    "source_ip",
+    "via",
+    "hash",
+]
 
 FILTER_PARAMS = [
     OpenApiParameter("actor", OpenApiTypes.STR, description="actor username"),
@@ -35,8 +49,13 @@ FILTER_PARAMS = [
 
 def filter_audit(qs: QuerySet[AuditRecord], params: Any) -> QuerySet[AuditRecord]:
     """The audit log's filters, shared by the API, the CSV export and the page."""
-    simple = {"actor": "actor_name", "department": "department_id", "target_type": "target_type",
-              "target_id": "target_id", "request_id": "request_id"}
+    simple = {
+        "actor": "actor_name",
+        "department": "department_id",
+        "target_type": "target_type",
+        "target_id": "target_id",
+        "request_id": "request_id",
+    }
     for param, lookup in simple.items():
         if params.get(param):
             qs = qs.filter(**{lookup: params[param]})

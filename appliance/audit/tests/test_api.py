@@ -43,7 +43,7 @@ def test_csv_export(api_as: Callable[[str], APIClient], departments: dict) -> No
     _seed(api_as, departments)
     resp = api_as("eve").get("/api/v1/audit-log/export/?action=department.")
     assert resp.status_code == 200 and resp["Content-Type"].startswith("text/csv")
-    text = b"".join(resp.streaming_content).decode("utf-8-sig")
+    text = b"".join(resp.streaming_content).decode("utf-8-sig")  # type: ignore[attr-defined]
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [r["action"] for r in rows] == ["department.create"]
     assert "人事部" in rows[0]["after"]
@@ -59,9 +59,19 @@ def test_audit_log_is_read_only_over_api(api_as: Callable[[str], APIClient], dep
 
 def test_request_id_reaches_audit(api_as: Callable[[str], APIClient]) -> None:
     client = api_as("root")
-    resp = client.post("/api/v1/departments/", {"code": "ops", "name": "运维"}, format="json",
-                       HTTP_X_REQUEST_ID="req-abcdef123456", REMOTE_ADDR="10.1.2.3", HTTP_USER_AGENT="pytest")
+    resp = client.post(
+        "/api/v1/departments/",
+        {"code": "ops", "name": "运维"},
+        format="json",
+        HTTP_X_REQUEST_ID="req-abcdef123456",
+        REMOTE_ADDR="10.1.2.3",
+        HTTP_USER_AGENT="pytest",
+    )
     assert resp["X-Request-ID"] == "req-abcdef123456"
     rec = client.get("/api/v1/audit-log/?action=department.create").json()["results"][0]
     assert (rec["request_id"], rec["source_ip"], rec["user_agent"], rec["via"]) == (
-        "req-abcdef123456", "10.1.2.3", "pytest", "api")
+        "req-abcdef123456",
+        "10.1.2.3",
+        "pytest",
+        "api",
+    )

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import threading
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -15,8 +16,13 @@ from appliance.audit.models import AppendOnlyError, AuditChainHead, AuditRecord
 def _write(n: int, label: str = "t") -> None:
     for i in range(n):
         with transaction.atomic():
-            audit.record("test.event", actor=None, target_type="test", target_label=f"{label}{i}",
-                         after={"i": i, "password": "hunter2", "nested": {"token": "x", "ok": "中文"}})
+            audit.record(
+                "test.event",
+                actor=None,
+                target_type="test",
+                target_label=f"{label}{i}",
+                after={"i": i, "password": "hunter2", "nested": {"token": "x", "ok": "中文"}},
+            )
 
 
 def _run_verify() -> tuple[int, str]:
@@ -59,7 +65,7 @@ def test_application_cannot_update_or_delete() -> None:
         AuditRecord.objects.all().delete()
 
 
-def _raw(sql: str, params: list[object]) -> None:
+def _raw(sql: str, params: list[Any]) -> None:
     # Tampering from outside the application, as a DBA with a SQL prompt could.
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -112,7 +118,7 @@ def test_parallel_writers_do_not_fork_the_chain() -> None:
     def worker(label: str) -> None:
         try:
             _write(15, label)
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connections.close_all()

@@ -13,10 +13,12 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from appliance.core.exceptions import ServiceError
 
 
-def error_response(status_code: int, code: str, message: str, details: Any = None,
-                   headers: dict[str, str] | None = None) -> Response:
-    return Response({"error": {"code": code, "message": message, "details": details}}, status=status_code,
-                    headers=headers)
+def error_response(
+    status_code: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        {"error": {"code": code, "message": message, "details": details}}, status=status_code, headers=headers
+    )
 
 
 def _first_message(detail: Any) -> str:
@@ -42,7 +44,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, exceptions.ValidationError):
         code, message, details = "invalid", _first_message(exc.detail), exc.detail
     else:
-        code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else str(exc.default_code)
         message, details = str(exc.detail), None
     response.data = {"error": {"code": code, "message": message, "details": details}}
     if response.status_code == status.HTTP_401_UNAUTHORIZED:

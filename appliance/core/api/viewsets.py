@@ -11,11 +11,18 @@ from rest_framework.request import Request
 from appliance.core.exceptions import NotFound
 from appliance.core.querysets import CHANGE, DELETE, VIEW
 
-_ACTION_FOR_METHOD = {"GET": VIEW, "HEAD": VIEW, "OPTIONS": VIEW, "POST": CHANGE, "PUT": CHANGE,
-                      "PATCH": CHANGE, "DELETE": DELETE}
+_ACTION_FOR_METHOD = {
+    "GET": VIEW,
+    "HEAD": VIEW,
+    "OPTIONS": VIEW,
+    "POST": CHANGE,
+    "PUT": CHANGE,
+    "PATCH": CHANGE,
+    "DELETE": DELETE,
+}
 
 
-class RestrictedViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
+class RestrictedViewSet(viewsets.GenericViewSet):
     """Lists and detail lookups are restricted by the permission gate.
 
     ``filter_map`` maps a query parameter to an ORM lookup for simple exact filters; a user of
@@ -46,4 +53,4 @@ class RestrictedViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
         obj = qs.filter(pk=self.kwargs["pk"]).first()
         if obj is None:
             raise NotFound("Not found.")
-        return obj  # type: ignore[no-any-return]
+        return obj

@@ -40,7 +40,13 @@ def test_secret_from_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 def test_database_urls() -> None:
     db = database_from_url("DATABASE_URL", "mysql://u:p%40ss@db.local:3307/console")
     assert (db["ENGINE"], db["NAME"], db["USER"], db["PASSWORD"], db["HOST"], db["PORT"]) == (
-        "django.db.backends.mysql", "console", "u", "p@ss", "db.local", "3307")
+        "django.db.backends.mysql",
+        "console",
+        "u",
+        "p@ss",
+        "db.local",
+        "3307",
+    )
     assert database_from_url("D", "sqlite:////tmp/x.db")["NAME"] == "/tmp/x.db"
     with pytest.raises(ConfigError, match="DATABASE_URL"):
         database_from_url("DATABASE_URL", "postgres://x/y")
@@ -48,16 +54,24 @@ def test_database_urls() -> None:
 
 def _check_settings(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     base = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "console.settings"}
-    return subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=ROOT, env={**base, **env},
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize(
     ("env", "message"),
     [
         ({"CONSOLE_ENV": "production"}, "CONSOLE_SECRET_KEY must be set"),
-        ({"CONSOLE_ENV": "production", "CONSOLE_SECRET_KEY": "k" * 50, "CONSOLE_DEBUG": "True"},
-         "CONSOLE_DEBUG must be False"),
+        (
+            {"CONSOLE_ENV": "production", "CONSOLE_SECRET_KEY": "k" * 50, "CONSOLE_DEBUG": "True"},
+            "CONSOLE_DEBUG must be False",
+        ),
         ({"CONSOLE_ENV": "production", "CONSOLE_SECRET_KEY": "k" * 50}, "DATABASE_URL must point at MySQL"),
         ({"CONSOLE_DEBUG": "maybe"}, "CONSOLE_DEBUG must be 'True' or 'False'"),
         ({"CONSOLE_ENV": "prod"}, "CONSOLE_ENV must be one of"),
@@ -70,6 +84,11 @@ def test_production_refuses_unsafe_settings(env: dict[str, str], message: str) -
 
 
 def test_production_starts_with_safe_settings() -> None:
-    result = _check_settings({"CONSOLE_ENV": "production", "CONSOLE_SECRET_KEY": "k" * 50,
-                              "DATABASE_URL": "mysql://root@127.0.0.1:3306/console"})
+    result = _check_settings(
+        {
+            "CONSOLE_ENV": "production",
+            "CONSOLE_SECRET_KEY": "k" * 50,
+            "DATABASE_URL": "mysql://root@127.0.0.1:3306/console",
+        }
+    )
     assert result.returncode == 0, result.stderr

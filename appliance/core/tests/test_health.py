@@ -29,8 +29,9 @@ def test_request_id_generated_and_invalid_one_replaced() -> None:
 
 @pytest.mark.django_db
 def test_openapi_schema_and_docs() -> None:
-    from django.core.management import call_command
     from io import StringIO
+
+    from django.core.management import call_command
 
     out = StringIO()
     call_command("spectacular", "--format", "openapi-json", stdout=out)
