@@ -42,8 +42,8 @@ EMBEDDING_BYTES_PER_PARAM = 2
 
 KV_DTYPE_BYTES: Mapping[str, int] = {"bf16": 2, "fp16": 2, "fp8": 1}
 # kv_dtype "auto" is the activation dtype, 16-bit for every catalog model even when its weights are FP8,
-# INT4 or GGUF: vLLM's --kv-cache-dtype auto follows the model dtype (bfloat16 in each config.json) and
-# llama.cpp's default --cache-type-k/-v is f16.
+# INT4 or GGUF: vLLM's --kv-cache-dtype auto follows the model dtype (fp16 when served with --dtype half,
+# otherwise bfloat16 as in each config.json) and llama.cpp's default --cache-type-k/-v is f16.
 AUTO_KV_DTYPE: Mapping[str, str] = {"vllm": "bf16", "ollama": "fp16", "llamacpp": "fp16"}
 
 ENGINES = ("vllm", "ollama", "llamacpp")
@@ -244,7 +244,10 @@ def _resolve_dtypes(req: PlanRequest, entry: ModelEntry) -> tuple[str, str]:
         raise FieldError("dtype", f"{req.engine} serves GGUF files: choose a catalog entry that has one")
     if not wants_gguf and dtype == "gguf":
         raise FieldError("dtype", f"{entry.slug} is a GGUF file: plan it for llamacpp or ollama, or pick a dtype")
-    kv_dtype = AUTO_KV_DTYPE[req.engine] if req.kv_dtype == "auto" else req.kv_dtype
+    kv_dtype = req.kv_dtype
+    if kv_dtype == "auto":
+        # vLLM's cache follows --dtype: half when the weights are served in fp16, bfloat16 otherwise.
+        kv_dtype = "fp16" if dtype == "fp16" else AUTO_KV_DTYPE[req.engine]
     return dtype, kv_dtype
 
 

@@ -56,6 +56,7 @@ def test_qwen32_standard_tier_at_4k() -> None:
     assert result.max_tokens_in_cache == 79_349
     assert result.max_concurrent_sequences == 19  # 79,349 // 4,096 (19 × 4,096 = 77,824)
     assert result.fits and result.tensor_parallel == 4 and result.gpus_used == 4
+    assert result.kv_dtype == "fp16"  # auto follows the fp16 weights
     assert result.suggested_tensor_parallel == 4
     assert result.reason.startswith(
         "needs 4 × 24 GiB GPUs (tensor parallel 4); found 4 × 24 GiB GPUs: fits with tensor parallel 4"
