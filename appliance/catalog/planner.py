@@ -48,6 +48,10 @@ AUTO_KV_DTYPE: Mapping[str, str] = {"vllm": "bf16", "ollama": "fp16", "llamacpp"
 
 ENGINES = ("vllm", "ollama", "llamacpp")
 GGUF_ENGINES = frozenset({"ollama", "llamacpp"})
+# llama.cpp caches MLA's compressed latent only for GGUFs converted after its MLA support (PR #12801, April
+# 2025); older files, such as Unsloth's January 2025 R1 quants in the catalog, make it cache the expanded
+# per-head K (192) and V (128) of all 128 heads: 71 times the latent. The planner assumes the older files.
+GGUF_MLA_LATENT_CACHE = False
 
 # Per-GPU memory an engine needs besides weights and KV cache, taken out of the utilisation share.
 ENGINE_RESERVE_BYTES: Mapping[str, int] = {
@@ -140,10 +144,17 @@ def weights_bytes(entry: ModelEntry, dtype: str) -> int:
     return math.ceil(body * per_param * overhead) + entry.embedding_parameters * EMBEDDING_BYTES_PER_PARAM
 
 
-def kv_bytes_per_token(entry: ModelEntry, kv_dtype_bytes: int) -> int:
-    """KV cache bytes of one token over all layers: 2·layers·kv_heads·head_dim·b, or (rank + rope)·layers·b for MLA."""
-    if entry.mla is not None:
-        return (entry.mla.kv_lora_rank + entry.mla.qk_rope_head_dim) * entry.num_hidden_layers * kv_dtype_bytes
+def kv_bytes_per_token(entry: ModelEntry, kv_dtype_bytes: int, latent: bool = True) -> int:
+    """KV cache bytes of one token over all layers: 2·layers·kv_heads·head_dim·b, or (rank + rope)·layers·b for MLA.
+
+    `latent=False` is MLA cached the pre-MLA way, every head's K (nope + rope) and V: layers·heads·(192 + 128)·b.
+    """
+    mla, layers = entry.mla, entry.num_hidden_layers
+    if mla is not None and latent:
+        return (mla.kv_lora_rank + mla.qk_rope_head_dim) * layers * kv_dtype_bytes
+    if mla is not None:
+        head_bytes = mla.qk_nope_head_dim + mla.qk_rope_head_dim + mla.v_head_dim
+        return layers * entry.num_attention_heads * head_bytes * kv_dtype_bytes
     assert entry.head_dim is not None  # validate_entry requires it for gqa/mha
     return 2 * entry.num_hidden_layers * entry.num_key_value_heads * entry.head_dim * kv_dtype_bytes
 
@@ -240,6 +251,8 @@ def _resolve_dtypes(req: PlanRequest, entry: ModelEntry) -> tuple[str, str]:
         raise FieldError("kv_dtype", f"{req.kv_dtype!r} is not one of {', '.join(KV_DTYPE_CHOICES)}")
     dtype = entry.native_dtype if req.dtype == "auto" else req.dtype
     wants_gguf = req.engine in GGUF_ENGINES
+    if wants_gguf and req.kv_dtype == "fp8":
+        raise FieldError("kv_dtype", f"{req.engine} caches in f16 or bf16 (its q8_0/q4_0 caches are not modelled)")
     if wants_gguf and (dtype != "gguf" or entry.gguf_file_bytes is None):
         raise FieldError("dtype", f"{req.engine} serves GGUF files: choose a catalog entry that has one")
     if not wants_gguf and dtype == "gguf":
@@ -408,7 +421,7 @@ def _gguf_tokens(req: PlanRequest, entry: ModelEntry, file_bytes: int, kv_per_to
 
 def _plan_gguf(req: PlanRequest, entry: ModelEntry, kv_dtype: str) -> Plan:
     file_bytes, layers, context = entry.gguf_file_bytes or 0, entry.num_hidden_layers, req.context_length
-    kv_per_token = kv_bytes_per_token(entry, KV_DTYPE_BYTES[kv_dtype])
+    kv_per_token = kv_bytes_per_token(entry, KV_DTYPE_BYTES[kv_dtype], latent=GGUF_MLA_LATENT_CACHE)
     rule, offload = _gguf_gpu_layers(req, entry, file_bytes, kv_per_token)
     gpu_weights = _share(file_bytes, offload, layers)
     cpu_ram = file_bytes - gpu_weights + _share(kv_per_token * context, layers - offload, layers) + HOST_RESERVE_BYTES

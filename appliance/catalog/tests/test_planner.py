@@ -194,36 +194,50 @@ def test_unsloth_rule_reproduces_the_published_table(file_gib: int, vram_gib: in
     assert unsloth_gpu_layers(vram_gib, file_gib * GIB, 61) == layers
 
 
+def test_iq1_s_kv_cache_is_expanded_on_llama_cpp() -> None:
+    entry = get_model("deepseek-r1-ud-iq1_s")
+    # January 2025 GGUFs predate llama.cpp's MLA cache: every head's K (128 + 64) and V (128) is kept,
+    # 61 layers × 128 heads × 320 × 2 bytes = 4,997,120 per token, against the latent's 70,272
+    assert kv_bytes_per_token(entry, 2, latent=False) == 4_997_120
+    assert plan(PlanRequest(entry, 1, 80, 4096, engine="llamacpp", cpu_ram_gib=256)).kv_bytes_per_token == 4_997_120
+
+
 def test_iq1_s_on_one_80gb_gpu() -> None:
     result = plan(PlanRequest("deepseek-r1-ud-iq1_s", 1, 80, 4096, engine="llamacpp", cpu_ram_gib=256))
-    # file 140,200,000,000 bytes = 130.57 GiB; floor(80 / 130.57 × 61) = floor(37.37) = 37; − 4 = 33
-    assert result.n_gpu_layers == 33
-    # step-down check: (140,200,000,000 + 70,272 × 4,096) × 33 / 61 = 76,001,615,176
-    #   ≤ pool int(80 GiB × 0.9) − 1 GiB = 76,235,669,504, so the rule's 33 stands
+    # Unsloth: file 140,200,000,000 bytes = 130.57 GiB; floor(80 / 130.57 × 61) = floor(37.37) = 37; − 4 = 33.
+    # Step-down: weights plus one 4,096-token context, 140,200,000,000 + 4,997,120 × 4,096 = 160,668,203,520,
+    #   must fit the pool int(80 GiB × 0.9) − 1 GiB = 76,235,669,504 for the offloaded share:
+    #   29 layers: ceil(160,668,203,520 × 29 / 61) = 76,383,244,297 > pool; 28 layers: 73,749,339,321 fits.
+    assert result.n_gpu_layers == 28
     assert result.weights_bytes == 140_200_000_000
-    assert result.weights_bytes_per_gpu == 75_845_901_640  # ceil(140,200,000,000 × 33 / 61)
-    # GPU side: (76,235,669,504 − 75,845,901,640) × 61 // (70,272 × 33) = 389,767,864 × 61 // 2,318,976 = 10,252
-    # host side: 256 GiB − 512 MiB − 64,354,098,360 = 209,986,937,672 × 61 // (70,272 × 28) = 6,510,011
-    assert result.max_tokens_in_cache == 10_252
-    assert result.max_concurrent_sequences == 2
-    # host: 64,354,098,360 weights + ceil(70,272 × 4,096 × 28 / 61) = 132,119,576 + 536,870,912
-    assert result.cpu_ram_bytes == 65_023_089_848
+    assert result.weights_bytes_per_gpu == 64_354_098_361  # ceil(140,200,000,000 × 28 / 61)
+    # GPU side: (76,235,669,504 − 64,354,098,361) × 61 // (4,997,120 × 28) = 11,881,571,143 × 61 // 139,919,360
+    #   = 5,179 tokens; host side: (256 GiB − 512 MiB − 75,845,901,639) × 61 // (4,997,120 × 33) = 73,425
+    assert result.max_tokens_in_cache == 5_179
+    assert result.max_concurrent_sequences == 1
+    # host: 75,845,901,639 weights + ceil(20,468,203,520 × 33 / 61) = 11,072,962,560 KV + 536,870,912
+    assert result.cpu_ram_bytes == 87_455_735_111
     assert result.fits and result.kv_dtype == "fp16"
-    assert result.reason.startswith("33 of 61 layers on 1 × 80 GiB GPU (Unsloth's rule); needs 60.6 GiB of host RAM")
+    assert result.reason.startswith(
+        "28 of 61 layers on 1 × 80 GiB GPU, stepped down from Unsloth's 33 to fit; "
+        "needs 81.4 GiB of host RAM, found 256 GiB: fits"
+    )
 
 
 def test_iq1_s_on_two_24gb_gpus() -> None:
     result = plan(PlanRequest("deepseek-r1-ud-iq1_s", 2, 24, 4096, engine="llamacpp"))
-    # floor(48 / 130.57 × 61) = floor(22.42) = 22; − 4 = 18
-    assert result.n_gpu_layers == 18
-    # pool 2 × (23,192,823,398 − 1,073,741,824) = 44,238,163,148; GPU weights ceil(140.2e9 × 18 / 61) = 41,370,491,804
-    # (44,238,163,148 − 41,370,491,804) × 61 // (70,272 × 18) = 2,867,671,344 × 61 // 1,264,896 = 138,294
-    assert result.max_tokens_in_cache == 138_294
-    assert result.max_concurrent_sequences == 33
-    # host: 140,200,000,000 − 41,370,491,804 = 98,829,508,196 + ceil(70,272 × 4,096 × 43 / 61) + 536,870,912
-    assert result.cpu_ram_bytes == 99_569_278_564
-    assert result.gpus_used == 2 and result.weights_bytes_per_gpu == 41_370_491_804 // 2
-    assert "needs 92.7 GiB of host RAM (not checked: cpu_ram_gib not given): fits" in result.reason
+    # Unsloth: floor(48 / 130.57 × 61) = floor(22.42) = 22; − 4 = 18.
+    # pool 2 × (23,192,823,398 − 1,073,741,824) = 44,238,163,148;
+    #   17 layers: ceil(160,668,203,520 × 17 / 61) = 44,776,384,588 > pool; 16 layers: 42,142,479,612 fits
+    assert result.n_gpu_layers == 16
+    # GPU weights ceil(140,200,000,000 × 16 / 61) = 36,773,770,492;
+    # (44,238,163,148 − 36,773,770,492) × 61 // (4,997,120 × 16) = 7,464,392,656 × 61 // 79,953,920 = 5,694
+    assert result.max_tokens_in_cache == 5_694
+    assert result.max_concurrent_sequences == 1
+    # host: 103,426,229,508 weights + ceil(20,468,203,520 × 45 / 61) = 15,099,494,400 + 536,870,912
+    assert result.cpu_ram_bytes == 119_062_594_820
+    assert result.gpus_used == 2 and result.weights_bytes_per_gpu == 36_773_770_492 // 2
+    assert "needs 110.9 GiB of host RAM (not checked: cpu_ram_gib not given): fits" in result.reason
 
 
 def test_gguf_steps_down_when_the_rule_overfills_the_gpu() -> None:
@@ -238,9 +252,9 @@ def test_gguf_steps_down_when_the_rule_overfills_the_gpu() -> None:
 
 def test_gguf_too_little_host_ram_does_not_fit() -> None:
     result = plan(PlanRequest("deepseek-r1-ud-iq1_s", 2, 24, 4096, engine="llamacpp", cpu_ram_gib=64))
-    # 92.7 GiB needed for the 43 CPU layers, their KV cache and the process; 64 GiB given
-    assert not result.fits
-    assert "needs 92.7 GiB of host RAM, found 64 GiB: does not fit" in result.reason
+    # 110.9 GiB needed for the 45 CPU layers, their KV cache and the process; 64 GiB given
+    assert not result.fits and result.max_tokens_in_cache == 0
+    assert "needs 110.9 GiB of host RAM, found 64 GiB: does not fit" in result.reason
 
 
 # --- SmolLM2 on CPU -------------------------------------------------------------------------------------------
@@ -317,6 +331,7 @@ def test_tensor_parallel_may_exceed_kv_heads_when_vllm_can_replicate_them() -> N
         (qwen32(dtype="fp4"), "dtype"),
         (qwen32(dtype="gguf"), "dtype"),  # no GGUF file for the 32B entry
         (qwen32(kv_dtype="int4"), "kv_dtype"),
+        (PlanRequest("deepseek-r1-ud-iq1_s", 2, 80, engine="llamacpp", kv_dtype="fp8"), "kv_dtype"),
         (qwen32(engine="llamacpp", tensor_parallel=None), "dtype"),  # llama.cpp needs a GGUF file
         (PlanRequest("deepseek-r1-ud-iq1_s", 2, 80), "dtype"),  # vLLM is not planned for GGUF
         (PlanRequest("deepseek-r1-ud-iq1_s", 2, 80, engine="llamacpp", tensor_parallel=2), "tensor_parallel"),
