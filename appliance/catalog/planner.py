@@ -96,7 +96,7 @@ class PlanRequest:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """The answer. Byte figures are bytes; `kv_bytes_per_token` is the whole model's, before sharding."""
+    """The answer, sizes in bytes. `kv_bytes_per_token` is the whole model's, before any sharding."""
 
     model: str
     engine: str
