@@ -1,0 +1,57 @@
+"""Engine adapters: a deployment request in, `docker.containers.create(...)` arguments out.
+
+Pure Python, importable without Django. `engine_for(name, image)` gives the adapter; its
+`build_spec(request)` gives the node's containers and `health_check(base_url, client)` probes one.
+"""
+
+from __future__ import annotations
+
+from .base import (
+    ContainerSpec,
+    Engine,
+    EngineError,
+    EngineRequest,
+    HealthResult,
+    HealthState,
+    Role,
+)
+from .flags import FlagError
+from .llamacpp import LlamaCppPythonEngine, LlamaServerEngine, llamacpp_engine_for
+from .ollama import OllamaEngine
+from .vllm import VllmEngine
+
+ENGINES = ("vllm", "ollama", "llamacpp")
+
+__all__ = [
+    "ENGINES",
+    "ContainerSpec",
+    "Engine",
+    "EngineError",
+    "EngineRequest",
+    "FlagError",
+    "HealthResult",
+    "HealthState",
+    "LlamaCppPythonEngine",
+    "LlamaServerEngine",
+    "OllamaEngine",
+    "Role",
+    "VllmEngine",
+    "build_specs",
+    "engine_for",
+]
+
+
+def engine_for(name: str, image: str = "") -> Engine:
+    """The adapter for an engine name; llama.cpp's depends on the image (see llamacpp.py)."""
+    if name == VllmEngine.name:
+        return VllmEngine()
+    if name == OllamaEngine.name:
+        return OllamaEngine()
+    if name == "llamacpp":
+        return llamacpp_engine_for(image)
+    raise EngineError("engine", f"{name!r} is not one of {', '.join(ENGINES)}")
+
+
+def build_specs(req: EngineRequest) -> list[ContainerSpec]:
+    """The containers `req.node_name` runs for the request, by the request's own engine and image."""
+    return engine_for(req.engine, req.image).build_spec(req)

@@ -1,0 +1,225 @@
+"""Ollama: the `ollama/ollama` image serving one GGUF model, configured through its environment.
+
+Ollama reads no command-line flags for `serve`: its settings are OLLAMA_* variables
+(envconfig/config.go), so a deployment's extra_args are extra variables, checked against the names
+that file reads. The model does not exist in Ollama until it is created from the GGUF: either run
+`ollama create <name> -f <modelfile(req)>` inside the container, or push the file as a blob and
+`POST /api/create` with `create_model_payload(...)` (the API shape of Ollama 0.32.15, docs/api.md).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from .base import (
+    ContainerSpec,
+    Engine,
+    EngineError,
+    EngineRequest,
+    HealthResult,
+    HealthState,
+    Role,
+    container_name,
+    device_requests_for,
+    down,
+    gpu_environment,
+    healthcheck,
+    labels_for,
+    merge_env,
+    model_volumes,
+    probe,
+    published_port,
+    unexpected,
+)
+from .flags import OLLAMA_ENV, OLLAMA_IMAGE, OLLAMA_VERSION, ExtraArgs, FlagError
+
+OLLAMA_PORT = 11434
+OLLAMA_HOME = "/root/.ollama"  # the image runs as root; its store must outlive the container
+RUNNING = "Ollama is running"
+_DIGEST = re.compile(r"^(sha256:)?([0-9a-f]{64})$")
+# Variables the adapter sets from the request's fields; extra_args may not override them.
+MANAGED = frozenset(
+    {
+        *("OLLAMA_HOST", "OLLAMA_MODELS", "OLLAMA_NUM_PARALLEL", "OLLAMA_CONTEXT_LENGTH"),
+        *("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL"),
+    }
+)
+UNUSED_FIELDS = ("hf_model_id", "gpu_memory_utilization", "dtype", "quantization", "max_num_seqs", "threads")
+
+
+class OllamaEngine(Engine):
+    name = "ollama"
+    version = OLLAMA_VERSION
+    default_image = OLLAMA_IMAGE
+    container_port = OLLAMA_PORT
+    health_path = "/"
+    models_path = "/api/tags"
+    metrics_path = None  # Ollama has no Prometheus endpoint (server/routes.go)
+
+    def build_spec(self, req: EngineRequest) -> list[ContainerSpec]:
+        self._validate(req)
+        return [
+            ContainerSpec(
+                name=container_name(req),
+                image=req.image,
+                # The image's ENTRYPOINT is /bin/ollama; its CMD is this.
+                command=["serve"],
+                labels=labels_for(req),
+                environment=ollama_environment(req),
+                container_port=OLLAMA_PORT,
+                health_path=self.health_path,
+                models_path=self.models_path,
+                ports=published_port(req, OLLAMA_PORT),
+                device_requests=device_requests_for(req.gpu_uuids),
+                volumes={**model_volumes(req), store_volume(req): {"bind": OLLAMA_HOME, "mode": "rw"}},
+                user=req.user,
+                # The image has no curl; the CLI lists models through the server, so it fails when the
+                # server does not answer.
+                healthcheck=healthcheck(["/bin/ollama", "list"], start_period_s=60),
+            )
+        ]
+
+    def validate_extra_args(self, args: ExtraArgs) -> None:
+        names = list(_env_pairs(args))
+        unknown = [n for n in names if n not in OLLAMA_ENV]
+        if unknown:
+            known = sorted(OLLAMA_ENV)
+            message = f"unknown variables for ollama {OLLAMA_VERSION}: {', '.join(unknown)}. Known: {', '.join(known)}"
+            raise FlagError(message, unknown=unknown, known=known)
+        owned = [n for n in names if n in MANAGED]
+        if owned:
+            message = f"set by the console from the deployment's fields, not extra_args: {', '.join(owned)}"
+            raise FlagError(message, managed=owned, known=sorted(OLLAMA_ENV))
+
+    def health_check(self, base_url: str, client: httpx.Client, *, expect_model: str | None = None) -> HealthResult:
+        root = probe(client, base_url, self.health_path)
+        if root is None:
+            return down(base_url, self.health_path)
+        if root.status_code != httpx.codes.OK or RUNNING not in root.text:
+            return unexpected(root)
+        tags = probe(client, base_url, self.models_path)
+        if tags is None or tags.status_code != httpx.codes.OK:
+            return HealthResult(HealthState.UNHEALTHY, f"{self.models_path} did not answer 200")
+        models = _tag_names(tags)
+        # Ollama answers before any model exists: until `create` ran, the deployment is still loading.
+        if expect_model is not None and not {expect_model, f"{expect_model}:latest"} & set(models):
+            return HealthResult(HealthState.LOADING, f"{expect_model} is not created yet", models)
+        return HealthResult(HealthState.READY, "", models)
+
+    def _validate(self, req: EngineRequest) -> None:
+        if req.engine != self.name:
+            raise EngineError("engine", f"{req.engine!r} is not {self.name}")
+        if req.role is not Role.SINGLE:
+            raise EngineError("role", "Ollama runs on one node")
+        if req.tensor_parallel != 1 or req.pipeline_parallel != 1:
+            raise EngineError("tensor_parallel", "Ollama splits layers across its GPUs by itself: leave it at 1")
+        for name in UNUSED_FIELDS:
+            if getattr(req, name):
+                raise EngineError(name, "Ollama does not use it")
+        if not req.model_path.endswith(".gguf"):
+            raise EngineError("model_path", "Ollama is given a .gguf file")
+        if req.template is not None and '"""' in req.template:
+            raise EngineError("template", 'must not contain """, which ends a Modelfile TEMPLATE')
+        self.validate_extra_args(req.extra_args)
+
+
+def ollama_environment(req: EngineRequest) -> dict[str, str]:
+    env = {
+        "OLLAMA_HOST": f"0.0.0.0:{OLLAMA_PORT}",
+        "OLLAMA_MODELS": f"{OLLAMA_HOME}/models",
+        "OLLAMA_NUM_PARALLEL": str(req.parallel or 1),
+        "OLLAMA_MAX_QUEUE": "512",
+        # Ollama unloads an idle model after 5 minutes by default; reloading a large one takes minutes.
+        "OLLAMA_KEEP_ALIVE": "24h",
+        "OLLAMA_MAX_LOADED_MODELS": "1",  # one deployment, one model
+        **gpu_environment(req.gpu_uuids),
+    }
+    if req.max_model_len is not None:
+        env["OLLAMA_CONTEXT_LENGTH"] = str(req.max_model_len)
+    env.update(_env_pairs(req.extra_args))
+    return merge_env(env, req.env)
+
+
+def store_volume(req: EngineRequest) -> str:
+    """A named volume per deployment: created models survive a container being replaced."""
+    return f"appliance-ollama-{req.deployment_id}"
+
+
+def model_parameters(req: EngineRequest) -> dict[str, int]:
+    """Modelfile PARAMETERs: num_ctx from max_model_len, num_gpu (layers on GPU) from n_gpu_layers."""
+    params: dict[str, int] = {}
+    if req.max_model_len is not None:
+        params["num_ctx"] = req.max_model_len
+    if req.n_gpu_layers is not None:
+        params["num_gpu"] = req.n_gpu_layers
+    elif not req.gpu_uuids:
+        params["num_gpu"] = 0  # say "CPU" outright rather than let Ollama look for a GPU
+    return params
+
+
+def modelfile(req: EngineRequest) -> str:
+    """The Modelfile for `ollama create`, run inside the container where the GGUF is under /models."""
+    lines = [f"FROM {req.container_model_path}"]
+    lines += [f"PARAMETER {name} {value}" for name, value in model_parameters(req).items()]
+    if req.template:
+        lines.append(f'TEMPLATE """{req.template}"""')
+    return "\n".join(lines) + "\n"
+
+
+def blob_path(digest: str) -> str:
+    """Where to HEAD (exists?) and POST (upload) the GGUF before `POST /api/create`."""
+    return f"/api/blobs/sha256:{_hex_digest(digest)}"
+
+
+def create_model_payload(req: EngineRequest, digest: str, *, stream: bool = False) -> dict[str, Any]:
+    """The body of `POST /api/create` (Ollama ≥ 0.5.5 shape: `files`, `parameters`, `template`).
+
+    `digest` is the SHA-256 of the GGUF, already uploaded to `blob_path(digest)`.
+    """
+    payload: dict[str, Any] = {
+        "model": req.served_model_name,
+        "files": {posixpath.basename(req.model_path): f"sha256:{_hex_digest(digest)}"},
+        "stream": stream,
+    }
+    if parameters := model_parameters(req):
+        payload["parameters"] = parameters
+    if req.template:
+        payload["template"] = req.template
+    return payload
+
+
+def _hex_digest(digest: str) -> str:
+    match = _DIGEST.match(digest)
+    if not match:
+        raise EngineError("digest", "must be 64 lowercase hex digits, optionally prefixed with sha256:")
+    return match.group(2)
+
+
+def _env_pairs(args: ExtraArgs) -> dict[str, str]:
+    """Extra variables from {"NAME": value} or ["NAME=value", …]."""
+    if isinstance(args, str):
+        raise FlagError("extra_args must be a list of NAME=value or a mapping, not one string")
+    if isinstance(args, Mapping):
+        return {str(k): _env_value(v) for k, v in args.items()}
+    pairs = [str(token).partition("=") for token in args]
+    if any(not sep for _, sep, _ in pairs):
+        raise FlagError("Ollama extra_args are environment variables: write NAME=value")
+    return {name: value for name, _, value in pairs}
+
+
+def _env_value(value: object) -> str:
+    # Ollama parses booleans with Go's strconv.ParseBool, which reads "true" and "false".
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _tag_names(resp: httpx.Response) -> tuple[str, ...]:
+    try:
+        models = resp.json().get("models", [])
+    except (ValueError, AttributeError):
+        return ()
+    return tuple(str(m["name"]) for m in models if isinstance(m, dict) and "name" in m)
