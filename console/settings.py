@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "appliance.core",
     "appliance.accounts",
     "appliance.audit",
+    "appliance.catalog",
     "frontend",
 ]
 
