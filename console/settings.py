@@ -39,6 +39,19 @@ CSRF_TRUSTED_ORIGINS = env_list("CONSOLE_CSRF_TRUSTED_ORIGINS", [])
 CONSOLE_ID = env_str("CONSOLE_ID", "appliance")
 NODE_NAME = env_str("APPLIANCE_NODE_NAME", socket.gethostname())
 
+# GPUs: a spec such as "8x RTX 4090 24GB" replaces NVML with simulated GPUs (development, CI, demos).
+APPLIANCE_SIMULATED_GPUS = env_optional("APPLIANCE_SIMULATED_GPUS")
+if APPLIANCE_SIMULATED_GPUS:
+    from appliance.gpus.simulated import parse_spec
+
+    try:
+        parse_spec(APPLIANCE_SIMULATED_GPUS)
+    except ValueError as exc:
+        raise ConfigError(f"APPLIANCE_SIMULATED_GPUS: {exc}") from None
+APPLIANCE_INVENTORY_INTERVAL_SECONDS = env_int("APPLIANCE_INVENTORY_INTERVAL_SECONDS", 10, minimum=1)
+APPLIANCE_HEARTBEAT_SECONDS = env_int("APPLIANCE_HEARTBEAT_SECONDS", 10, minimum=1)
+APPLIANCE_NODE_MISSED_HEARTBEATS = env_int("APPLIANCE_NODE_MISSED_HEARTBEATS", 3, minimum=1)
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -53,6 +66,7 @@ INSTALLED_APPS = [
     "appliance.core",
     "appliance.accounts",
     "appliance.audit",
+    "appliance.gpus",
     "appliance.catalog",
     "frontend",
 ]
@@ -108,6 +122,17 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Periodic work that runs once for the whole appliance (per-node work is scheduled by each node's
+# worker, see workers/node_agent.py). Other apps add their entries here.
+CELERY_BEAT_SCHEDULE = {
+    "gpus.reconcile-nodes": {
+        "task": "gpus.reconcile_nodes",
+        "schedule": float(APPLIANCE_HEARTBEAT_SECONDS),
+        "options": {"expires": APPLIANCE_HEARTBEAT_SECONDS},
+    },
+    "gpus.rollup-metrics": {"task": "gpus.rollup_metrics", "schedule": 60.0, "options": {"expires": 60}},
+    "gpus.prune-metrics": {"task": "gpus.prune_metrics", "schedule": 600.0, "options": {"expires": 600}},
+}
 
 CHANNEL_LAYERS = {
     "default": {

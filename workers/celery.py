@@ -44,3 +44,7 @@ def _clear_request_id(task_id: str | None = None, **_: Any) -> None:
     token = _tokens.pop(task_id or "", None)
     if token is not None:
         reset_context(token)
+
+
+# Registers the node and heartbeats from workers that consume their node's queue.
+from workers import node_agent  # noqa: E402, F401

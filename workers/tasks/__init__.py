@@ -1,0 +1,5 @@
+"""Celery tasks, one module per app. ``app.autodiscover_tasks`` imports this package: import yours here."""
+
+from workers.tasks import gpus
+
+__all__ = ["gpus"]
