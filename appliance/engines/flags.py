@@ -302,7 +302,10 @@ _NEGATIVE_NUMBER = re.compile(r"^-\d")
 
 
 def vllm_flag_name(token: str) -> str:
-    """vLLM's parser reads "--max_model_len" as "--max-model-len" and "--x.key v" as part of --x."""
+    """vLLM's parser reads "--max_model_len" as "--max-model-len", "--x.key v" as part of --x and
+    "-O3" as "--optimization-level 3" (vllm/utils/argparse_utils.py)."""
+    if token.startswith("-O"):
+        return "--optimization-level"
     name = token.split("=", 1)[0].split(".", 1)[0]
     return name[:2] + name[2:].replace("_", "-") if name.startswith("--") else name
 
