@@ -75,3 +75,12 @@ def bearer_for(personas: dict[str, User]) -> Callable[[str], APIClient]:
         return client
 
     return client_for
+
+
+@pytest.fixture
+def seeded_profiles(db: Any) -> None:
+    """The seeded SKU profiles; a transactional test's flush removes the migration's rows."""
+    from appliance.catalog.models import Profile, ProfileVersion
+    from appliance.catalog.seeds import seed_profiles
+
+    seed_profiles(Profile, ProfileVersion)

@@ -109,3 +109,17 @@ def database_from_url(name: str, url: str) -> dict[str, Any]:
             "TEST": {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
         }
     raise ConfigError(f"{name} must start with sqlite:// or mysql://, got {parts.scheme or url!r}")
+
+
+def env_port_range(name: str, default: tuple[int, int]) -> tuple[int, int]:
+    value = _raw(name)
+    if value is None:
+        return default
+    low, sep, high = value.partition("-")
+    try:
+        lo, hi = int(low), int(high)
+    except ValueError:
+        raise ConfigError(f"{name} must look like 20000-20999, got {value!r}") from None
+    if not sep or not 1024 <= lo <= hi <= 65535:
+        raise ConfigError(f"{name} must be LOW-HIGH within 1024-65535, got {value!r}")
+    return lo, hi

@@ -1,0 +1,62 @@
+"""Deployment states and the transitions between them."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class State(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    SCHEDULED = "scheduled", _("Scheduled")
+    CREATING = "creating", _("Creating")
+    STARTING = "starting", _("Starting")
+    RUNNING = "running", _("Running")
+    STOPPING = "stopping", _("Stopping")
+    STOPPED = "stopped", _("Stopped")
+    FAILED = "failed", _("Failed")
+    UNREACHABLE = "unreachable", _("Unreachable")
+
+
+class Desired(models.TextChoices):
+    RUNNING = "running", _("Running")
+    STOPPED = "stopped", _("Stopped")
+
+
+class Role(models.TextChoices):
+    """Mirrors appliance.engines.base.Role: one container, or the Ray head/worker of a multi-node vLLM."""
+
+    SINGLE = "single", _("Single")
+    RAY_HEAD = "ray-head", _("Ray head")
+    RAY_WORKER = "ray-worker", _("Ray worker")
+
+
+# States in which a deployment holds GPU units, a port and (maybe) containers.
+ACTIVE_STATES = frozenset({State.SCHEDULED, State.CREATING, State.STARTING, State.RUNNING, State.UNREACHABLE})
+# States from which start is allowed.
+STARTABLE_STATES = frozenset({State.PENDING, State.STOPPED, State.FAILED})
+# States in which a deployment may be deleted.
+DELETABLE_STATES = frozenset({State.PENDING, State.STOPPED, State.FAILED})
+
+ALLOWED = {
+    State.PENDING: {State.SCHEDULED, State.STOPPED, State.FAILED},
+    State.SCHEDULED: {State.CREATING, State.STOPPING, State.FAILED, State.STOPPED},
+    State.CREATING: {State.STARTING, State.FAILED, State.STOPPING, State.SCHEDULED},
+    State.STARTING: {State.RUNNING, State.FAILED, State.STOPPING, State.UNREACHABLE},
+    State.RUNNING: {State.FAILED, State.STOPPING, State.UNREACHABLE},
+    State.UNREACHABLE: {State.RUNNING, State.FAILED, State.STOPPING},
+    State.STOPPING: {State.STOPPED, State.FAILED},
+    State.STOPPED: {State.SCHEDULED},
+    State.FAILED: {State.SCHEDULED, State.STOPPING, State.STOPPED},
+}
+
+
+class PlacementStrategy(models.TextChoices):
+    SPREAD = "spread", _("Spread")
+    BINPACK = "binpack", _("Bin-pack")
+
+
+CONTAINER_LABEL_CONSOLE = "appliance.console"
+CONTAINER_LABEL_DEPLOYMENT = "appliance.deployment"
+CONTAINER_LABEL_NODE = "appliance.node"
+CONTAINER_LABEL_REPLICA = "appliance.container"

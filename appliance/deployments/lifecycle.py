@@ -1,0 +1,150 @@
+"""State changes made by node workers as containers are created, become healthy, die or stop.
+
+Every function takes ids, re-reads rows under lock and is safe to run twice: a re-delivered task
+finds the row already moved on and does nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from appliance.deployments import placement
+from appliance.deployments.choices import ACTIVE_STATES, Desired, Role, State
+from appliance.deployments.models import Deployment, Instance
+from appliance.deployments.services import queue_stops, schedule, transition
+from appliance.deployments.launchspec import launch_spec
+from appliance.gpus.choices import node_queue
+
+
+def backoff_seconds(failures: int) -> int:
+    """Delay before restart number ``failures`` (1-based): 10 s, 20 s, 40 s … capped at 300 s."""
+    return int(min(10 * 2 ** (failures - 1), 300))
+
+
+def claim_for_launch(instance_id: int) -> Instance | None:
+    """Atomically take a scheduled instance; None when another delivery or a stop got there first."""
+    now = timezone.now()
+    with transaction.atomic():
+        if not Instance.objects.filter(pk=instance_id, state=State.SCHEDULED).update(state=State.CREATING,
+                                                                                    claimed_at=now):
+            return None
+        inst = Instance.objects.select_related("deployment", "node").get(pk=instance_id)
+        dep = Deployment.objects.select_for_update().get(pk=inst.deployment_id)
+        if dep.state == State.SCHEDULED:
+            transition(dep, State.CREATING, f"creating container {inst.container_name} on {inst.node.name}")
+    return inst
+
+
+@transaction.atomic
+def mark_started(instance_id: int, container_id: str) -> Instance | None:
+    inst = Instance.objects.select_for_update().select_related("node").filter(pk=instance_id).first()
+    if inst is None or inst.state not in (State.CREATING, State.SCHEDULED):
+        return None
+    inst.state, inst.container_id, inst.started_at = State.STARTING, container_id, timezone.now()
+    inst.endpoint_host = settings.APPLIANCE_NODE_ADDRESS
+    inst.save(update_fields=["state", "container_id", "started_at", "endpoint_host"])
+    dep = Deployment.objects.select_for_update().get(pk=inst.deployment_id)
+    if dep.state in (State.SCHEDULED, State.CREATING):
+        transition(dep, State.STARTING, "container started; waiting for the engine to load the model")
+    _launch_workers_after_head(inst)
+    return inst
+
+
+def _launch_workers_after_head(inst: Instance) -> None:
+    """Ray workers join a head that runs: they are queued once the head's container started."""
+    if inst.role != Role.RAY_HEAD:
+        return
+    from workers.tasks.deployments import launch_instance
+
+    for worker in Instance.objects.filter(deployment_id=inst.deployment_id, replica=inst.replica,
+                                          role=Role.RAY_WORKER).select_related("node"):
+        launch_instance.apply_async_on_commit(args=[worker.pk], queue=node_queue(worker.node.name))
+
+
+@transaction.atomic
+def mark_healthy(instance_id: int, detail: str) -> None:
+    inst = Instance.objects.select_for_update().filter(pk=instance_id, state=State.STARTING).first()
+    if inst is None:
+        return
+    inst.state, inst.health_detail = State.RUNNING, detail[:255]
+    inst.save(update_fields=["state", "health_detail"])
+    Instance.objects.filter(deployment_id=inst.deployment_id, role=Role.RAY_WORKER,
+                            state=State.STARTING).update(state=State.RUNNING)
+    dep = Deployment.objects.select_for_update().get(pk=inst.deployment_id)
+    serving = dep.instances.exclude(role=Role.RAY_WORKER)
+    if dep.state == State.STARTING and not serving.exclude(state=State.RUNNING).exists():
+        dep.restart_count = 0
+        transition(dep, State.RUNNING, detail)
+
+
+def note_progress(instance_id: int, detail: str, logs: str) -> None:
+    Instance.objects.filter(pk=instance_id).update(health_detail=detail[:255], last_logs=logs[-8000:])
+
+
+@transaction.atomic
+def mark_failed(instance_id: int, reason: str, *, exit_code: int | None = None, logs: str = "") -> None:
+    """An instance failed: the deployment fails, its other containers stop, and a restart is planned."""
+    inst = Instance.objects.select_for_update().filter(pk=instance_id).first()
+    if inst is None or inst.state in (State.STOPPED, State.FAILED, State.STOPPING):
+        return
+    inst.state, inst.exit_code = State.FAILED, exit_code
+    inst.last_logs = logs[-8000:] or inst.last_logs
+    inst.save(update_fields=["state", "exit_code", "last_logs"])
+    dep = Deployment.objects.select_for_update().get(pk=inst.deployment_id)
+    if dep.state in (State.STOPPING, State.STOPPED, State.FAILED):
+        return
+    tail = "\n".join(logs.strip().splitlines()[-5:])
+    code = f" (exit code {exit_code})" if exit_code is not None else ""
+    _plan_restart(dep)
+    transition(dep, State.FAILED, f"{reason}{code}" + (f"\n{tail}" if tail else ""))
+    queue_stops(dep)
+
+
+def _plan_restart(dep: Deployment) -> None:
+    if dep.desired == Desired.RUNNING and dep.restart_count < dep.max_restarts:
+        dep.restart_count += 1
+        dep.next_restart_at = timezone.now() + timedelta(seconds=backoff_seconds(dep.restart_count))
+    else:
+        dep.next_restart_at = None
+
+
+@transaction.atomic
+def mark_stopped(instance_id: int, exit_code: int | None) -> None:
+    """A container is gone; when the deployment has none left, its units and ports are released."""
+    inst = Instance.objects.select_for_update().filter(pk=instance_id).first()
+    if inst is None:
+        return
+    if inst.state != State.FAILED:
+        inst.state = State.STOPPED
+    inst.exit_code = exit_code if exit_code is not None else inst.exit_code
+    inst.save(update_fields=["state", "exit_code"])
+    dep = Deployment.objects.select_for_update().get(pk=inst.deployment_id)
+    if dep.instances.filter(state__in=[*ACTIVE_STATES, State.STOPPING]).exists():
+        return
+    placement.release(dep.pk)
+    if dep.state == State.STOPPING:
+        transition(dep, State.STOPPED, "all containers stopped and removed; GPU units released")
+        if dep.desired == Desired.RUNNING:  # a restart request: start again right away
+            dep.instances.all().delete()
+            schedule(dep, launch_spec(dep.profile_version), None, reason="restarted")
+
+
+@transaction.atomic
+def restart_due(deployment_id: int) -> bool:
+    """Start a failed deployment again once its back-off has passed; False if not due (or not needed)."""
+    dep = Deployment.objects.select_for_update().filter(pk=deployment_id).first()
+    if dep is None or dep.state != State.FAILED or dep.next_restart_at is None:
+        return False
+    if dep.next_restart_at > timezone.now() or dep.desired != Desired.RUNNING:
+        return False
+    if dep.instances.exclude(state__in=[State.STOPPED, State.FAILED]).exists():
+        return False  # containers of the failed run are still being removed
+    dep.next_restart_at = None
+    dep.instances.all().delete()
+    placement.release(dep.pk)
+    schedule(dep, launch_spec(dep.profile_version), None, reason=f"restart {dep.restart_count}/{dep.max_restarts}")
+    return True

@@ -1,0 +1,189 @@
+"""Deployments: a profile version running as one or more engine containers on GPU units.
+
+A deployment has replicas; each replica is one container (single node) or a Ray head and its
+workers (multi-node vLLM). Each of those is a :class:`Instance` row, so tasks claim and launch
+one container at a time and the reconciler can match every container to exactly one row.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from appliance.core.querysets import VIEW, RestrictedQuerySet
+from appliance.deployments.choices import Desired, Role, State
+
+if TYPE_CHECKING:
+    from appliance.accounts.models import User
+
+
+def _department_scope(user: User, action: str, prefix: str = "") -> models.Q | None:
+    """Department admins manage their subtree's deployments; members see their department's."""
+    if user.department is None:
+        return None
+    if user.is_department_admin:
+        return models.Q(**{f"{prefix}department__path__startswith": user.department.path})
+    if action == VIEW:
+        return models.Q(**{f"{prefix}department_id": user.department_id})
+    return None
+
+
+class DeploymentQuerySet(RestrictedQuerySet["Deployment"]):
+    pass
+
+
+class Deployment(models.Model):
+    name = models.CharField(max_length=64, unique=True)
+    department = models.ForeignKey("accounts.Department", on_delete=models.PROTECT, related_name="deployments")
+    profile_version = models.ForeignKey("catalog.ProfileVersion", on_delete=models.PROTECT, related_name="+")
+    engine = models.CharField(max_length=16)
+    model_slug = models.CharField(max_length=64)
+    served_model_name = models.CharField(max_length=128, db_index=True)
+    image = models.CharField(max_length=255)
+    replicas = models.PositiveSmallIntegerField(default=1)
+    desired = models.CharField(max_length=16, choices=Desired.choices, default=Desired.RUNNING)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING, db_index=True)
+    state_reason = models.TextField(blank=True)
+    state_changed_at = models.DateTimeField(default=timezone.now)
+    max_restarts = models.PositiveSmallIntegerField(default=3)
+    restart_count = models.PositiveSmallIntegerField(default=0)
+    next_restart_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = DeploymentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @staticmethod
+    def restrict_scope(qs: DeploymentQuerySet, user: User, action: str) -> DeploymentQuerySet:
+        scope = _department_scope(user, action)
+        return qs.none() if scope is None else qs.filter(scope)
+
+
+class Instance(models.Model):
+    """One container of a deployment on one node; ``container_name`` is fixed before it exists."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="instances")
+    replica = models.PositiveSmallIntegerField(default=0)
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.SINGLE)
+    rank = models.PositiveSmallIntegerField(default=0)
+    node = models.ForeignKey("gpus.Node", on_delete=models.PROTECT, related_name="instances")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.SCHEDULED, db_index=True)
+    container_name = models.CharField(max_length=128, unique=True)
+    container_id = models.CharField(max_length=80, blank=True)
+    host_port = models.PositiveIntegerField(null=True, blank=True)
+    endpoint_host = models.CharField(max_length=255, blank=True)
+    gpu_uuids = models.JSONField(default=list, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    last_logs = models.TextField(blank=True)
+    health_detail = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["deployment_id", "replica", "rank"]
+
+    def __str__(self) -> str:
+        return self.container_name
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.endpoint_host or '127.0.0.1'}:{self.host_port}"
+
+
+class PortLease(models.Model):
+    """A host port taken on a node; the unique pair makes a port clash impossible between rows."""
+
+    node = models.ForeignKey("gpus.Node", on_delete=models.CASCADE, related_name="+")
+    port = models.PositiveIntegerField()
+    instance = models.OneToOneField(Instance, on_delete=models.CASCADE, related_name="port_lease")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["node", "port"], name="deployments_one_lease_per_port")]
+
+    def __str__(self) -> str:
+        return f"{self.node_id}:{self.port}"
+
+
+class Event(models.Model):
+    """A state transition of a deployment, kept for its events list."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now)
+    from_state = models.CharField(max_length=16, blank=True)
+    to_state = models.CharField(max_length=16)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.deployment_id}: {self.from_state} → {self.to_state}"
+
+
+class EngineImage(models.Model):
+    """The engine catalog: which local image tag runs which engine."""
+
+    engine = models.CharField(max_length=16, unique=True)
+    image = models.CharField(max_length=255)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.engine} → {self.image}"
+
+
+class NodeImage(models.Model):
+    """An image present on a node's Docker engine, as its worker last reported."""
+
+    node = models.ForeignKey("gpus.Node", on_delete=models.CASCADE, related_name="images")
+    tag = models.CharField(max_length=255)
+    image_id = models.CharField(max_length=80)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    created = models.CharField(max_length=64, blank=True)
+    seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["node__name", "tag"]
+        constraints = [models.UniqueConstraint(fields=["node", "tag"], name="deployments_node_image_tag")]
+
+    def __str__(self) -> str:
+        return f"{self.node_id}:{self.tag}"
+
+
+class ImageImport(models.Model):
+    """A ``docker load`` of an uploaded tarball on one node, with its progress."""
+
+    node = models.ForeignKey("gpus.Node", on_delete=models.CASCADE, related_name="+")
+    path = models.CharField(max_length=512)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    state = models.CharField(max_length=16, default="pending")
+    progress = models.PositiveSmallIntegerField(default=0)
+    loaded_tags = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"import {self.pk} on {self.node_id}"
+
+
+def snapshot(dep: Deployment) -> dict[str, Any]:
+    return {
+        "name": dep.name,
+        "department": dep.department_id,
+        "profile_version": dep.profile_version_id,
+        "engine": dep.engine,
+        "model": dep.model_slug,
+        "image": dep.image,
+        "replicas": dep.replicas,
+        "desired": dep.desired,
+        "state": dep.state,
+    }

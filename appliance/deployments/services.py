@@ -1,0 +1,193 @@
+"""Deployment operations requested by people (API, pages). Each owns its transaction and audits.
+
+The work on a node — creating, watching and stopping containers — happens in that node's Celery
+worker (``workers/tasks/deployments.py``) through :mod:`appliance.deployments.lifecycle`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from appliance.accounts.models import Department, User
+from appliance.audit import services as audit
+from appliance.core.exceptions import Conflict, InvalidInput, NotFound, PermissionDenied
+from appliance.core.querysets import CHANGE, VIEW
+from appliance.deployments import placement
+from appliance.deployments.choices import (
+    ACTIVE_STATES,
+    ALLOWED,
+    DELETABLE_STATES,
+    STARTABLE_STATES,
+    Desired,
+    Role,
+    State,
+)
+from appliance.deployments.images import image_for, require_image_on
+from appliance.deployments.launchspec import LaunchSpec, launch_spec, latest_version
+from appliance.deployments.models import Deployment, Event, Instance, snapshot
+from appliance.gpus.choices import node_queue
+
+
+def transition(dep: Deployment, to: str, reason: str = "", actor: User | None = None) -> None:
+    """Move ``dep`` to state ``to``, storing an event and an audit record. Caller holds the row lock."""
+    if to == dep.state:
+        return
+    if to not in ALLOWED[State(dep.state)]:
+        raise Conflict(f"Deployment {dep.name} is {dep.state}; it cannot become {to}.", code="invalid_state")
+    before = snapshot(dep)
+    Event.objects.create(deployment=dep, from_state=dep.state, to_state=to, reason=reason[:4000])
+    dep.state, dep.state_reason, dep.state_changed_at = to, reason[:4000], timezone.now()
+    dep.save(update_fields=["state", "state_reason", "state_changed_at", "desired", "restart_count",
+                            "next_restart_at"])
+    audit.record(f"deployment.{to}", actor=actor, target=dep, department_id=dep.department_id,
+                 before=before, after={**snapshot(dep), "reason": reason[:500]})
+
+
+def _lock(actor: User, deployment_id: int, action: str = CHANGE) -> Deployment:
+    dep = Deployment.objects.restrict(actor, action).select_for_update().filter(pk=deployment_id).first()
+    if dep is None:
+        raise NotFound("Deployment not found.")
+    return dep
+
+
+def _managed_department(actor: User, department_id: int) -> Department:
+    dept = actor.managed_departments().filter(pk=department_id).first()
+    if dept is None:
+        if Department.objects.restrict(actor, VIEW).filter(pk=department_id).exists():
+            raise PermissionDenied("Only platform and department admins manage deployments.")
+        raise InvalidInput(f"Department {department_id} does not exist or is not yours.", code="invalid_department")
+    return dept
+
+
+@transaction.atomic
+def create_deployment(actor: User, *, name: str, profile_id: int, department_id: int, replicas: int = 1,
+                      start: bool = True, max_restarts: int = 3) -> Deployment:
+    dept = _managed_department(actor, department_id)
+    version = latest_version(profile_id)
+    spec = launch_spec(version)
+    if not 1 <= replicas <= 16:
+        raise InvalidInput("replicas: must be between 1 and 16.", code="invalid", details={"replicas": replicas})
+    dep = Deployment(
+        name=name, department=dept, profile_version=version, engine=spec.engine, model_slug=spec.model_slug,
+        served_model_name=spec.served_model_name, image=image_for(spec.engine), replicas=replicas,
+        desired=Desired.RUNNING if start else Desired.STOPPED, max_restarts=max_restarts, created_by=actor,
+    )
+    try:
+        with transaction.atomic():
+            dep.save()
+    except IntegrityError:
+        raise Conflict(f"A deployment named {name!r} already exists.", code="duplicate") from None
+    Event.objects.create(deployment=dep, to_state=State.PENDING, reason="created")
+    audit.record("deployment.create", actor=actor, target=dep, after=snapshot(dep))
+    if start:
+        schedule(dep, spec, actor)
+    return dep
+
+
+def schedule(dep: Deployment, spec: LaunchSpec, actor: User | None, reason: str = "scheduled") -> None:
+    """Place every replica, take its units and ports, and queue the launches once this commits."""
+    from workers.tasks.deployments import launch_instance
+
+    first: list[Instance] = []
+    for replica in range(dep.replicas):
+        plans = placement.place(dep.department_id, nodes=spec.nodes, gpus_per_node=spec.gpus_per_node,
+                                min_memory_gib=spec.min_memory_gib)
+        for rank, plan in enumerate(plans):
+            require_image_on(plan.node, dep.image)
+            placement.claim_units(plan.units, dep.pk)
+            inst = _new_instance(dep, replica, rank, plan, multi_node=spec.nodes > 1)
+            if rank == 0:
+                first.append(inst)
+    where = ", ".join(sorted({i.node.name for i in dep.instances.all()}))
+    transition(dep, State.SCHEDULED, f"{reason} on {where}", actor)
+    for inst in first:
+        launch_instance.apply_async_on_commit(args=[inst.pk], queue=node_queue(inst.node.name))
+
+
+def _new_instance(dep: Deployment, replica: int, rank: int, plan: placement.NodePlan, multi_node: bool) -> Instance:
+    role = Role.SINGLE if not multi_node else (Role.RAY_HEAD if rank == 0 else Role.RAY_WORKER)
+    inst = Instance.objects.create(
+        deployment=dep, replica=replica, rank=rank, role=role, node=plan.node,
+        container_name=f"pending-{dep.pk}-{replica}-{rank}-{timezone.now().timestamp()}",
+        gpu_uuids=[u.uuid for u in plan.units if not u.simulated],
+    )
+    inst.container_name = f"{settings.CONSOLE_ID}-d{dep.pk}-i{inst.pk}"
+    inst.host_port = placement.lease_port(inst) if role != Role.RAY_WORKER else None
+    inst.save(update_fields=["container_name", "host_port"])
+    return inst
+
+
+@transaction.atomic
+def start_deployment(actor: User, deployment_id: int) -> Deployment:
+    dep = _lock(actor, deployment_id)
+    if dep.state not in STARTABLE_STATES:
+        raise Conflict(f"Deployment {dep.name} is {dep.state}; only a stopped or failed one can start.",
+                       code="invalid_state")
+    dep.desired, dep.restart_count, dep.next_restart_at = Desired.RUNNING, 0, None
+    dep.instances.all().delete()
+    schedule(dep, launch_spec(dep.profile_version), actor, reason="started")
+    return dep
+
+
+@transaction.atomic
+def stop_deployment(actor: User | None, deployment_id: int, *, reason: str = "stopped by request",
+                    restart: bool = False) -> Deployment:
+    dep = (_lock(actor, deployment_id) if actor is not None
+           else Deployment.objects.select_for_update().get(pk=deployment_id))
+    if dep.state in (State.STOPPED, State.PENDING):
+        raise Conflict(f"Deployment {dep.name} is already {dep.state}.", code="already_stopped")
+    dep.desired = Desired.RUNNING if restart else Desired.STOPPED
+    dep.next_restart_at = None
+    if dep.state == State.STOPPING:
+        return dep
+    if not dep.instances.exists():
+        transition(dep, State.STOPPED, reason, actor)
+        placement.release(dep.pk)
+        return dep
+    transition(dep, State.STOPPING, reason, actor)
+    queue_stops(dep)
+    return dep
+
+
+def queue_stops(dep: Deployment) -> None:
+    from workers.tasks.deployments import stop_instance
+
+    for inst in dep.instances.select_related("node"):
+        stop_instance.apply_async_on_commit(args=[inst.pk], queue=node_queue(inst.node.name))
+
+
+def restart_deployment(actor: User, deployment_id: int) -> Deployment:
+    return stop_deployment(actor, deployment_id, reason="restart requested", restart=True)
+
+
+@transaction.atomic
+def delete_deployment(actor: User, deployment_id: int) -> None:
+    dep = _lock(actor, deployment_id)
+    if dep.state not in DELETABLE_STATES or dep.instances.filter(state__in=ACTIVE_STATES).exists():
+        raise Conflict(f"Deployment {dep.name} is {dep.state}; stop it before deleting.", code="invalid_state")
+    placement.release(dep.pk)
+    audit.record("deployment.delete", actor=actor, target=dep, before=snapshot(dep))
+    dep.delete()
+
+
+def describe(dep: Deployment) -> dict[str, Any]:
+    """Endpoint and units of a deployment, for its detail page and API."""
+    instances = list(dep.instances.select_related("node"))
+    return {
+        "endpoints": [i.base_url for i in instances if i.host_port and i.role != Role.RAY_WORKER],
+        "gpu_uuids": [u for i in instances for u in i.gpu_uuids],
+        "nodes": sorted({i.node.name for i in instances}),
+    }
+
+
+def stop_for_forced_release(actor: User, claims: list[Any]) -> None:
+    """A platform admin force-released units: stop the deployments holding them first."""
+    for deployment_id in sorted({claim.deployment_id for claim in claims}):
+        try:
+            stop_deployment(actor, deployment_id, reason="its GPU units were force-released")
+        except (Conflict, NotFound):
+            continue  # already stopping or stopped: its claims go with the release

@@ -1,0 +1,149 @@
+"""Deployment tasks. They run on the queue of the node whose Docker engine they drive, take ids,
+and are idempotent: a container is always looked up by its fixed name before one is made.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import httpx
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from appliance.deployments import docker_driver, lifecycle
+from appliance.deployments.choices import State
+from appliance.deployments.containers import container_kwargs
+from appliance.deployments.images import record_node_images
+from appliance.deployments.models import Deployment, Instance
+from appliance.deployments.reconcile import reconcile
+from appliance.engines import engine_for
+from appliance.gpus.choices import NodeState, node_queue
+from appliance.gpus.models import Node
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="deployments.launch_instance", ignore_result=True, acks_late=True)
+def launch_instance(instance_id: int) -> str:
+    inst = lifecycle.claim_for_launch(instance_id)
+    if inst is None:
+        return "not scheduled (already launched, stopped or gone)"
+    try:
+        kwargs = container_kwargs(inst)
+        if not docker_driver.image_present(kwargs["image"]):
+            lifecycle.mark_failed(instance_id, f"image {kwargs['image']} is not on node {inst.node.name}; import it")
+            return "image missing"
+        container, created = docker_driver.ensure_created(kwargs)
+        _fault_point("after_create")
+        docker_driver.start(container)
+    except docker_driver.DockerUnavailable as exc:
+        lifecycle.mark_failed(instance_id, f"Docker engine on {inst.node.name} unreachable: {exc}")
+        return "docker unavailable"
+    except Exception as exc:  # the Docker API's errors carry the reason a person needs (port in use, …)
+        log.exception("launch of instance %s failed", instance_id)
+        lifecycle.mark_failed(
+            instance_id, f"container failed to start: {_explain(exc)}", logs=docker_driver.tail(inst.container_name)
+        )
+        return "failed"
+    lifecycle.mark_started(instance_id, container.id)
+    check_health.apply_async(args=[instance_id], queue=node_queue(inst.node.name), countdown=1)
+    return "created" if created else "adopted existing container"
+
+
+def _explain(exc: Exception) -> str:
+    text = str(exc)
+    if "port is already allocated" in text or "address already in use" in text:
+        return f"host port clash: {text}"
+    return text
+
+
+def _fault_point(name: str) -> None:
+    """Fault injection for tests of worker death: APPLIANCE_FAULT_SLEEP='after_create:30'."""
+    spec = settings.APPLIANCE_FAULT_SLEEP
+    if spec and spec.split(":")[0] == name:
+        time.sleep(float(spec.split(":")[1]))
+
+
+@shared_task(name="deployments.check_health", ignore_result=True)
+def check_health(instance_id: int) -> str:
+    inst = Instance.objects.select_related("deployment", "node").filter(pk=instance_id).first()
+    if inst is None or inst.state != State.STARTING:
+        return "not starting"
+    observed = docker_driver.find(inst.container_name)
+    if observed is None or observed.status in ("exited", "dead"):
+        code = observed.attrs.get("State", {}).get("ExitCode") if observed is not None else None
+        lifecycle.mark_failed(
+            instance_id,
+            "container exited while loading the model",
+            exit_code=code,
+            logs=docker_driver.tail(inst.container_name),
+        )
+        return "exited"
+    engine = engine_for(inst.deployment.engine, inst.deployment.image)
+    url = f"http://127.0.0.1:{inst.host_port}"
+    with httpx.Client(timeout=settings.APPLIANCE_HEALTH_PROBE_TIMEOUT_SECONDS) as client:
+        result = engine.health_check(url, client, expect_model=inst.deployment.served_model_name)
+    elapsed = (timezone.now() - (inst.started_at or timezone.now())).total_seconds()
+    if result.ok:
+        lifecycle.mark_healthy(instance_id, f"healthy after {elapsed:.0f} s: {result.detail}")
+        return "healthy"
+    if elapsed > settings.APPLIANCE_HEALTH_TIMEOUT_SECONDS:
+        lifecycle.mark_failed(
+            instance_id,
+            f"not healthy after {elapsed:.0f} s: {result.detail}",
+            logs=docker_driver.tail(inst.container_name),
+        )
+        return "timed out"
+    lifecycle.note_progress(
+        instance_id, f"loading for {elapsed:.0f} s: {result.detail}", docker_driver.tail(inst.container_name, 20)
+    )
+    check_health.apply_async(args=[instance_id], queue=node_queue(inst.node.name), countdown=2)
+    return "waiting"
+
+
+@shared_task(name="deployments.stop_instance", ignore_result=True, acks_late=True)
+def stop_instance(instance_id: int) -> str:
+    inst = Instance.objects.filter(pk=instance_id).first()
+    if inst is None:
+        return "gone"
+    code = docker_driver.stop_and_remove(inst.container_name, settings.APPLIANCE_STOP_GRACE_SECONDS)
+    lifecycle.mark_stopped(instance_id, code)
+    return "stopped"
+
+
+@shared_task(name="deployments.reconcile_node", ignore_result=True)
+def reconcile_node(node_name: str) -> str:
+    if node_name != settings.NODE_NAME:
+        return "wrong node"
+    node = Node.objects.filter(name=node_name).first()
+    if node is None:
+        return "unknown node"
+    try:
+        record_node_images(node, docker_driver.local_images())
+        report = reconcile(node)
+    except docker_driver.DockerUnavailable as exc:
+        return f"docker unavailable: {exc}"
+    return report
+
+
+@shared_task(name="deployments.reconcile_all", ignore_result=True)
+def reconcile_all() -> int:
+    """Beat: queue a reconciliation on every node that answers, and restart what is due."""
+    names = list(Node.objects.exclude(state=NodeState.UNREACHABLE).values_list("name", flat=True))
+    for name in names:
+        reconcile_node.apply_async(args=[name], queue=node_queue(name), expires=settings.APPLIANCE_RECONCILE_SECONDS)
+    due = Deployment.objects.filter(state=State.FAILED, next_restart_at__lte=timezone.now())
+    for dep_id in due.values_list("pk", flat=True):
+        lifecycle.restart_due(dep_id)
+    return len(names)
+
+
+@shared_task(name="deployments.tail_logs", ignore_result=True)
+def tail_logs(instance_id: int, lines: int, reply_key: str) -> None:
+    from appliance.deployments import logs
+
+    inst = Instance.objects.filter(pk=instance_id).first()
+    text = docker_driver.tail(inst.container_name, lines) if inst is not None else ""
+    logs.reply(reply_key, text or (inst.last_logs if inst is not None else ""))
