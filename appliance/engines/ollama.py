@@ -49,7 +49,7 @@ MANAGED = frozenset(
         *("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL"),
     }
 )
-UNUSED_FIELDS = ("hf_model_id", "gpu_memory_utilization", "dtype", "quantization", "max_num_seqs", "threads")
+UNUSED_FIELDS = ("hf_model_id", "gpu_memory_utilization", "dtype", "quantization", "max_num_seqs")
 
 
 class OllamaEngine(Engine):
@@ -151,10 +151,12 @@ def store_volume(req: EngineRequest) -> str:
 
 
 def model_parameters(req: EngineRequest) -> dict[str, int]:
-    """Modelfile PARAMETERs: num_ctx from max_model_len, num_gpu (layers on GPU) from n_gpu_layers."""
+    """Modelfile PARAMETERs (api/types.go Options): num_ctx, num_gpu (layers on GPU), num_thread."""
     params: dict[str, int] = {}
     if req.max_model_len is not None:
         params["num_ctx"] = req.max_model_len
+    if req.threads is not None:
+        params["num_thread"] = req.threads
     if req.n_gpu_layers is not None:
         params["num_gpu"] = req.n_gpu_layers
     elif not req.gpu_uuids:

@@ -83,10 +83,11 @@ def test_ollama_on_two_mig_slices() -> None:
 
 
 def test_modelfile_points_at_the_mounted_gguf() -> None:
-    text = modelfile(request(n_gpu_layers=28, template=TEMPLATE))
+    text = modelfile(request(n_gpu_layers=28, threads=16, template=TEMPLATE))
     assert text == (
         "FROM /models/gguf/DeepSeek-R1-Distill-Qwen-7B-Q4_K_M.gguf\n"
         "PARAMETER num_ctx 8192\n"
+        "PARAMETER num_thread 16\n"
         "PARAMETER num_gpu 28\n"
         f'TEMPLATE """{TEMPLATE}"""\n'
     )
