@@ -311,7 +311,14 @@ def vllm_flag_name(token: str) -> str:
 
 
 def exact_flag_name(token: str) -> str:
+    """argparse (llama-cpp-python) reads "--flag=value" as --flag, and nothing else loosely."""
     return token.split("=", 1)[0]
+
+
+def llama_server_flag_name(token: str) -> str:
+    """llama.cpp's parser reads "_" as "-" in "--" options and knows no "--flag=value" form
+    (common/arg.cpp, common_params_parse_ex)."""
+    return token.replace("_", "-") if token.startswith("--") else token
 
 
 def flag_names(args: ExtraArgs) -> list[str]:
@@ -332,9 +339,10 @@ def check_flags(
     normalise: Callable[[str], str] = exact_flag_name,
 ) -> None:
     """Raise FlagError listing flags `table` lacks and flags the console sets itself (`managed`)."""
-    names = [normalise(token) for token in flag_names(args)]
-    unknown = [name for name in names if name not in table.canonical]
-    owned = [name for name in names if table.canonical.get(name) in managed]
+    # Report the flags as written; look them up as the engine's parser would read them.
+    names = [(token, normalise(token)) for token in flag_names(args)]
+    unknown = [written for written, name in names if name not in table.canonical]
+    owned = [written for written, name in names if table.canonical.get(name) in managed]
     if unknown:
         known = table.known()
         raise FlagError(

@@ -48,6 +48,8 @@ from .flags import (
     ExtraArgs,
     FlagTable,
     check_flags,
+    exact_flag_name,
+    llama_server_flag_name,
     render_args,
 )
 
@@ -73,7 +75,7 @@ class _LlamaCpp(Engine):
             name=container_name(req),
             image=req.image,
             entrypoint=list(self.entrypoint),
-            command=[*self.server_args(req), *render_args(req.extra_args, self.flags)],
+            command=[*self.server_args(req), *render_args(req.extra_args, self.flags, self.flag_name)],
             labels=labels_for(req),
             environment=merge_env(gpu_environment(req.gpu_uuids), req.env),
             container_port=self.container_port,
@@ -89,7 +91,11 @@ class _LlamaCpp(Engine):
         return [spec]
 
     def validate_extra_args(self, args: ExtraArgs) -> None:
-        check_flags(args, self.flags, engine=self.variant, managed=self.managed)
+        check_flags(args, self.flags, engine=self.variant, managed=self.managed, normalise=self.flag_name)
+
+    @abstractmethod
+    def flag_name(self, token: str) -> str:
+        """The option a command-line token names, as the server's parser reads it."""
 
     @abstractmethod
     def server_args(self, req: EngineRequest) -> list[str]:
@@ -130,6 +136,9 @@ class LlamaCppPythonEngine(_LlamaCpp):
     variant = f"llama-cpp-python {LLAMA_CPP_PYTHON_VERSION}"
     entrypoint = ("python", "-m", "llama_cpp.server")
 
+    def flag_name(self, token: str) -> str:
+        return exact_flag_name(token)
+
     def server_args(self, req: EngineRequest) -> list[str]:
         if req.parallel not in (None, 1):
             raise EngineError("parallel", "llama-cpp-python's server serves one request at a time")
@@ -168,6 +177,9 @@ class LlamaServerEngine(_LlamaCpp):
 
     variant = "llama-server"
     entrypoint = ("/app/llama-server",)  # the ENTRYPOINT of the server stage of .devops/*.Dockerfile
+
+    def flag_name(self, token: str) -> str:
+        return llama_server_flag_name(token)
 
     def server_args(self, req: EngineRequest) -> list[str]:
         args = ["-m", req.container_model_path, "--alias", req.served_model_name]

@@ -132,9 +132,12 @@ def test_upstream_server_flags() -> None:
         engine.validate_extra_args(["--ctx-size", "4096"])
     with pytest.raises(FlagError, match="set by the console"):
         engine.validate_extra_args(["--n-gpu-layers", "10"])  # an alias of -ngl
+    with pytest.raises(FlagError, match="set by the console"):
+        engine.validate_extra_args(["--n_gpu_layers", "10"])  # llama.cpp reads "_" as "-" in "--" options
+    engine.validate_extra_args(["--cache_type_k", "q8_0"])
     with pytest.raises(FlagError) as caught:
-        engine.validate_extra_args(["--n_ctx", "4096"])
-    assert caught.value.unknown == ["--n_ctx"]
+        engine.validate_extra_args(["--n_ctx", "4096", "-b=512"])  # no "=" form in llama.cpp's parser
+    assert caught.value.unknown == ["--n_ctx", "-b=512"]
 
 
 @pytest.mark.parametrize(
