@@ -212,7 +212,12 @@ def _check_env(env: Mapping[str, str]) -> None:
 
 @dataclass
 class ContainerSpec:
-    """The arguments of one `client.containers.create(...)`, plus what the console needs to probe it."""
+    """The arguments of one `client.containers.create(...)`, plus what the console needs to probe it.
+
+    `container_port` is where the API listens inside the container (on the host itself under host
+    networking); `health_path` and `models_path` are empty for a container with no HTTP API (a Ray
+    worker), which is judged through its head.
+    """
 
     name: str
     image: str
@@ -272,7 +277,7 @@ class Engine(ABC):
 
     @abstractmethod
     def validate_extra_args(self, args: ExtraArgs) -> None:
-        """Raise `UnknownFlagsError` (a ValueError) naming unknown or console-owned flags."""
+        """Raise `FlagError` (a ValueError) naming unknown or console-owned flags and listing the known ones."""
 
     @abstractmethod
     def health_check(self, base_url: str, client: httpx.Client, *, expect_model: str | None = None) -> HealthResult:

@@ -44,6 +44,7 @@ from .flags import (
     LLAMA_CPP_PYTHON_FLAGS,
     LLAMA_CPP_PYTHON_VERSION,
     LLAMA_SERVER_FLAGS,
+    LLAMA_SERVER_IMAGE,
     LLAMACPP_IMAGE,
     ExtraArgs,
     FlagTable,
@@ -173,7 +174,8 @@ class LlamaServerEngine(_LlamaCpp):
     managed = frozenset(
         {"--model", "--alias", "--host", "--port", "--ctx-size", "--gpu-layers", "--parallel", "--threads"}
     )
-    default_image = "ghcr.io/ggml-org/llama.cpp:server"
+    default_image = LLAMA_SERVER_IMAGE
+    version = f"llama.cpp vendored in llama-cpp-python {LLAMA_CPP_PYTHON_VERSION}"
 
     variant = "llama-server"
     entrypoint = ("/app/llama-server",)  # the ENTRYPOINT of the server stage of .devops/*.Dockerfile
