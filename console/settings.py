@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "appliance.audit",
     "appliance.gpus",
     "appliance.catalog",
+    "appliance.quotas",
     "frontend",
 ]
 
@@ -132,6 +133,24 @@ CELERY_BEAT_SCHEDULE = {
     },
     "gpus.rollup-metrics": {"task": "gpus.rollup_metrics", "schedule": 60.0, "options": {"expires": 60}},
     "gpus.prune-metrics": {"task": "gpus.prune_metrics", "schedule": 600.0, "options": {"expires": 600}},
+}
+
+# Quotas and usage metering (appliance/quotas): limits are enforced in Redis, usage is queued
+# there and drained to the database by a Celery beat task.
+APPLIANCE_QUOTA_REDIS_URL = env_str("APPLIANCE_QUOTA_REDIS_URL", REDIS_URL)
+APPLIANCE_QUOTA_FAIL_OPEN = env_bool("APPLIANCE_QUOTA_FAIL_OPEN", False)
+APPLIANCE_QUOTA_REDIS_TIMEOUT_MS = env_int("APPLIANCE_QUOTA_REDIS_TIMEOUT_MS", 500, minimum=10, maximum=60_000)
+APPLIANCE_QUOTA_RESERVATION_TTL_SECONDS = env_int(
+    "APPLIANCE_QUOTA_RESERVATION_TTL_SECONDS", 900, minimum=1, maximum=24 * 3600
+)
+APPLIANCE_USAGE_DRAIN_BATCH_SIZE = env_int("APPLIANCE_USAGE_DRAIN_BATCH_SIZE", 500, minimum=1, maximum=10_000)
+APPLIANCE_USAGE_DRAIN_INTERVAL_SECONDS = env_int("APPLIANCE_USAGE_DRAIN_INTERVAL_SECONDS", 2, minimum=1)
+
+CELERY_BEAT_SCHEDULE["usage.drain"] = {
+    "task": "usage.drain",
+    "schedule": float(APPLIANCE_USAGE_DRAIN_INTERVAL_SECONDS),
+    # A drain that waited longer than a few intervals is superseded by the next one.
+    "options": {"expires": APPLIANCE_USAGE_DRAIN_INTERVAL_SECONDS * 5},
 }
 
 CHANNEL_LAYERS = {

@@ -1,5 +1,5 @@
 """Celery tasks, one module per app. ``app.autodiscover_tasks`` imports this package: import yours here."""
 
-from workers.tasks import gpus
+from workers.tasks import gpus, usage
 
-__all__ = ["gpus"]
+__all__ = ["gpus", "usage"]

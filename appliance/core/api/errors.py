@@ -33,7 +33,9 @@ def _first_message(detail: Any) -> str:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ServiceError):
-        return error_response(exc.status_code, exc.code, exc.message, exc.details)
+        # A service error may carry response headers (Retry-After on quota rejections).
+        headers = getattr(exc, "headers", None) or None
+        return error_response(exc.status_code, exc.code, exc.message, exc.details, headers=headers)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
