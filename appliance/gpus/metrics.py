@@ -96,7 +96,9 @@ class History:
 def choose_resolution(since: datetime, step: int, now: datetime) -> str:
     """The coarsest level still holding ``since`` whose points are no wider than ``step`` (fewest rows read)."""
     levels = (Resolution.RAW, Resolution.MINUTE, Resolution.HOUR)
-    covering = [level for level in levels if since >= now - RETENTION[level]] or [Resolution.HOUR]
+    # A minute of grace: "the last hour" asked a moment ago must still be served from raw samples.
+    covering = [level for level in levels if since >= now - RETENTION[level] - timedelta(minutes=1)]
+    covering = covering or [Resolution.HOUR]
     fitting = [level for level in covering if RESOLUTION_SECONDS[level] <= step]
     return fitting[-1] if fitting else covering[0]
 
