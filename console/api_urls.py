@@ -1,7 +1,10 @@
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from appliance.accounts.api.views import ApiKeyViewSet, DepartmentViewSet, UserViewSet
 from appliance.audit.api.views import AuditLogViewSet
+from appliance.catalog.api.views import CapacityView, CatalogViewSet, ProfileViewSet
+from appliance.deployments.api.views import DeploymentViewSet
 from appliance.gpus.api.views import GpuQuotaViewSet, GpuUnitViewSet, GpuViewSet, NodeViewSet
 from appliance.quotas.api.views import QuotaViewSet, UsageViewSet
 
@@ -15,7 +18,10 @@ router.register("nodes", NodeViewSet, basename="node")
 router.register("gpus", GpuViewSet, basename="gpu")
 router.register("gpu-units", GpuUnitViewSet, basename="gpuunit")
 router.register("gpu-quotas", GpuQuotaViewSet, basename="gpuquota")
+router.register("catalog", CatalogViewSet, basename="catalog")
+router.register("profiles", ProfileViewSet, basename="profile")
 router.register("quotas", QuotaViewSet, basename="quota")
 router.register("usage", UsageViewSet, basename="usagerecord")
+router.register("deployments", DeploymentViewSet, basename="deployment")
 
-urlpatterns = router.urls
+urlpatterns = [*router.urls, path("capacity/", CapacityView.as_view(), name="capacity-api")]

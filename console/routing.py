@@ -2,4 +2,10 @@
 
 from typing import Any
 
-websocket_urlpatterns: list[Any] = []
+from django.urls import path
+
+from appliance.deployments.consumers import LogsConsumer
+
+websocket_urlpatterns: list[Any] = [
+    path("ws/deployments/<int:pk>/logs/", LogsConsumer.as_asgi()),
+]

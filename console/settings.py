@@ -12,9 +12,11 @@ from console.env import (
     database_from_url,
     env_bool,
     env_choice,
+    env_float,
     env_int,
     env_list,
     env_optional,
+    env_port_range,
     env_str,
 )
 
@@ -220,3 +222,33 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": env_str("CONSOLE_LOG_LEVEL", "INFO")},
 }
+
+# --- Deployments (engines in Docker containers) -------------------------------------------------
+from appliance.engines import flags as engine_flags  # noqa: E402 - the image tags the specs were checked against
+
+APPLIANCE_NODE_ADDRESS = env_str("APPLIANCE_NODE_ADDRESS", "127.0.0.1")
+APPLIANCE_ENGINE_BIND_ADDRESS = env_str("APPLIANCE_ENGINE_BIND_ADDRESS", "127.0.0.1")
+APPLIANCE_PORT_RANGE = env_port_range("APPLIANCE_PORT_RANGE", (20000, 20999))
+APPLIANCE_PLACEMENT = env_choice("APPLIANCE_PLACEMENT", "spread", ("spread", "binpack"))
+APPLIANCE_ENGINE_IMAGES = {
+    "vllm": env_str("APPLIANCE_IMAGE_VLLM", engine_flags.VLLM_IMAGE),
+    "ollama": env_str("APPLIANCE_IMAGE_OLLAMA", engine_flags.OLLAMA_IMAGE),
+    "llamacpp": env_str("APPLIANCE_IMAGE_LLAMACPP", engine_flags.LLAMACPP_IMAGE),
+}
+APPLIANCE_MODELS_DIR = env_str("APPLIANCE_MODELS_DIR", "")
+APPLIANCE_DOCKER_TIMEOUT_SECONDS = env_int("APPLIANCE_DOCKER_TIMEOUT_SECONDS", 60, minimum=1)
+APPLIANCE_HEALTH_PROBE_TIMEOUT_SECONDS = env_float("APPLIANCE_HEALTH_PROBE_TIMEOUT_SECONDS", 3.0)
+APPLIANCE_HEALTH_TIMEOUT_SECONDS = env_int("APPLIANCE_HEALTH_TIMEOUT_SECONDS", 1800, minimum=5)
+APPLIANCE_STOP_GRACE_SECONDS = env_int("APPLIANCE_STOP_GRACE_SECONDS", 10, minimum=0)
+APPLIANCE_RECONCILE_SECONDS = env_int("APPLIANCE_RECONCILE_SECONDS", 15, minimum=1)
+APPLIANCE_LAUNCH_GRACE_SECONDS = env_int("APPLIANCE_LAUNCH_GRACE_SECONDS", 120, minimum=1)
+APPLIANCE_MAX_RESTARTS = env_int("APPLIANCE_MAX_RESTARTS", 3, minimum=0)
+# Fault injection for the worker-death tests only, e.g. "after_create:30"; empty in production.
+APPLIANCE_FAULT_SLEEP = env_str("APPLIANCE_FAULT_SLEEP", "")
+INSTALLED_APPS.append("appliance.deployments")
+CELERY_BEAT_SCHEDULE["deployments.reconcile-all"] = {
+    "task": "deployments.reconcile_all",
+    "schedule": float(APPLIANCE_RECONCILE_SECONDS),
+    "options": {"expires": APPLIANCE_RECONCILE_SECONDS},
+}
+APPLIANCE_LOGS_WAIT_SECONDS = env_int("APPLIANCE_LOGS_WAIT_SECONDS", 5, minimum=1)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from frontend import views
+from frontend import catalog_views, deployment_views, usage_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -13,4 +13,15 @@ urlpatterns = [
     path("api-keys/", views.api_keys, name="api-keys"),
     path("api-keys/<int:pk>/revoke/", views.api_key_revoke, name="api-key-revoke"),
     path("audit-log/", views.audit_log, name="audit-log"),
+    path("profiles/", catalog_views.profiles, name="profiles"),
+    path("profiles/<int:pk>/", catalog_views.profile_detail, name="profile-detail"),
+    path("profiles/<int:pk>/archive/", catalog_views.profile_archive, name="profile-archive"),
+    path("catalog/", catalog_views.catalog, name="catalog"),
+    path("catalog/<str:slug>/delete/", catalog_views.catalog_delete, name="catalog-delete"),
+    path("capacity/", catalog_views.capacity, name="capacity"),
+    path("usage/", usage_views.usage, name="usage"),
+    path("deployments/", deployment_views.deployment_list, name="deployments"),
+    path("deployments/new/", deployment_views.deployment_create, name="deployment-create"),
+    path("deployments/<int:pk>/", deployment_views.deployment_detail, name="deployment-detail"),
+    path("deployments/<int:pk>/<str:verb>/", deployment_views.deployment_action, name="deployment-action"),
 ]

@@ -24,6 +24,11 @@ MENU: list[MenuItem] = [
     MenuItem("users", _("Users"), ADMINS),
     MenuItem("api-keys", _("API keys"), ALL),
     MenuItem("audit-log", _("Audit log"), ADMINS),
+    MenuItem("profiles", _("SKU profiles"), ADMINS),
+    MenuItem("catalog", _("Model catalog"), ADMINS),
+    MenuItem("capacity", _("Capacity planner"), ADMINS),
+    MenuItem("usage", _("Usage"), ALL),
+    MenuItem("deployments", _("Deployments"), ADMINS),
 ]
 
 

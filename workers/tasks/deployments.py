@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import httpx
 from celery import shared_task
+from celery.signals import worker_ready
 from django.conf import settings
 from django.utils import timezone
 
@@ -147,3 +149,11 @@ def tail_logs(instance_id: int, lines: int, reply_key: str) -> None:
     inst = Instance.objects.filter(pk=instance_id).first()
     text = docker_driver.tail(inst.container_name, lines) if inst is not None else ""
     logs.reply(reply_key, text or (inst.last_logs if inst is not None else ""))
+
+
+@worker_ready.connect
+def _report_on_start(sender: Any = None, **_: Any) -> None:
+    """A node's worker reports its images and reconciles as soon as it is up, not at the next beat."""
+    queues = {q.name for q in sender.app.amqp.queues.values()} if sender is not None else set()
+    if node_queue(settings.NODE_NAME) in queues:
+        reconcile_node.apply_async(args=[settings.NODE_NAME], queue=node_queue(settings.NODE_NAME), countdown=2)

@@ -1,0 +1,127 @@
+"""Real processes for the live tests: Celery workers (and beat) as subprocesses against the test database,
+and the Docker engine. Nothing here is mocked: these are the processes `make run` starts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import docker
+import redis
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[3]
+BROKER_URL = os.environ.get("APPLIANCE_TEST_BROKER_URL", "redis://127.0.0.1:6379/10")
+TEST_CONSOLE_ID = "itest"
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    return f"mysql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def process_env(node: str, **extra: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "CELERY_BROKER_URL": BROKER_URL,
+        "CONSOLE_ENV": "test",
+        "CONSOLE_ID": TEST_CONSOLE_ID,
+        "APPLIANCE_NODE_NAME": node,
+        "APPLIANCE_HEARTBEAT_SECONDS": "2",
+        "APPLIANCE_RECONCILE_SECONDS": "3",
+        "APPLIANCE_LAUNCH_GRACE_SECONDS": "5",
+        "APPLIANCE_STOP_GRACE_SECONDS": "3",
+        "APPLIANCE_PORT_RANGE": "21000-21099",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("APPLIANCE_SIMULATED_GPUS", None)
+    env.update(extra)
+    return env
+
+
+def start_worker(node: str, log_dir: Path, **extra: str) -> subprocess.Popen[bytes]:
+    log = open(log_dir / f"worker-{node}-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115 - lives with the process
+    cmd = [sys.executable, "-m", "celery", "-A", "workers.celery", "worker", "-l", "info", "-Q",
+           f"default,node.{node}", "-n", f"w-{node}@itest", "--concurrency", "2", "--without-mingle",
+           "--without-gossip"]
+    return subprocess.Popen(cmd, cwd=ROOT, env=process_env(node, **extra), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def start_beat(log_dir: Path) -> subprocess.Popen[bytes]:
+    log = open(log_dir / "beat.log", "wb")  # noqa: SIM115
+    cmd = [sys.executable, "-m", "celery", "-A", "workers.celery", "beat", "-l", "info",
+           "-s", str(log_dir / "beat-schedule")]
+    return subprocess.Popen(cmd, cwd=ROOT, env=process_env("beat"), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def purge_broker() -> None:
+    redis.Redis.from_url(BROKER_URL).flushdb()
+
+
+def point_publisher_at_test_broker() -> None:
+    """This (pytest) process publishes the tasks services queue; send them to the test broker."""
+    from workers.celery import app
+
+    app.conf.broker_url = BROKER_URL
+    app._pool = None  # the connection pool is created lazily from broker_url
+    app.amqp._producer_pool = None
+
+
+def remove_test_containers() -> None:
+    client = docker.from_env()
+    for c in client.containers.list(all=True, filters={"label": f"appliance.console={TEST_CONSOLE_ID}"}):
+        c.remove(force=True)
+
+
+@contextmanager
+def console_processes(tmp_path: Path, node: str, **extra: str) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    purge_broker()
+    point_publisher_at_test_broker()
+    remove_test_containers()
+    procs = {"worker": start_worker(node, tmp_path, **extra), "beat": start_beat(tmp_path)}
+    try:
+        yield procs
+    finally:
+        for proc in procs.values():
+            kill(proc)
+        remove_test_containers()
+        if os.environ.get("APPLIANCE_TEST_SHOW_LOGS"):
+            for log in sorted(tmp_path.glob("*.log")):
+                print(f"==== {log.name}\n{log.read_text(errors='replace')[-6000:]}")
+
+
+def engine_image() -> str:
+    return str(settings.APPLIANCE_ENGINE_IMAGES["llamacpp"])

@@ -1,0 +1,134 @@
+"""End to end on real parts: a Celery worker process, the Docker engine and the SmolLM2 llama.cpp image.
+
+create → running → the engine answers a chat completion → stop → container gone and units free;
+a container killed from outside → failed; a worker killed mid-launch → exactly one container.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import pytest
+from rest_framework.test import APIClient
+
+from appliance.deployments.choices import State
+from appliance.deployments.models import Deployment, Instance, NodeImage, PortLease
+from appliance.deployments.tests import live
+from appliance.deployments.tests.factories import profile_id
+from appliance.gpus.choices import NodeState
+from appliance.gpus.models import Node, UnitClaim
+
+pytestmark = [pytest.mark.docker, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+NODE = "itest-node1"
+
+
+@pytest.fixture(autouse=True)
+def _engine_ready(settings: Any) -> None:
+    settings.CONSOLE_ID = live.TEST_CONSOLE_ID
+    try:
+        docker.from_env().images.get(live.engine_image())
+    except Exception as exc:  # noqa: BLE001 - any reason means the live tests cannot run
+        pytest.fail(f"Docker or the engine image is missing ({exc}); run deploy/engine-image/build.sh")
+
+
+@pytest.fixture
+def console(tmp_path: Path, seeded_profiles: None) -> Iterator[dict[str, Any]]:
+    with live.console_processes(tmp_path, NODE) as procs:
+        live.wait_until(lambda: Node.objects.filter(name=NODE, state=NodeState.READY).exists(), 60, "node ready")
+        live.wait_until(lambda: NodeImage.objects.filter(node__name=NODE, tag=live.engine_image()).exists(), 60,
+                        "the node's image list")
+        yield procs
+
+
+def _create(api: APIClient, departments: dict, name: str, **extra: Any) -> int:
+    body = {"name": name, "profile": profile_id("smollm2-cpu"), "department": departments["eng"].pk, **extra}
+    resp = api.post("/api/v1/deployments/", body, format="json")
+    assert resp.status_code == 201, resp.content
+    return int(resp.json()["id"])
+
+
+def _state(dep_id: int) -> str:
+    return str(Deployment.objects.get(pk=dep_id).state)
+
+
+def _wait_state(dep_id: int, state: str, timeout: float) -> float:
+    start = time.monotonic()
+    live.wait_until(lambda: _state(dep_id) == state, timeout, f"deployment {dep_id} {state} (is {_state(dep_id)})")
+    return time.monotonic() - start
+
+
+def _containers(dep_id: int) -> list[Any]:
+    return docker.from_env().containers.list(
+        all=True, filters={"label": [f"appliance.console={live.TEST_CONSOLE_ID}", f"appliance.deployment={dep_id}"]})
+
+
+def test_create_chat_stop(console: dict, api_as: Any, departments: dict) -> None:
+    api = api_as("alice")
+    dep_id = _create(api, departments, "smol")
+    took = _wait_state(dep_id, State.RUNNING, 180)
+    print(f"create→running: {took:.1f} s")
+    inst = Instance.objects.get(deployment_id=dep_id)
+    resp = httpx.post(f"{inst.base_url}/v1/chat/completions", timeout=60,
+                      json={"model": "smollm2-135m-instruct-q4_1", "max_tokens": 16,
+                            "messages": [{"role": "user", "content": "Say hello."}]})
+    assert resp.status_code == 200
+    assert resp.json()["choices"][0]["message"]["content"].strip()
+    started = time.monotonic()
+    assert api.post(f"/api/v1/deployments/{dep_id}/stop/").status_code == 202
+    _wait_state(dep_id, State.STOPPED, 60)
+    print(f"stop: {time.monotonic() - started:.1f} s")
+    assert _containers(dep_id) == []
+    assert not PortLease.objects.exists() and not UnitClaim.objects.exists()
+    resp = api.post(f"/api/v1/deployments/{dep_id}/stop/")
+    assert resp.status_code == 409 and resp.json()["error"]["code"] == "already_stopped"
+    events = [e["to_state"] for e in reversed(api.get(f"/api/v1/deployments/{dep_id}/events/").json()["results"])]
+    assert events == ["pending", "scheduled", "creating", "starting", "running", "stopping", "stopped"]
+
+
+def test_container_killed_from_outside_fails(console: dict, api_as: Any, departments: dict) -> None:
+    dep_id = _create(api_as("alice"), departments, "smol-kill", max_restarts=0)
+    _wait_state(dep_id, State.RUNNING, 180)
+    _containers(dep_id)[0].kill()
+    took = _wait_state(dep_id, State.FAILED, 30)
+    print(f"killed→failed: {took:.1f} s")
+    dep = Deployment.objects.get(pk=dep_id)
+    assert "died" in dep.state_reason and "exit code 137" in dep.state_reason
+    live.wait_until(lambda: not PortLease.objects.filter(instance__deployment_id=dep_id).exists(), 30,
+                    "ports released")
+
+
+def test_worker_killed_mid_launch_leaves_one_container(tmp_path: Path, seeded_profiles: None, api_as: Any,
+                                                       departments: dict) -> None:
+    with live.console_processes(tmp_path, NODE, APPLIANCE_FAULT_SLEEP="after_create:120") as procs:
+        live.wait_until(lambda: NodeImage.objects.filter(node__name=NODE).exists(), 60, "node ready")
+        dep_id = _create(api_as("alice"), departments, "smol-crash")
+        live.wait_until(lambda: len(_containers(dep_id)) == 1, 60, "container created")
+        assert _state(dep_id) == State.CREATING
+        live.kill(procs["worker"], signal.SIGKILL)
+        procs["worker"] = live.start_worker(NODE, tmp_path)
+        _wait_state(dep_id, State.RUNNING, 180)
+        assert len(_containers(dep_id)) == 1
+        inst = Instance.objects.get(deployment_id=dep_id)
+        assert inst.container_id == _containers(dep_id)[0].id
+
+
+def test_port_clash_is_a_clear_failure(console: dict, api_as: Any, departments: dict) -> None:
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind(("127.0.0.1", 21000))
+    squatter.listen()
+    try:
+        dep_id = _create(api_as("alice"), departments, "smol-port", max_restarts=0)
+        _wait_state(dep_id, State.FAILED, 60)
+        assert "port" in Deployment.objects.get(pk=dep_id).state_reason
+        live.wait_until(lambda: _containers(dep_id) == [], 30, "failed container removed")
+        assert not UnitClaim.objects.exists()
+    finally:
+        squatter.close()

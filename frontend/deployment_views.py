@@ -1,0 +1,81 @@
+"""Deployment pages: list with live states, the create wizard, detail with events and logs."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_POST
+
+from appliance.accounts.models import acting_user
+from appliance.catalog.models import Profile
+from appliance.core.exceptions import ServiceError
+from appliance.core.querysets import VIEW
+from appliance.deployments import services
+from appliance.deployments.models import Deployment
+from frontend.forms import set_choices
+
+
+class DeploymentForm(forms.Form):
+    profile_id = forms.TypedChoiceField(label=gettext_lazy("Profile"), coerce=int)
+    department_id = forms.TypedChoiceField(label=gettext_lazy("Department pool"), coerce=int)
+    name = forms.RegexField(label=gettext_lazy("Name"), regex=r"^[a-z0-9][a-z0-9-]{0,62}$", max_length=63)
+    replicas = forms.IntegerField(label=gettext_lazy("Replicas"), min_value=1, max_value=16, initial=1)
+
+
+def _deployments(request: HttpRequest) -> object:
+    return (Deployment.objects.restrict(acting_user(request), VIEW)
+            .select_related("department", "profile_version__profile").prefetch_related("instances__node"))
+
+
+@login_required
+def deployment_list(request: HttpRequest) -> HttpResponse:
+    template = "deployments/_rows.html" if request.headers.get("HX-Request") else "deployments/list.html"
+    user = acting_user(request)
+    can_create = user.is_platform_admin or user.is_department_admin
+    return render(request, template, {"rows": _deployments(request), "can_create": can_create})
+
+
+@login_required
+def deployment_create(request: HttpRequest) -> HttpResponse:
+    user = acting_user(request)
+    form = DeploymentForm(request.POST or None)
+    set_choices(form, "profile_id", [(p.pk, p.name) for p in Profile.objects.filter(archived_at__isnull=True)])
+    set_choices(form, "department_id", [(d.pk, d.name) for d in user.managed_departments()])
+    if request.method == "POST" and form.is_valid():
+        try:
+            dep = services.create_deployment(user, **form.cleaned_data)
+        except ServiceError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, _("Deployment %(name)s created.") % {"name": dep.name})
+            return redirect("deployment-detail", pk=dep.pk)
+    return render(request, "deployments/create.html", {"form": form})
+
+
+@login_required
+def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    dep = get_object_or_404(_deployments(request), pk=pk)  # type: ignore[arg-type]
+    template = "deployments/_status.html" if request.headers.get("HX-Request") else "deployments/detail.html"
+    context = {"dep": dep, "info": services.describe(dep), "events": dep.events.all()[:50]}
+    return render(request, template, context)
+
+
+@login_required
+@require_POST
+def deployment_action(request: HttpRequest, pk: int, verb: str) -> HttpResponse:
+    operations = {"start": services.start_deployment, "stop": services.stop_deployment,
+                  "restart": services.restart_deployment, "delete": services.delete_deployment}
+    if verb not in operations:
+        return redirect("deployment-detail", pk=pk)
+    try:
+        operations[verb](acting_user(request), pk)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    if verb == "delete" and not Deployment.objects.filter(pk=pk).exists():
+        return redirect("deployments")
+    return redirect("deployment-detail", pk=pk)
