@@ -27,16 +27,9 @@ import redis.asyncio as aioredis
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from appliance.core.exceptions import QuotaExceeded as BaseQuotaExceeded
-from appliance.core.exceptions import ServiceError
 from appliance.quotas import lua
-from appliance.quotas.choices import (
-    MAX_RESERVATION_TTL_SECONDS,
-    QUOTA_UNAVAILABLE_CODE,
-    REJECTION_CODES,
-    SETTLED_MARKER_TTL_SECONDS,
-    LimitName,
-)
+from appliance.quotas.choices import MAX_RESERVATION_TTL_SECONDS, REJECTION_CODES, SETTLED_MARKER_TTL_SECONDS, LimitName
+from appliance.quotas.exceptions import QuotaExceeded, QuotaUnavailable
 from appliance.quotas.windows import (
     DAY_KEY_TTL_SECONDS,
     MONTH_KEY_TTL_SECONDS,
@@ -90,45 +83,6 @@ class SettleOutcome(StrEnum):
     SETTLED = "settled"
     ALREADY_SETTLED = "already_settled"
     UNAVAILABLE = "unavailable"  # Redis unreachable: counters not charged, record not queued
-
-
-class QuotaExceeded(BaseQuotaExceeded):
-    """A limit refused the request: 429 (400 for ``max_tokens_per_request``, which waiting won't fix)."""
-
-    status_code = 429
-
-    def __init__(
-        self, code: str, limit_name: str, limit: int, current: int, retry_after_seconds: int | None, scope: str = ""
-    ) -> None:
-        message = _("Quota exceeded: %(limit)s is %(value)d (current use %(current)d).") % {
-            "limit": LimitName(limit_name).label,
-            "value": limit,
-            "current": current,
-        }
-        details = {
-            "limit_name": limit_name,
-            "limit": limit,
-            "current": current,
-            "retry_after_seconds": retry_after_seconds,
-            "scope": scope,
-        }
-        super().__init__(message, code=code, details=details)
-        self.limit_name, self.limit, self.current = limit_name, limit, current
-        self.retry_after_seconds, self.scope = retry_after_seconds, scope
-        if limit_name == LimitName.MAX_TOKENS_PER_REQUEST:
-            self.status_code = 400
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_seconds)} if self.retry_after_seconds else {}
-
-
-class QuotaUnavailable(ServiceError):
-    """Quotas cannot be checked (Redis unreachable) and the console fails closed."""
-
-    status_code = 503
-    code = QUOTA_UNAVAILABLE_CODE
-    headers = {"Retry-After": "1"}
 
 
 # --- failure accounting (independent of Redis, so it works while Redis is down) ----------------
@@ -191,6 +145,13 @@ def async_scripts() -> _Scripts:
         cached = (url, _Scripts(aioredis.Redis.from_url(url, **_client_options())))
         _async_scripts[loop] = cached
     return cached[1]
+
+
+async def aclose() -> None:
+    """Close this event loop's client (at ASGI shutdown, or the end of a test's loop)."""
+    cached = _async_scripts.pop(get_running_loop(), None)
+    if cached is not None:
+        await cached[1].client.aclose()
 
 
 # --- reserve ------------------------------------------------------------------------------------

@@ -40,8 +40,10 @@ class QuotaSerializer(StrictModelSerializer):
 
 
 class QuotaUpdateSerializer(QuotaSerializer):
-    class Meta(QuotaSerializer.Meta):
-        read_only_fields = ["id", "department", "user", "created_at", "updated_at"]
+    """Changes limits only: a quota never moves to another department or user."""
+
+    department = serializers.IntegerField(source="department_id", read_only=True)
+    user = serializers.IntegerField(source="user_id", read_only=True)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         return attrs
