@@ -203,7 +203,7 @@ def audit_snapshot(obj: Any) -> dict[str, Any]:
     """What the audit log records for a profile (with its current spec) or a custom entry."""
     if isinstance(obj, Profile):
         version = obj.current_version
-        head = {"slug": obj.slug, "name": obj.name, "tier": obj.tier, "description": obj.description}
+        head: dict[str, Any] = {"slug": obj.slug, "name": obj.name, "tier": obj.tier, "description": obj.description}
         head["archived"] = obj.archived_at is not None
         if version is None:
             return head

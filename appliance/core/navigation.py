@@ -24,7 +24,6 @@ MENU: list[MenuItem] = [
     MenuItem("users", _("Users"), ADMINS),
     MenuItem("api-keys", _("API keys"), ALL),
     MenuItem("audit-log", _("Audit log"), ADMINS),
-    MenuItem("usage", _("Usage"), ALL),
     MenuItem("profiles", _("SKU profiles"), ADMINS),
     MenuItem("catalog", _("Model catalog"), ADMINS),
     MenuItem("capacity", _("Capacity planner"), ADMINS),
