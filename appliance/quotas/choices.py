@@ -41,6 +41,7 @@ QUOTA_UNAVAILABLE_CODE = "quota_unavailable"
 DEPARTMENT_SCOPE_PREFIX = "d"
 USER_SCOPE_PREFIX = "u"
 
-# The longest a reservation may live; settle markers outlive it so a late settle still counts once.
+# The longest a reservation may live. A settle marker lives until the reservation would have
+# expired plus this grace, so a repeated settle in that time is a no-op; markers stay few.
 MAX_RESERVATION_TTL_SECONDS = 24 * 3600
-SETTLED_MARKER_TTL_SECONDS = 2 * MAX_RESERVATION_TTL_SECONDS
+SETTLED_MARKER_GRACE_SECONDS = 3600

@@ -13,6 +13,7 @@ This module stays free of the ORM, so the gateway's hot path does no database wo
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import weakref
@@ -28,7 +29,12 @@ from django.conf import settings
 from django.utils.translation import gettext as _
 
 from appliance.quotas import lua
-from appliance.quotas.choices import MAX_RESERVATION_TTL_SECONDS, REJECTION_CODES, SETTLED_MARKER_TTL_SECONDS, LimitName
+from appliance.quotas.choices import (
+    MAX_RESERVATION_TTL_SECONDS,
+    REJECTION_CODES,
+    SETTLED_MARKER_GRACE_SECONDS,
+    LimitName,
+)
 from appliance.quotas.exceptions import QuotaExceeded, QuotaUnavailable
 from appliance.quotas.windows import (
     DAY_KEY_TTL_SECONDS,
@@ -181,6 +187,8 @@ def _plan_reserve(
     ttl = settings.APPLIANCE_QUOTA_RESERVATION_TTL_SECONDS if ttl is None else ttl
     if not scopes or not request_id or prompt_tokens < 0 or max_tokens < 0:
         raise ValueError("reserve needs scopes, a request id and non-negative token counts")
+    if len({s.key for s in scopes}) != len(scopes):
+        raise ValueError("each scope may appear once")  # twice would hold its tokens twice
     if not 0 < ttl <= MAX_RESERVATION_TTL_SECONDS:
         raise ValueError(f"ttl must be within 1..{MAX_RESERVATION_TTL_SECONDS} seconds")
     _check_max_tokens(scopes, max_tokens)
@@ -279,8 +287,9 @@ def _plan_settle(
     win = windows_at(time.time() if now is None else now)
     keys = [settled_key(reservation.request_id), usage_keys()["pending"]]
     keys += [scope_keys(key, win)[name] for key in reservation.scope_keys for name in _SETTLE_KEYS]
+    marker_ttl = math.ceil(max(0.0, reservation.expires_at - win.now)) + SETTLED_MARKER_GRACE_SECONDS
     tokens = prompt_tokens + completion_tokens
-    args = [reservation.request_id, tokens, SETTLED_MARKER_TTL_SECONDS, DAY_KEY_TTL_SECONDS, MONTH_KEY_TTL_SECONDS]
+    args = [reservation.request_id, tokens, marker_ttl, DAY_KEY_TTL_SECONDS, MONTH_KEY_TTL_SECONDS]
     return keys, [*args, record or ""]
 
 

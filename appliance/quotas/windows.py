@@ -12,7 +12,8 @@ Key layout (``<p>`` is ``<CONSOLE_ID>:quota``; ``<s>`` a scope, ``d:<department 
 - ``<p>:<s>:day:<YYYYMMDD>``  settled tokens of that local day (expires after 2 days)
 - ``<p>:<s>:mon:<YYYYMM>``    settled tokens of that local month (expires after 40 days)
 - ``<p>:<s>:rpm:<YYYYMMDDHHMM>``  requests started in that minute (expires after 2 minutes)
-- ``<p>:settled:<request id>``  settle marker: a second settle is a no-op (expires after 2 days)
+- ``<p>:settled:<request id>``  settle marker: a second settle is a no-op (expires an hour after the
+  reservation would have)
 - ``<CONSOLE_ID>:usage:pending`` / ``:processing`` / ``:dead``  usage records waiting for the drain,
   taken by a drain that has not finished them, and those that could not be parsed
 - ``<CONSOLE_ID>:usage:drain-lock``  one drain at a time

@@ -16,7 +16,7 @@ import redis
 
 from appliance.quotas import limiter
 from appliance.quotas.limiter import QuotaExceeded, QuotaScope, QuotaUnavailable, Reservation, SettleOutcome
-from appliance.quotas.windows import scope_keys, windows_at
+from appliance.quotas.windows import scope_keys, settled_key, windows_at
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MID_MONTH = datetime(2026, 1, 15, 12, 0, 0, tzinfo=SHANGHAI).timestamp()
@@ -178,6 +178,8 @@ def test_settle_after_expiry_records_real_usage_exactly_once(quota_redis: redis.
     assert held(quota_redis, "d:1") == (1, 1, 2)
     assert limiter.settle(late, 100, 400, now=t0 + 11) == SettleOutcome.SETTLED
     assert limiter.settle(late, 100, 400, now=t0 + 12) == SettleOutcome.ALREADY_SETTLED
+    marker_ttl = quota_redis.ttl(settled_key(late.request_id))
+    assert 3600 - 5 < marker_ttl <= 3600  # expired already: the grace hour only
     assert day_total(quota_redis, "d:1", t0 + 11) == 500
     assert held(quota_redis, "d:1") == (1, 1, 2)  # the other request is untouched
 
@@ -285,6 +287,7 @@ def test_duplicate_request_id_is_a_programming_error() -> None:
         ([QuotaScope("d:1")], "r", -1, 1, 10),
         ([QuotaScope("d:1")], "r", 1, 1, 0),
         ([QuotaScope("d:1")], "r", 1, 1, 10**6),
+        ([QuotaScope("d:1"), QuotaScope("d:1")], "r", 1, 1, 10),
     ],
 )
 def test_bad_reserve_arguments(
