@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "appliance.gpus",
     "appliance.catalog",
     "appliance.quotas",
+    "appliance.gateway",
     "frontend",
 ]
 
@@ -154,6 +155,14 @@ CELERY_BEAT_SCHEDULE["usage.drain"] = {
     # A drain that waited longer than a few intervals is superseded by the next one.
     "options": {"expires": APPLIANCE_USAGE_DRAIN_INTERVAL_SECONDS * 5},
 }
+
+# OpenAI-compatible gateway (appliance/gateway), mounted at /v1/.
+APPLIANCE_GATEWAY_CONNECT_TIMEOUT_SECONDS = env_float("APPLIANCE_GATEWAY_CONNECT_TIMEOUT_SECONDS", 3.0)
+APPLIANCE_GATEWAY_READ_TIMEOUT_SECONDS = env_float("APPLIANCE_GATEWAY_READ_TIMEOUT_SECONDS", 600.0)
+APPLIANCE_GATEWAY_MAX_CONNECTIONS = env_int("APPLIANCE_GATEWAY_MAX_CONNECTIONS", 1000, minimum=1)
+APPLIANCE_GATEWAY_CACHE_SECONDS = env_float("APPLIANCE_GATEWAY_CACHE_SECONDS", 5.0)
+APPLIANCE_GATEWAY_DEFAULT_MAX_TOKENS = env_int("APPLIANCE_GATEWAY_DEFAULT_MAX_TOKENS", 1024, minimum=1)
+APPLIANCE_GATEWAY_MAX_BODY_BYTES = env_int("APPLIANCE_GATEWAY_MAX_BODY_BYTES", 20 * 1024 * 1024, minimum=1024)
 
 CHANNEL_LAYERS = {
     "default": {

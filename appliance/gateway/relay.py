@@ -1,0 +1,120 @@
+"""Relaying an OpenAI-compatible engine's answer to the client while counting what it cost.
+
+Streams are passed on as the engine's reads arrive: each read's complete SSE events go out in one
+write, nothing waits for more. Only events that mention ``usage`` are parsed (one per stream);
+the rest are scanned for a text field to count chunks, which is the fallback when an engine sends
+no usage (llama-cpp-python ignores ``stream_options``). The gateway always asks the engine for
+the usage chunk and drops it again when the client did not ask for it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import httpx
+
+from appliance.gateway.metering import Guard, UsageStatus
+
+logger = logging.getLogger(__name__)
+
+# A chunk that carries generated text: one token in vLLM's and llama.cpp's streams.
+_TEXT = re.compile(rb'"(?:content|text|reasoning_content)":\s*"(?!")')
+_NULL_USAGE = (b'"usage":null', b'"usage": null')
+DONE = b"data: [DONE]\n\n"
+
+
+def sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+
+
+def error_event(message: str) -> bytes:
+    """How OpenAI reports a failure after the stream has started: an ``error`` object as an event."""
+    error = {"message": message, "type": "upstream_error", "code": "upstream_disconnected", "param": None}
+    return sse({"error": error})
+
+
+def record_usage(guard: Guard, usage: Any) -> None:
+    if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+        prompt = usage.get("prompt_tokens")
+        guard.set_usage(prompt if isinstance(prompt, int) else guard.prompt_tokens, usage["completion_tokens"])
+
+
+class SseRelay:
+    """The per-stream state: partial event carried between reads, and whether the client wants usage."""
+
+    def __init__(self, guard: Guard, include_usage: bool) -> None:
+        self.guard, self.include_usage = guard, include_usage
+        self.pending = b""
+
+    def feed(self, data: bytes) -> bytes:
+        """Complete events of ``pending + data``, processed; the incomplete tail is kept for the next read."""
+        pending = self.pending + data
+        if b"\r" in pending:  # sse-starlette (llama-cpp-python) ends lines with CRLF
+            pending = pending.replace(b"\r\n", b"\n")
+        *events, self.pending = pending.split(b"\n\n")
+        kept = [out for out in map(self.event, events) if out]
+        return b"".join(kept)
+
+    def flush(self) -> bytes:
+        rest, self.pending = self.pending, b""
+        return self.event(rest.rstrip(b"\n")) if rest.strip() else b""
+
+    def event(self, event: bytes) -> bytes:
+        if b'"usage"' in event and not any(marker in event for marker in _NULL_USAGE):
+            return self._usage_event(event)
+        if _TEXT.search(event):
+            self.guard.first_token()
+            self.guard.add_completion_tokens(1)
+        return event + b"\n\n" if event else b""
+
+    def _usage_event(self, event: bytes) -> bytes:
+        try:
+            payload = json.loads(event.partition(b":")[2])
+        except ValueError:
+            return event + b"\n\n"
+        if not isinstance(payload, dict):
+            return event + b"\n\n"
+        record_usage(self.guard, payload.get("usage"))
+        if self.include_usage:
+            return event + b"\n\n"
+        if not payload.get("choices"):
+            return b""  # the usage-only chunk the client did not ask for
+        payload.pop("usage", None)
+        if _TEXT.search(event):
+            self.guard.first_token()
+        return sse(payload)
+
+
+async def relay_sse(response: httpx.Response, guard: Guard, include_usage: bool) -> AsyncGenerator[bytes, None]:
+    relay = SseRelay(guard, include_usage)
+    try:
+        async for data in response.aiter_raw():
+            out = relay.feed(data)
+            if out:
+                yield out
+            await guard.atouch()
+    except httpx.HTTPError as exc:
+        # The engine went away mid-answer: tell the client in-band, the status is already 200.
+        logger.warning("upstream stream broke: %s", exc)
+        guard.status = UsageStatus.ERROR
+        yield error_event(f"The engine stopped answering: {type(exc).__name__}.")
+        return
+    tail = relay.flush()
+    if tail:
+        yield tail
+
+
+async def read_whole(response: httpx.Response, guard: Guard) -> bytes:
+    """A non-streamed answer, passed on byte for byte; its ``usage`` settles the reservation."""
+    body = await response.aread()
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return body
+    if isinstance(payload, dict):
+        record_usage(guard, payload.get("usage"))
+    return body

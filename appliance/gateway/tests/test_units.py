@@ -1,0 +1,207 @@
+"""Unit tests of the pure parts: body checks, SSE relay accounting, Ollama translation, replica order."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from appliance.deployments.routing import Endpoint
+from appliance.gateway import balancer, translate_ollama
+from appliance.gateway.errors import GatewayError
+from appliance.gateway.protocol import Kind, parse
+from appliance.gateway.relay import SseRelay
+from appliance.quotas.limiter import Reservation
+from appliance.quotas.usage import Guard, RequestMeta
+
+
+def guard() -> Guard:
+    return Guard(Reservation("r", ("u:1",), 100, 0.0, degraded=True), RequestMeta(1, 1), prompt_tokens=9, ttl=60)
+
+
+def body(**fields: Any) -> bytes:
+    return json.dumps({"model": "m", "messages": [{"role": "user", "content": "你好"}], **fields}).encode()
+
+
+# --- protocol -------------------------------------------------------------------------------------
+
+
+def test_parse_reads_stream_usage_and_max_tokens() -> None:
+    call = parse(body(stream=True, stream_options={"include_usage": True}, max_completion_tokens=12), Kind.CHAT)
+    assert (call.stream, call.include_usage, call.max_tokens) == (True, True, 12)
+    assert call.prompt_estimate >= 2  # two Chinese characters are at least two tokens
+
+
+@pytest.mark.parametrize(
+    ("raw", "param"),
+    [
+        (b"[]", None),
+        (b'{"messages": []}', "model"),
+        (b'{"model": "m", "messages": []}', "messages"),
+        (b'{"model": "m", "messages": [{"content": "x"}]}', "messages"),
+        (body(stream="yes"), "stream"),
+        (body(max_tokens=0), "max_tokens"),
+        (body(max_tokens=True), "max_tokens"),
+    ],
+)
+def test_parse_refuses_bodies_with_the_param_named(raw: bytes, param: str | None) -> None:
+    with pytest.raises(GatewayError) as caught:
+        parse(raw, Kind.CHAT)
+    assert (caught.value.status, caught.value.param) == (400, param)
+
+
+def test_completion_prompts_of_every_shape() -> None:
+    assert parse(b'{"model": "m", "prompt": [1, 2, 3]}', Kind.COMPLETION).prompt_estimate == 3
+    assert parse(b'{"model": "m", "prompt": ["ab", "cd"]}', Kind.COMPLETION).prompt_estimate == 2
+    with pytest.raises(GatewayError):
+        parse(b'{"model": "m", "prompt": 5}', Kind.COMPLETION)
+
+
+# --- SSE relay ------------------------------------------------------------------------------------
+
+CHUNK = b'data: {"choices":[{"index":0,"delta":{"content":" tok"}}]}'
+USAGE = b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}'
+
+
+def test_events_split_across_reads_are_relayed_whole_and_counted() -> None:
+    g = guard()
+    relay = SseRelay(g, include_usage=False)
+    stream = CHUNK + b"\n\n" + CHUNK + b"\n\n" + b"data: [DONE]\n\n"
+    out = b"".join(relay.feed(stream[i : i + 7]) for i in range(0, len(stream), 7)) + relay.flush()
+    assert out == stream
+    assert g.completion_tokens == 2
+
+
+def test_crlf_events_are_normalised() -> None:
+    g = guard()
+    out = SseRelay(g, include_usage=True).feed(CHUNK + b"\r\n\r\n")
+    assert out == CHUNK + b"\n\n" and g.completion_tokens == 1
+
+
+def test_the_usage_chunk_sets_the_counts_and_is_dropped_unless_asked() -> None:
+    g = guard()
+    assert SseRelay(g, include_usage=False).feed(USAGE + b"\n\n") == b""
+    assert (g.prompt_tokens, g.completion_tokens) == (5, 2)
+    assert SseRelay(guard(), include_usage=True).feed(USAGE + b"\n\n") == USAGE + b"\n\n"
+
+
+def test_usage_on_a_chunk_with_choices_is_removed_from_that_chunk() -> None:
+    event = b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"completion_tokens":4}}'
+    g = guard()
+    out = SseRelay(g, include_usage=False).feed(event + b"\n\n")
+    assert json.loads(out[6:]) == {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    assert (g.prompt_tokens, g.completion_tokens) == (9, 4)  # the estimate stays when the engine gives none
+
+
+def test_empty_content_and_null_usage_are_not_counted() -> None:
+    g = guard()
+    SseRelay(g, include_usage=False).feed(b'data: {"choices":[{"delta":{"content":""}}],"usage":null}\n\n')
+    assert g.completion_tokens == 0
+
+
+# --- Ollama ---------------------------------------------------------------------------------------
+
+
+def test_chat_request_translation() -> None:
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "what is it"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,QUJD"}},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}}],
+        },
+    ]
+    raw = json.dumps(
+        {
+            "model": "m",
+            "messages": messages,
+            "max_tokens": 9,
+            "top_p": 0.5,
+            "stop": "END",
+            "response_format": {"type": "json_object"},
+            "tools": [{"type": "function"}],
+        }
+    ).encode()
+    sent = translate_ollama.request_body(parse(raw, Kind.CHAT))
+    assert sent["options"] == {"num_predict": 9, "top_p": 0.5, "stop": ["END"]}
+    assert sent["messages"][0] == {"role": "user", "content": "what is it", "images": ["QUJD"]}
+    assert sent["messages"][1]["tool_calls"] == [{"function": {"name": "f", "arguments": {"x": 1}}}]
+    assert sent["format"] == "json" and sent["tools"] == [{"type": "function"}]
+
+
+def test_remote_image_urls_are_refused() -> None:
+    raw = body(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}])
+    with pytest.raises(GatewayError):
+        translate_ollama.request_body(parse(raw, Kind.CHAT))
+
+
+def test_ndjson_stream_becomes_openai_chunks_with_tool_calls() -> None:
+    g = guard()
+    call = parse(body(stream=True), Kind.CHAT)
+    lines = [
+        {"message": {"role": "assistant", "content": "Hi"}, "done": False},
+        {
+            "message": {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"function": {"name": "f", "arguments": {}}}],
+            },
+            "done": False,
+        },
+        {
+            "message": {"role": "assistant", "content": ""},
+            "done": True,
+            "done_reason": "stop",
+            "prompt_eval_count": 11,
+            "eval_count": 2,
+        },
+    ]
+    raw = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+    translator = translate_ollama.NdjsonToSse(call, g)
+    out = translator.feed(raw[:10]) + translator.feed(raw[10:])
+    events = [e[6:] for e in out.split(b"\n\n") if e]
+    assert events[-1] == b"[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert chunks[1]["choices"][0]["delta"] == {"content": "Hi"}
+    assert chunks[2]["choices"][0]["delta"]["tool_calls"][0]["function"] == {"name": "f", "arguments": "{}"}
+    assert chunks[3]["choices"][0]["finish_reason"] == "tool_calls"
+    assert (g.prompt_tokens, g.completion_tokens) == (11, 2)
+
+
+def test_an_ollama_error_line_becomes_an_error_event() -> None:
+    g = guard()
+    out = translate_ollama.NdjsonToSse(parse(body(stream=True), Kind.CHAT), g).feed(b'{"error": "model not found"}\n')
+    assert json.loads(out[6:])["error"]["message"] == "model not found"
+    assert g.status == "error"
+
+
+# --- balancer -------------------------------------------------------------------------------------
+
+
+def endpoint(instance_id: int) -> Endpoint:
+    return Endpoint(1, instance_id, "m", "vllm", f"http://127.0.0.1:{instance_id}", 1)
+
+
+def test_fewest_in_flight_first_and_ties_rotate() -> None:
+    a, b, c = endpoint(9001), endpoint(9002), endpoint(9003)
+    balancer.acquire(a)
+    balancer.acquire(a)
+    balancer.acquire(b)
+    try:
+        assert balancer.ordered([a, b, c])[0] == c
+        assert [e.instance_id for e in balancer.ordered([a, b, c])] == [9003, 9002, 9001]
+    finally:
+        balancer.release(a)
+        balancer.release(a)
+        balancer.release(b)
+    firsts = {balancer.ordered([a, b, c])[0].instance_id for _ in range(3)}
+    assert firsts == {9001, 9002, 9003}
+    assert balancer.in_flight(9001) == 0

@@ -1,0 +1,130 @@
+"""HTTP to the engines: one pooled ``httpx.AsyncClient`` per event loop, replica choice and retry.
+
+One client per process (per event loop: asyncio clients belong to the loop that made them) keeps
+HTTP/1.1 connections to the engines alive between requests, so a request costs no TCP handshake.
+A request is retried on another replica only while nothing has come back yet (connection refused,
+reset, or closed before the response line): the engine has not answered, so nothing can have
+reached the client twice. A slow engine (read timeout) is not retried: it may still be working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from django.conf import settings
+
+from appliance.deployments.routing import Endpoint
+from appliance.gateway import balancer
+from appliance.gateway.errors import UNAVAILABLE, UPSTREAM, GatewayError, no_upstream
+
+logger = logging.getLogger(__name__)
+
+# Failures that happen before the engine sent anything back, so the request can go elsewhere.
+RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+_HEADERS = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+_KEPT_STATUSES = frozenset({400, 413, 422})  # the client's fault, said by the engine: passed on as is
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+
+
+def client() -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    found = _clients.get(loop)
+    if found is None or found.is_closed:
+        timeout = httpx.Timeout(
+            connect=settings.APPLIANCE_GATEWAY_CONNECT_TIMEOUT_SECONDS,
+            # Between two reads: a long prompt's prefill comes before the first byte.
+            read=settings.APPLIANCE_GATEWAY_READ_TIMEOUT_SECONDS,
+            write=30.0,
+            pool=10.0,
+        )
+        size = settings.APPLIANCE_GATEWAY_MAX_CONNECTIONS
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=60)
+        found = httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False, follow_redirects=False)
+        _clients[loop] = found
+    return found
+
+
+async def aclose() -> None:
+    """Close this loop's client (ASGI shutdown, end of a test's event loop)."""
+    found = _clients.pop(asyncio.get_running_loop(), None)
+    if found is not None:
+        await found.aclose()
+
+
+@dataclass
+class Opened:
+    endpoint: Endpoint
+    response: httpx.Response
+
+
+# Builds the (path, body) to send to one replica: replicas of one name may run different engines.
+Builder = Callable[[Endpoint], tuple[str, bytes]]
+
+
+async def open_first(endpoints: Sequence[Endpoint], build: Builder, request_id: str) -> Opened:
+    """Send to the least busy replica and return once its status line and headers arrived.
+
+    The caller owns the result: it must ``balancer.release`` the endpoint and close the response.
+    """
+    order = balancer.ordered(endpoints)
+    # One replica: a second try covers a kept-alive connection the engine had closed meanwhile.
+    attempts = order if len(order) > 1 else order * 2
+    failures: list[str] = []
+    headers = {**_HEADERS, "X-Request-ID": request_id}
+    for endpoint in attempts:
+        path, content = build(endpoint)
+        request = client().build_request("POST", endpoint.base_url + path, content=content, headers=headers)
+        balancer.acquire(endpoint)
+        try:
+            response = await client().send(request, stream=True)
+        except RETRYABLE as exc:
+            balancer.release(endpoint)
+            failures.append(f"{endpoint.base_url}: {type(exc).__name__}")
+            logger.warning("upstream %s failed before answering (%s); trying the next replica", endpoint.base_url, exc)
+            continue
+        except httpx.TimeoutException as exc:
+            balancer.release(endpoint)
+            raise GatewayError(
+                504,
+                f"The engine did not answer in time ({type(exc).__name__}).",
+                type=UPSTREAM,
+                code="upstream_timeout",
+            ) from exc
+        except BaseException:
+            balancer.release(endpoint)
+            raise
+        return Opened(endpoint, response)
+    raise no_upstream(endpoints[0].served_model_name, "; ".join(failures))
+
+
+async def error_from(response: httpx.Response) -> GatewayError:
+    """An engine's non-2xx answer in OpenAI's shape (vLLM, llama.cpp and Ollama each word it differently)."""
+    raw = await response.aread()
+    message = _message(raw) or f"The engine answered HTTP {response.status_code}."
+    status = response.status_code if response.status_code in _KEPT_STATUSES else 502
+    if response.status_code == 429:
+        return GatewayError(429, message, type="rate_limit_error", code="engine_busy", headers={"Retry-After": "1"})
+    if status == 502:
+        code, kind = f"upstream_{response.status_code}", UPSTREAM if response.status_code != 503 else UNAVAILABLE
+        return GatewayError(502, message, type=kind, code=code)
+    return GatewayError(status, message, code="upstream_rejected")
+
+
+def _message(raw: bytes) -> str:
+    try:
+        data: Any = json.loads(raw)
+    except ValueError:
+        return raw[:500].decode(errors="replace").strip()
+    if isinstance(data, dict):
+        error = data.get("error", data)
+        if isinstance(error, dict):
+            return str(error.get("message") or error.get("detail") or "")[:2000]
+        return str(error)[:2000]
+    return ""

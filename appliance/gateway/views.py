@@ -1,0 +1,204 @@
+"""The OpenAI-compatible endpoints: ``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``.
+
+Async Django views under daphne. A generation request goes: parse the body → key, replicas and
+quota scopes (admission, usually from cache) → reserve (metering) → send to the least busy replica,
+retrying another while nothing has come back (upstream) → relay (relay / translate_ollama). The
+reservation is settled exactly once on every ending: done, client gone (Django cancels the task
+and closes the stream, which closes the engine's request), engine failure.
+
+``X-Console-Overhead-Ms`` on every response is the time spent in this view before the engine
+request was sent (key check, routing, quota); for a whole (non-streamed) answer the time spent on
+it after the engine's answer arrived is added. Middleware before the view is not included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from appliance.deployments.routing import Endpoint
+from appliance.gateway import admission, balancer, metering, relay, translate_ollama, upstream
+from appliance.gateway.errors import UPSTREAM, GatewayError
+from appliance.gateway.protocol import Call, Kind, parse
+
+OVERHEAD_HEADER = "X-Console-Overhead-Ms"
+OLLAMA = "ollama"
+
+
+def _timed(response: HttpResponseBase, overhead_s: float) -> HttpResponseBase:
+    response[OVERHEAD_HEADER] = f"{overhead_s * 1000:.2f}"
+    return response
+
+
+def _since(started: float) -> float:
+    return time.perf_counter() - started
+
+
+def _request_id(request: HttpRequest) -> str:
+    return str(getattr(request, "request_id", "") or "gateway")
+
+
+def _secret(request: HttpRequest) -> str:
+    return admission.bearer_secret(request.headers.get("Authorization", ""))
+
+
+@csrf_exempt
+async def list_models(request: HttpRequest) -> HttpResponseBase:
+    started = time.perf_counter()
+    try:
+        found = await admission.models(_secret(request))
+    except GatewayError as exc:
+        return _timed(exc.response(), _since(started))
+    data = [{"id": name, "object": "model", "created": created, "owned_by": "appliance"} for name, created in found]
+    return _timed(JsonResponse({"object": "list", "data": data}), _since(started))
+
+
+@csrf_exempt
+async def retrieve_model(request: HttpRequest, model: str) -> HttpResponseBase:
+    started = time.perf_counter()
+    try:
+        found = dict(await admission.models(_secret(request)))
+        if model not in found:
+            raise GatewayError(404, f"The model `{model}` does not exist.", code="model_not_found", param="model")
+    except GatewayError as exc:
+        return _timed(exc.response(), _since(started))
+    payload = {"id": model, "object": "model", "created": found[model], "owned_by": "appliance"}
+    return _timed(JsonResponse(payload), _since(started))
+
+
+@csrf_exempt
+async def unknown_route(request: HttpRequest, rest: str) -> HttpResponseBase:
+    return _timed(GatewayError(404, f"Unknown endpoint /v1/{rest}.", code="unknown_url").response(), 0.0)
+
+
+@csrf_exempt
+async def chat_completions(request: HttpRequest) -> HttpResponseBase:
+    return await _generate(request, Kind.CHAT)
+
+
+@csrf_exempt
+async def completions(request: HttpRequest) -> HttpResponseBase:
+    return await _generate(request, Kind.COMPLETION)
+
+
+async def _generate(request: HttpRequest, kind: Kind) -> HttpResponseBase:
+    started = time.perf_counter()
+    try:
+        call, route = await _admit(request, kind)
+        guard = await metering.begin(route, call, _request_id(request))
+    except GatewayError as exc:
+        return _timed(exc.response(), _since(started))
+    return await _forward(call, route, guard, started, _request_id(request))
+
+
+async def _admit(request: HttpRequest, kind: Kind) -> tuple[Call, admission.Route]:
+    if request.method != "POST":
+        raise GatewayError(405, "Use POST.", code="method_not_allowed")
+    secret = _secret(request)
+    if int(request.META.get("CONTENT_LENGTH") or 0) > settings.APPLIANCE_GATEWAY_MAX_BODY_BYTES:
+        raise GatewayError(413, "The request body is too large.", code="request_too_large")
+    try:
+        call = parse(request.read(), kind)
+    except GatewayError:
+        await admission.models(secret)  # a bad key is reported before a bad body, as OpenAI does
+        raise
+    return call, await admission.route(secret, call.model)
+
+
+def _builder(call: Call) -> upstream.Builder:
+    """The request for one replica, built once per engine kind (replicas of a name may differ)."""
+    built: dict[str, tuple[str, bytes]] = {}
+
+    def build(endpoint: Endpoint) -> tuple[str, bytes]:
+        if endpoint.engine not in built:
+            if endpoint.engine == OLLAMA:
+                path, body = translate_ollama.PATHS[call.kind], translate_ollama.request_body(call)
+            else:
+                path, body = call.kind.path, dict(call.body)
+                if call.stream:
+                    # Ask for the usage chunk always: exact counts for the quota; dropped again if unasked.
+                    body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+            built[endpoint.engine] = (path, json.dumps(body, ensure_ascii=False).encode())
+        return built[endpoint.engine]
+
+    return build
+
+
+async def _forward(
+    call: Call, route: admission.Route, guard: metering.Guard, started: float, request_id: str
+) -> HttpResponseBase:
+    overhead = _since(started)
+    try:
+        opened = await upstream.open_first(route.endpoints, _builder(call), request_id)
+    except GatewayError as exc:
+        await metering.fail(guard)
+        return _timed(exc.response(), overhead)
+    except BaseException as exc:  # the client went away while the engine was being reached
+        await guard.afinish(metering.UsageStatus.CANCELLED if isinstance(exc, asyncio.CancelledError) else None)
+        raise
+    metering.served_by(guard, opened.endpoint)
+    if not opened.response.is_success:
+        error = await upstream.error_from(opened.response)
+        await _close(opened)
+        await metering.fail(guard)
+        return _timed(error.response(), overhead)
+    if call.stream:
+        return _timed(_streaming(call, opened, guard), overhead)
+    return await _whole(call, opened, guard, overhead)
+
+
+async def _close(opened: upstream.Opened) -> None:
+    try:
+        await opened.response.aclose()
+    finally:
+        balancer.release(opened.endpoint)
+
+
+def _streaming(call: Call, opened: upstream.Opened, guard: metering.Guard) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(_stream_body(call, opened, guard), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # a reverse proxy in front must not buffer the stream
+    return response
+
+
+async def _stream_body(call: Call, opened: upstream.Opened, guard: metering.Guard) -> AsyncIterator[bytes]:
+    if opened.endpoint.engine == OLLAMA:
+        source = translate_ollama.relay_ndjson(opened.response, call, guard)
+    else:
+        source = relay.relay_sse(opened.response, guard, call.include_usage)
+    try:
+        # Settles on every way out: end of stream, CancelledError/GeneratorExit when the client left.
+        async with guard:
+            async for chunk in source:
+                yield chunk
+    finally:
+        # Closing the response before it ended drops the connection: the engine sees the client go.
+        await source.aclose()
+        await _close(opened)
+
+
+async def _whole(call: Call, opened: upstream.Opened, guard: metering.Guard, overhead: float) -> HttpResponseBase:
+    async with guard:
+        try:
+            if opened.endpoint.engine == OLLAMA:
+                raw = await opened.response.aread()
+                received = time.perf_counter()
+                body = json.dumps(translate_ollama.whole(raw, call, guard), ensure_ascii=False).encode()
+            else:
+                body = await relay.read_whole(opened.response, guard)
+                received = time.perf_counter()
+        except (httpx.HTTPError, ValueError) as exc:
+            guard.status = metering.UsageStatus.ERROR
+            error = GatewayError(502, f"The engine's answer was cut short or unreadable: {exc}", type=UPSTREAM)
+            return _timed(error.response(), overhead)
+        finally:
+            await _close(opened)
+    response = HttpResponse(body, content_type="application/json")
+    return _timed(response, overhead + _since(received))
