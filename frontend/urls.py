@@ -1,6 +1,6 @@
 from django.urls import path
 
-from frontend import catalog_views, deployment_views, usage_views, views
+from frontend import catalog_views, deployment_views, gpu_views, usage_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -13,6 +13,13 @@ urlpatterns = [
     path("api-keys/", views.api_keys, name="api-keys"),
     path("api-keys/<int:pk>/revoke/", views.api_key_revoke, name="api-key-revoke"),
     path("audit-log/", views.audit_log, name="audit-log"),
+    path("nodes/", gpu_views.nodes, name="nodes"),
+    path("nodes/<int:pk>/maintenance/", gpu_views.node_maintenance, name="node-maintenance"),
+    path("gpus/", gpu_views.gpu_grid, name="gpus"),
+    path("gpus/live/", gpu_views.gpu_live, name="gpu-live"),
+    path("gpus/assign/", gpu_views.gpu_assign, name="gpu-assign"),
+    path("gpus/<int:pk>/", gpu_views.gpu_detail, name="gpu-detail"),
+    path("gpu-quotas/", gpu_views.gpu_quotas, name="gpu-quotas"),
     path("profiles/", catalog_views.profiles, name="profiles"),
     path("profiles/<int:pk>/", catalog_views.profile_detail, name="profile-detail"),
     path("profiles/<int:pk>/archive/", catalog_views.profile_archive, name="profile-archive"),
