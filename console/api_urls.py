@@ -3,6 +3,7 @@ from rest_framework.routers import DefaultRouter
 
 from appliance.accounts.api.views import ApiKeyViewSet, DepartmentViewSet, UserViewSet
 from appliance.audit.api.views import AuditLogViewSet
+from appliance.chat.api.views import ChatModelViewSet, ConversationViewSet
 from appliance.catalog.api.views import CapacityView, CatalogViewSet, ProfileViewSet
 from appliance.deployments.api.views import DeploymentViewSet
 from appliance.gpus.api.views import GpuQuotaViewSet, GpuUnitViewSet, GpuViewSet, NodeViewSet
@@ -23,5 +24,7 @@ router.register("profiles", ProfileViewSet, basename="profile")
 router.register("quotas", QuotaViewSet, basename="quota")
 router.register("usage", UsageViewSet, basename="usagerecord")
 router.register("deployments", DeploymentViewSet, basename="deployment")
+router.register("conversations", ConversationViewSet, basename="conversation")
+router.register("chat/models", ChatModelViewSet, basename="chatmodel")
 
 urlpatterns = [*router.urls, path("capacity/", CapacityView.as_view(), name="capacity-api")]

@@ -261,3 +261,18 @@ CELERY_BEAT_SCHEDULE["deployments.reconcile-all"] = {
     "options": {"expires": APPLIANCE_RECONCILE_SECONDS},
 }
 APPLIANCE_LOGS_WAIT_SECONDS = env_int("APPLIANCE_LOGS_WAIT_SECONDS", 5, minimum=1)
+
+# --- Chat portal (appliance/chat) ---------------------------------------------------------------
+INSTALLED_APPS.append("appliance.chat")
+# Answers in progress and engine health are kept here (Channels' Redis unless set).
+CHAT_REDIS_URL = env_str("CHAT_REDIS_URL", env_str("CHANNELS_REDIS_URL", REDIS_URL))
+CHAT_UPSTREAM_CONNECT_TIMEOUT_SECONDS = env_float("CHAT_UPSTREAM_CONNECT_TIMEOUT_SECONDS", 3.0)
+# The longest silence of an engine (before its first token included) before the answer fails.
+CHAT_UPSTREAM_READ_TIMEOUT_SECONDS = env_float("CHAT_UPSTREAM_READ_TIMEOUT_SECONDS", 300.0)
+CHAT_HEALTH_TIMEOUT_SECONDS = env_float("CHAT_HEALTH_TIMEOUT_SECONDS", 1.5)
+CHAT_HEALTH_CACHE_SECONDS = env_int("CHAT_HEALTH_CACHE_SECONDS", 10, minimum=1)
+CELERY_BEAT_SCHEDULE["chat.recover-orphans"] = {
+    "task": "chat.recover_orphans",
+    "schedule": 60.0,
+    "options": {"expires": 60},
+}

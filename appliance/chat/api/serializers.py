@@ -1,0 +1,62 @@
+"""The shapes of conversations and messages, shared by the API and the WebSocket protocol."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from appliance.chat.choices import MAX_SYSTEM_PROMPT_CHARS, MAX_TOKENS_LIMIT, TEMPERATURE_MAX, TITLE_MAX, Task
+from appliance.chat.models import Conversation, Message
+from appliance.core.api.serializers import StrictSerializer
+
+
+class ConversationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Conversation
+        fields = [
+            "id", "title", "model", "system_prompt", "task", "temperature", "max_tokens", "created_at", "updated_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class ConversationUpdateSerializer(StrictSerializer):
+    title = serializers.CharField(max_length=TITLE_MAX, allow_blank=True, required=False)
+    system_prompt = serializers.CharField(max_length=MAX_SYSTEM_PROMPT_CHARS, allow_blank=True, required=False)
+    model = serializers.CharField(max_length=128, allow_blank=True, required=False)
+    task = serializers.ChoiceField(choices=Task.choices, required=False)
+    temperature = serializers.FloatField(min_value=0, max_value=TEMPERATURE_MAX, allow_null=True, required=False)
+    max_tokens = serializers.IntegerField(min_value=1, max_value=MAX_TOKENS_LIMIT, allow_null=True, required=False)
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    tokens_per_second = serializers.FloatField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Message
+        fields = [
+            "id", "conversation_id", "role", "content", "reasoning", "status", "model", "temperature", "max_tokens",
+            "error_code", "error_detail", "prompt_tokens", "completion_tokens", "usage_estimated", "ttft_ms",
+            "reasoning_ms", "duration_ms", "tokens_per_second", "created_at", "finished_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class ChatModelSerializer(serializers.Serializer):
+    """A model the user may chat with, and how its engines answered the last probe."""
+
+    name = serializers.CharField()
+    engine = serializers.CharField()
+    reasoning = serializers.BooleanField()
+    status = serializers.ChoiceField(choices=["ok", "slow", "down"])
+    chat_defaults = serializers.DictField(child=serializers.FloatField())
+    default_max_tokens = serializers.IntegerField()
+    max_model_len = serializers.IntegerField()
+
+
+def message_data(message: Message) -> dict[str, Any]:
+    return dict(MessageSerializer(message).data)
+
+
+def conversation_data(conversation: Conversation) -> dict[str, Any]:
+    return dict(ConversationSerializer(conversation).data)

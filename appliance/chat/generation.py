@@ -1,0 +1,314 @@
+"""Generating one answer: an asyncio task in the web process, apart from any socket.
+
+Why a task in the web process rather than Celery: the stream goes engine → console → browser with
+one hop and no broker between tokens, and a daphne process holds thousands of idle streams
+cheaply. The task is keyed by its assistant message id and kept in ``_running``; it does not
+belong to the socket that asked for it, so closing the tab changes nothing. Its progress lives
+in Redis (``live``), so any socket of the user in any process picks it up. If the process dies,
+the heartbeat lapses and ``services.recover_orphans`` keeps the text and marks it interrupted.
+
+Deltas reach the user's group in batches (20 pieces or 50 ms, whichever first); the database is
+written every few seconds and at the end, never per token. A stop request arrives on the
+generation's own group (from any process) or as a Redis flag read at each batch; either way the
+stream task is cancelled, which closes the HTTP connection so the engine stops generating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from appliance.chat import answers, live, metering, upstream
+from appliance.chat.api.serializers import message_data
+from appliance.chat.choices import (
+    BATCH_MAX_DELAY_SECONDS,
+    BATCH_MAX_PIECES,
+    DB_FLUSH_SECONDS,
+    HEARTBEAT_SECONDS,
+    ErrorCode,
+    Status,
+    generation_group,
+    user_group,
+)
+from appliance.chat.planning import Job
+from appliance.chat.reasoning import Change, ThinkSplitter
+
+logger = logging.getLogger(__name__)
+
+_running: dict[int, asyncio.Task[None]] = {}
+
+
+def start(job: Job) -> asyncio.Task[None]:
+    task = asyncio.create_task(Generation(job).run(), name=f"chat-generation-{job.message_id}")
+    _running[job.message_id] = task
+    task.add_done_callback(lambda _t: _running.pop(job.message_id, None))
+    return task
+
+
+def running(message_id: int) -> asyncio.Task[None] | None:
+    return _running.get(message_id)
+
+
+class StopRequested(Exception):
+    pass
+
+
+class Batcher:
+    """Collects changes until the batch is big or old enough to send."""
+
+    def __init__(self) -> None:
+        self.pending = Change()
+        self.pieces = 0
+        self.since: float | None = None
+
+    def add(self, change: Change) -> None:
+        if not change:
+            return
+        self.pending.reasoning += change.reasoning
+        self.pending.content += change.content
+        self.pending.replaced = self.pending.replaced or change.replaced
+        self.pieces += 1
+        if self.since is None:
+            self.since = time.monotonic()
+
+    def wait_time(self) -> float | None:
+        """Seconds until the batch is due; None when empty (wait for the next chunk as long as it takes)."""
+        if self.since is None:
+            return None
+        return max(0.0, self.since + BATCH_MAX_DELAY_SECONDS - time.monotonic())
+
+    def due(self) -> bool:
+        return self.pieces >= BATCH_MAX_PIECES or self.wait_time() == 0.0
+
+    def take(self) -> Change | None:
+        if self.since is None:
+            return None
+        batch, self.pending, self.pieces, self.since = self.pending, Change(), 0, None
+        return batch
+
+
+@dataclass
+class Progress:
+    status: str = Status.STREAMING
+    error_code: str = ""
+    error_detail: str = ""
+    finish_reason: str | None = None
+    usage: tuple[int, int] | None = None
+    pieces: int = 0
+    started: float = field(default_factory=time.monotonic)
+    first_token_at: float | None = None
+    reasoning_ms: int | None = None
+
+    def fail(self, code: str, detail: str = "") -> None:
+        self.status, self.error_code, self.error_detail = Status.FAILED, code, detail[:500]
+
+
+async def _next(events: AsyncIterator[upstream.Chunk]) -> upstream.Chunk | None:
+    try:
+        return await anext(events)
+    except StopAsyncIteration:  # cannot be set on a future; None marks the end instead
+        return None
+
+
+class Generation:
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.splitter = ThinkSplitter(assume_reasoning=job.assume_reasoning)
+        self.batch = Batcher()
+        self.progress = Progress()
+        self.seq = 0
+        self.saved_at = time.monotonic()
+        self.layer = get_channel_layer()
+        self._text_ended = False
+
+    async def run(self) -> None:
+        beat = asyncio.create_task(self._heartbeat())
+        watcher = asyncio.create_task(self._watch_stop())
+        stream = asyncio.create_task(self._stream())
+        try:
+            await asyncio.wait({stream, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if not stream.done():
+                self.progress.status = Status.STOPPED
+                stream.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stream
+        finally:
+            for task in (beat, watcher):
+                task.cancel()
+            await self._finish()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await live.heartbeat(self.job.message_id)
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    async def _watch_stop(self) -> None:
+        """Returns when a stop request arrives on this generation's group."""
+        channel = await self.layer.new_channel()
+        group = generation_group(self.job.message_id)
+        await self.layer.group_add(group, channel)
+        try:
+            while (await self.layer.receive(channel)).get("type") != "chat.stop":
+                pass
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.layer.group_discard(group, channel))
+
+    async def _stream(self) -> None:
+        try:
+            async with metering.admitted(self.job.admission()) as guard:
+                try:
+                    async with upstream.open_stream(self.job.base_urls, self.job.payload) as events:
+                        await self._pump(events, guard)
+                finally:
+                    guard.set_usage(*self._usage())
+                    if self.progress.status == Status.STOPPED:
+                        guard.cancel()
+        except StopRequested:
+            self.progress.status = Status.STOPPED
+        except metering.QuotaRefused as exc:
+            self.progress.fail(exc.code, exc.message)
+        except upstream.UpstreamError as exc:
+            self.progress.fail(exc.code, exc.detail)
+        except Exception as exc:
+            logger.exception("chat: generation %s failed", self.job.message_id)
+            self.progress.fail(ErrorCode.INTERNAL, type(exc).__name__)
+
+    async def _pump(self, events: AsyncIterator[upstream.Chunk], guard: Any) -> None:
+        pending: asyncio.Future[upstream.Chunk | None] | None = None
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(_next(events))
+                done, _ = await asyncio.wait({pending}, timeout=self.batch.wait_time())
+                if not done:
+                    await self._flush()
+                    continue
+                chunk, pending = pending.result(), None
+                if chunk is None:
+                    break
+                self._apply(chunk, guard)
+                if self.batch.due():
+                    await self._flush()
+                await guard.atouch()
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
+        self._end_text(natural=self.progress.finish_reason == "stop")
+        await self._flush()
+        self.progress.status = Status.COMPLETE
+
+    def _apply(self, chunk: upstream.Chunk, guard: Any) -> None:
+        now = time.monotonic()
+        if chunk.reasoning or chunk.content:
+            self.progress.pieces += 1
+            if self.progress.first_token_at is None:
+                self.progress.first_token_at = now
+                guard.first_token()
+        if chunk.reasoning:
+            self.batch.add(self.splitter.feed_reasoning(chunk.reasoning))
+        if chunk.content:
+            self.batch.add(self.splitter.feed(chunk.content))
+        if self.progress.reasoning_ms is None and self.splitter.reasoning and self.splitter.content:
+            self.progress.reasoning_ms = int((now - (self.progress.first_token_at or now)) * 1000)
+        self.progress.finish_reason = chunk.finish_reason or self.progress.finish_reason
+        self.progress.usage = chunk.usage or self.progress.usage
+
+    def _end_text(self, *, natural: bool) -> None:
+        if not self._text_ended:
+            self._text_ended = True
+            self.batch.add(self.splitter.finish(natural_end=natural))
+
+    async def _flush(self) -> None:
+        change = self.batch.take()
+        if change is None:
+            return
+        self.seq += 1
+        if change.replaced:
+            change = Change(self.splitter.reasoning, self.splitter.content, replaced=True)
+        extra = {"reasoning_ms": self.progress.reasoning_ms} if self.progress.reasoning_ms is not None else None
+        job = self.job
+        stop = await live.append(
+            job.message_id, self.seq, reasoning=change.reasoning, content=change.content, replace=change.replaced,
+            extra=extra,
+        )  # fmt: skip
+        event = {
+            "type": "chat.delta", "conversation_id": job.conversation_id, "message_id": job.message_id,
+            "seq": self.seq, "reasoning": change.reasoning, "content": change.content, "replace": change.replaced,
+        }  # fmt: skip
+        await self.layer.group_send(user_group(job.user_id), event)
+        if time.monotonic() - self.saved_at >= DB_FLUSH_SECONDS:
+            self.saved_at = time.monotonic()
+            await database_sync_to_async(answers.save_progress)(
+                job.message_id, self.splitter.reasoning, self.splitter.content
+            )
+        if stop:
+            self.progress.status = Status.STOPPED
+            raise StopRequested
+
+    def _usage(self) -> tuple[int, int]:
+        if self.progress.usage is not None:
+            return self.progress.usage
+        return self.job.prompt_tokens, self.progress.pieces
+
+    def _final(self) -> answers.Final:
+        p = self.progress
+        now = time.monotonic()
+        if p.reasoning_ms is None and self.splitter.reasoning and p.first_token_at is not None:
+            p.reasoning_ms = int((now - p.first_token_at) * 1000)
+        if p.status == Status.STREAMING:  # the task itself was cancelled: the process is shutting down
+            p.status, p.error_code = Status.INTERRUPTED, ErrorCode.INTERRUPTED
+        prompt, completion = self._usage()
+        return answers.Final(
+            status=p.status,
+            reasoning=self.splitter.reasoning,
+            content=self.splitter.content,
+            error_code=p.error_code,
+            error_detail=p.error_detail,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            usage_estimated=p.usage is None,
+            ttft_ms=int((p.first_token_at - p.started) * 1000) if p.first_token_at is not None else None,
+            reasoning_ms=p.reasoning_ms if self.splitter.reasoning else None,
+            duration_ms=int((now - p.started) * 1000),
+        )
+
+    async def _finish(self) -> None:
+        """Write the answer, tell every tab, drop the Redis state: in that order, so nothing is lost."""
+        job = self.job
+        self._end_text(natural=False)
+        self.batch.take()  # the final message below carries the whole text
+        try:
+            message = await database_sync_to_async(_store)(job.message_id, self._final())
+            if message is not None:
+                quota = await _remaining(job.user_id)
+                event = {"conversation_id": job.conversation_id, "message": message, "quota": quota}
+                await self.layer.group_send(user_group(job.user_id), {"type": "chat.done", **event})
+        except Exception:
+            # The text stays in Redis without a heartbeat: the reaper stores it.
+            logger.exception("chat: could not store answer %s", job.message_id)
+            return
+        await live.end(job.message_id)
+
+
+def _store(message_id: int, final: answers.Final) -> dict[str, Any] | None:
+    message = answers.finish_message(message_id, final)
+    return message_data(message) if message is not None else None
+
+
+async def _remaining(user_id: int) -> dict[str, Any]:
+    try:
+        return await metering.aremaining(user_id)
+    except Exception:
+        logger.exception("chat: remaining quota unavailable")
+        return {"available": False}

@@ -1,0 +1,149 @@
+"""The text of answers in progress, kept in Redis so any tab, in any web process, picks them up.
+
+Per assistant message ``m``:
+
+- ``chat:live:m`` hash: ``seq`` (the last batch published), ``reasoning_ms`` once thinking ended;
+- ``chat:live:m:r`` / ``chat:live:m:c``: reasoning and answer so far (APPENDed batch by batch);
+- ``chat:live:m:hb``: heartbeat of the generation, expiring soon after its process stops;
+- ``chat:live:m:stop``: a stop request, checked at every batch.
+
+A batch is appended and its ``seq`` set in one MULTI, so a snapshot (read in one MULTI too) and the
+deltas published after it never overlap nor leave a gap: the browser drops deltas whose ``seq`` is
+not above the snapshot's.
+"""
+
+from __future__ import annotations
+
+import weakref
+from asyncio import AbstractEventLoop, get_running_loop
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+
+from appliance.chat.choices import HEARTBEAT_TTL_SECONDS, LIVE_TTL_SECONDS
+
+_async_clients: weakref.WeakKeyDictionary[AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
+_sync_client: redis.Redis | None = None
+
+
+def _keys(message_id: int) -> tuple[str, str, str, str, str]:
+    base = f"chat:live:{message_id}"
+    return base, f"{base}:r", f"{base}:c", f"{base}:hb", f"{base}:stop"
+
+
+def aclient() -> aioredis.Redis:
+    """One client per event loop: a redis.asyncio connection pool cannot cross loops."""
+    loop = get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        client = aioredis.Redis.from_url(settings.CHAT_REDIS_URL, decode_responses=True)
+        _async_clients[loop] = client
+    return client
+
+
+def client() -> redis.Redis:
+    global _sync_client
+    if _sync_client is None:
+        _sync_client = redis.Redis.from_url(settings.CHAT_REDIS_URL, decode_responses=True)
+    return _sync_client
+
+
+@dataclass(frozen=True)
+class LiveState:
+    seq: int
+    reasoning: str
+    content: str
+    reasoning_ms: int | None
+
+
+def _state(raw: list[Any]) -> LiveState | None:
+    fields, reasoning, content = raw
+    if not fields:
+        return None
+    ms = fields.get("reasoning_ms")
+    return LiveState(int(fields.get("seq", 0)), reasoning or "", content or "", int(ms) if ms else None)
+
+
+# --- synchronous: services and the reaper ------------------------------------------------------
+
+
+def begin(message_id: int) -> None:
+    """Create the state of a new generation and its first heartbeat (before the task even starts)."""
+    base, r, c, hb, _stop = _keys(message_id)
+    pipe = client().pipeline(transaction=True)
+    pipe.hset(base, mapping={"seq": 0})
+    pipe.set(r, "", ex=LIVE_TTL_SECONDS)
+    pipe.set(c, "", ex=LIVE_TTL_SECONDS)
+    pipe.expire(base, LIVE_TTL_SECONDS)
+    pipe.set(hb, 1, ex=HEARTBEAT_TTL_SECONDS)
+    pipe.execute()
+
+
+def alive(message_ids: list[int]) -> set[int]:
+    """The messages whose generation still beats."""
+    if not message_ids:
+        return set()
+    beats = client().mget([_keys(m)[3] for m in message_ids])
+    return {m for m, beat in zip(message_ids, beats, strict=True) if beat}
+
+
+def snapshot_sync(message_id: int) -> LiveState | None:
+    base, r, c, _hb, _stop = _keys(message_id)
+    pipe = client().pipeline(transaction=True)
+    pipe.hgetall(base).get(r).get(c)
+    return _state(pipe.execute())
+
+
+def request_stops(message_ids: list[int]) -> None:
+    if message_ids:
+        pipe = client().pipeline(transaction=False)
+        for m in message_ids:
+            pipe.set(_keys(m)[4], 1, ex=LIVE_TTL_SECONDS)
+        pipe.execute()
+
+
+def discard(message_id: int) -> None:
+    client().delete(*_keys(message_id))
+
+
+# --- asynchronous: the generation and the consumer ---------------------------------------------
+
+
+async def append(
+    message_id: int, seq: int, *, reasoning: str, content: str, replace: bool, extra: dict[str, int] | None = None
+) -> bool:
+    """Add one batch (or, with ``replace``, set the whole texts); returns whether a stop was requested."""
+    base, r, c, _hb, stop = _keys(message_id)
+    pipe = aclient().pipeline(transaction=True)
+    if replace:
+        pipe.set(r, reasoning, ex=LIVE_TTL_SECONDS).set(c, content, ex=LIVE_TTL_SECONDS)
+    else:
+        pipe.append(r, reasoning).append(c, content)
+    fields: dict[str | bytes, int] = {"seq": seq}
+    fields.update(extra or {})
+    pipe.hset(base, mapping=fields)
+    pipe.exists(stop)
+    results = await pipe.execute()
+    return bool(results[-1])
+
+
+async def heartbeat(message_id: int) -> None:
+    await aclient().set(_keys(message_id)[3], 1, ex=HEARTBEAT_TTL_SECONDS)
+
+
+async def snapshot(message_id: int) -> LiveState | None:
+    base, r, c, _hb, _stop = _keys(message_id)
+    pipe = aclient().pipeline(transaction=True)
+    pipe.hgetall(base).get(r).get(c)
+    return _state(await pipe.execute())
+
+
+async def request_stop(message_id: int) -> None:
+    await aclient().set(_keys(message_id)[4], 1, ex=LIVE_TTL_SECONDS)
+
+
+async def end(message_id: int) -> None:
+    await aclient().delete(*_keys(message_id))

@@ -1,0 +1,89 @@
+"""Chat answers count against the same quotas as the gateway, and write the same usage records.
+
+A thin layer over ``appliance.quotas``: admission before the engine is called (the worst case,
+prompt estimate + max_tokens, is reserved), settlement to the real usage on every ending, and the
+"remaining quota" line shown under each answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+
+from appliance.accounts.models import User
+from appliance.core.exceptions import ServiceError
+from appliance.quotas import services as quota_services
+from appliance.quotas import usage
+
+QUOTA_LIMITS = ("tokens_per_day", "tokens_per_month")
+_USED = {"tokens_per_day": "tokens_today", "tokens_per_month": "tokens_this_month"}
+
+
+class QuotaRefused(Exception):
+    """The quota refused the answer before the engine was called."""
+
+    def __init__(self, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.details = code, message, details
+
+
+@dataclass(frozen=True)
+class Admission:
+    request_id: str
+    user_id: int
+    department_id: int | None
+    deployment_id: int
+    model: str
+    prompt_tokens: int
+    max_tokens: int
+
+
+def _scopes(user_id: int) -> list[Any]:
+    user = User.objects.select_related("department").get(pk=user_id)
+    return quota_services.scopes_for(user)
+
+
+@asynccontextmanager
+async def admitted(adm: Admission) -> AsyncIterator[usage.Guard]:
+    """Reserve, yield the guard, settle however the block ends (stop and failures included)."""
+    scopes = await sync_to_async(_scopes)(adm.user_id)
+    meta = usage.RequestMeta(
+        user_id=adm.user_id, department_id=adm.department_id, deployment_id=adm.deployment_id, model=adm.model
+    )
+    try:
+        guard = await usage.abegin(
+            scopes, meta, request_id=adm.request_id, prompt_tokens=adm.prompt_tokens, max_tokens=adm.max_tokens
+        )
+    except ServiceError as exc:
+        raise QuotaRefused(exc.code, exc.message, exc.details) from exc
+    async with guard:
+        yield guard
+
+
+def _tightest(rows: list[dict[str, Any]], limit: str) -> dict[str, Any] | None:
+    best: dict[str, Any] | None = None
+    for row in rows:
+        if row.get(limit) is None or row.get("usage") is None:
+            continue
+        used = int(row["usage"][_USED[limit]]) + int(row["usage"].get("tokens_in_flight", 0))
+        remaining = max(0, int(row[limit]) - used)
+        if best is None or remaining < best["remaining"]:
+            best = {"limit": int(row[limit]), "used": used, "remaining": remaining, "scope": row.get("label", "")}
+    return best
+
+
+def remaining(user_id: int) -> dict[str, Any]:
+    """The tightest daily and monthly token budgets left to the user (their own, their department's, …)."""
+    user = User.objects.select_related("department").get(pk=user_id)
+    report = quota_services.remaining_for(user)
+    if not report["available"]:
+        return {"available": False}
+    found = {limit: _tightest(report["scopes"], limit) for limit in QUOTA_LIMITS}
+    return {"available": True, **{k: v for k, v in found.items() if v is not None}}
+
+
+aremaining = sync_to_async(remaining)

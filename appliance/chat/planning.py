@@ -1,0 +1,137 @@
+"""What a new answer will be asked of: the model the user may use, its parameters, the history."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.utils.translation import gettext as _
+
+from appliance.accounts.models import User
+from appliance.chat.choices import (
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_TASK,
+    DEFAULT_TEMPERATURES,
+    MAX_TOKENS_LIMIT,
+    ErrorCode,
+    Role,
+    Status,
+    Task,
+)
+from appliance.chat.metering import Admission
+from appliance.chat.models import Conversation
+from appliance.core.exceptions import PermissionDenied
+from appliance.deployments import routing
+from appliance.deployments.models import Deployment
+
+
+@dataclass(frozen=True)
+class ChatSettings:
+    """What the user picked for this answer; None: the model's default."""
+
+    model: str
+    system_prompt: str = ""
+    task: str = DEFAULT_TASK
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    name: str
+    deployment_id: int
+    department_id: int
+    base_urls: tuple[str, ...]
+    reasoning: bool
+    chat_defaults: dict[str, float]
+    max_model_len: int
+
+    def temperature_for(self, task: str) -> float:
+        return float(self.chat_defaults.get(task, DEFAULT_TEMPERATURES.get(task, DEFAULT_TEMPERATURES[DEFAULT_TASK])))
+
+    @property
+    def default_max_tokens(self) -> int:
+        return default_max_tokens(self.max_model_len)
+
+
+def default_max_tokens(max_model_len: int) -> int:
+    """The completion budget when the user sets none: leave at least half the context to the prompt."""
+    return max(1, min(DEFAULT_MAX_TOKENS, max_model_len // 2))
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a generation needs, computed under the request's permissions before it starts."""
+
+    message_id: int
+    conversation_id: int
+    user_id: int
+    department_id: int | None
+    deployment_id: int
+    model: str
+    base_urls: tuple[str, ...]
+    payload: dict[str, Any]
+    assume_reasoning: bool
+    prompt_tokens: int
+    max_tokens: int
+    request_id: str
+
+    def admission(self) -> Admission:
+        return Admission(
+            request_id=self.request_id, user_id=self.user_id, department_id=self.department_id,
+            deployment_id=self.deployment_id, model=self.model, prompt_tokens=self.prompt_tokens,
+            max_tokens=self.max_tokens,
+        )  # fmt: skip
+
+
+def choose_model(user: User, name: str) -> ModelChoice:
+    """The running deployments of ``name`` the user may use (routing's rule), else PermissionDenied."""
+    endpoints = routing.endpoints(user, name) if name else []
+    if not endpoints:
+        raise PermissionDenied(_("This model is not available to you."), code=ErrorCode.MODEL_UNAVAILABLE)
+    first = endpoints[0]
+    deployment = Deployment.objects.select_related("profile_version").get(pk=first.deployment_id)
+    urls = [e.base_url for e in endpoints]
+    random.shuffle(urls)  # spread conversations over replicas; the others are tried if one refuses
+    return ModelChoice(
+        name=name, deployment_id=first.deployment_id, department_id=first.department_id,
+        base_urls=tuple(dict.fromkeys(urls)), reasoning=first.is_reasoning,
+        chat_defaults=dict(deployment.profile_version.chat_defaults or {}),
+        max_model_len=deployment.profile_version.max_model_len,
+    )  # fmt: skip
+
+
+def history(conversation: Conversation) -> list[dict[str, str]]:
+    """The messages sent to the engine: system prompt, then the current turns (never the reasoning)."""
+    messages = []
+    if conversation.system_prompt.strip():
+        messages.append({"role": "system", "content": conversation.system_prompt})
+    rows = conversation.messages.current().exclude(status=Status.STREAMING).values_list("role", "content")
+    for role, content in rows:
+        if role == Role.USER or content.strip():
+            messages.append({"role": role, "content": content})
+    return messages
+
+
+def estimate_tokens(messages: list[dict[str, str]]) -> int:
+    """A deliberately high guess for the reservation (about two characters a token, plus framing)."""
+    return sum(len(m["content"]) // 2 + 8 for m in messages)
+
+
+def plan(user: User, conversation: Conversation, message_id: int, choice: ModelChoice) -> Job:
+    task = conversation.task if conversation.task in Task.values else DEFAULT_TASK
+    temperature = conversation.temperature if conversation.temperature is not None else choice.temperature_for(task)
+    max_tokens = min(conversation.max_tokens or choice.default_max_tokens, MAX_TOKENS_LIMIT)
+    messages = history(conversation)
+    payload = {
+        "model": choice.name, "messages": messages, "stream": True, "temperature": temperature,
+        "max_tokens": max_tokens, "stream_options": {"include_usage": True},
+    }  # fmt: skip
+    return Job(
+        message_id=message_id, conversation_id=conversation.pk, user_id=user.pk,
+        department_id=user.department_id, deployment_id=choice.deployment_id, model=choice.name,
+        base_urls=choice.base_urls, payload=payload, assume_reasoning=choice.reasoning,
+        prompt_tokens=estimate_tokens(messages), max_tokens=max_tokens, request_id=uuid.uuid4().hex,
+    )  # fmt: skip
