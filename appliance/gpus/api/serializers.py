@@ -134,45 +134,45 @@ class GpuQuotaSerializer(StrictModelSerializer):
         return round((getattr(quota, "used_memory", None) or 0) / GIB, 1)
 
 
-class QuotaSetSerializer(StrictSerializer):
+class GpuQuotaSetSerializer(StrictSerializer):
     department = serializers.IntegerField()
     max_units = serializers.IntegerField(min_value=0, allow_null=True)
     max_memory_gib = serializers.IntegerField(min_value=0, allow_null=True)
 
 
-class QuotaUpdateSerializer(StrictSerializer):
+class GpuQuotaUpdateSerializer(StrictSerializer):
     max_units = serializers.IntegerField(min_value=0, allow_null=True, required=False)
     max_memory_gib = serializers.IntegerField(min_value=0, allow_null=True, required=False)
 
 
-class UnitsSerializer(StrictSerializer):
+class GpuUnitsSerializer(StrictSerializer):
     units = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1, max_length=512)
 
 
-class AssignSerializer(UnitsSerializer):
+class GpuAssignSerializer(GpuUnitsSerializer):
     department = serializers.IntegerField()
 
 
-class ReleaseSerializer(UnitsSerializer):
+class GpuReleaseSerializer(GpuUnitsSerializer):
     force = serializers.BooleanField(default=False)
 
 
-class MoveSerializer(AssignSerializer):
+class GpuMoveSerializer(GpuAssignSerializer):
     force = serializers.BooleanField(default=False)
 
 
-class MaintenanceSerializer(StrictSerializer):
+class NodeMaintenanceSerializer(StrictSerializer):
     enabled = serializers.BooleanField()
     reason = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
 
 
-class MetricsQuerySerializer(StrictSerializer):
+class GpuMetricsQuerySerializer(StrictSerializer):
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
     step = serializers.IntegerField(required=False, min_value=1, help_text="Seconds per point.")
 
 
-class MetricsSerializer(serializers.Serializer):
+class GpuMetricsSerializer(serializers.Serializer):
     gpu = serializers.IntegerField()
     resolution = serializers.CharField()
     step = serializers.IntegerField()
@@ -181,7 +181,7 @@ class MetricsSerializer(serializers.Serializer):
     points = serializers.ListField(child=serializers.DictField())
 
 
-class PoolSerializer(serializers.Serializer):
+class GpuPoolSerializer(serializers.Serializer):
     department = serializers.IntegerField()
     department_name = serializers.CharField()
     units = serializers.IntegerField()
@@ -190,12 +190,12 @@ class PoolSerializer(serializers.Serializer):
     quota_memory_gib = serializers.IntegerField(allow_null=True)
 
 
-class CapacitySerializer(serializers.Serializer):
+class GpuCapacitySerializer(serializers.Serializer):
     units = serializers.IntegerField()
     memory_gib = serializers.FloatField()
 
 
-class SummarySerializer(serializers.Serializer):
-    total = CapacitySerializer()
-    free = CapacitySerializer()
-    pools = PoolSerializer(many=True)
+class GpuSummarySerializer(serializers.Serializer):
+    total = GpuCapacitySerializer()
+    free = GpuCapacitySerializer()
+    pools = GpuPoolSerializer(many=True)

@@ -19,19 +19,19 @@ from appliance.core.exceptions import InvalidInput
 from appliance.core.querysets import VIEW
 from appliance.gpus import metrics, services
 from appliance.gpus.api.serializers import (
-    AssignSerializer,
+    GpuAssignSerializer,
+    GpuMetricsQuerySerializer,
+    GpuMetricsSerializer,
+    GpuMoveSerializer,
     GpuQuotaSerializer,
+    GpuQuotaSetSerializer,
+    GpuQuotaUpdateSerializer,
+    GpuReleaseSerializer,
     GpuSerializer,
+    GpuSummarySerializer,
     GpuUnitSerializer,
-    MaintenanceSerializer,
-    MetricsQuerySerializer,
-    MetricsSerializer,
-    MoveSerializer,
+    NodeMaintenanceSerializer,
     NodeSerializer,
-    QuotaSetSerializer,
-    QuotaUpdateSerializer,
-    ReleaseSerializer,
-    SummarySerializer,
 )
 from appliance.gpus.models import Gpu, GpuQuota, GpuUnit, Node
 
@@ -49,11 +49,11 @@ class NodeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RestrictedVi
     serializer_class = NodeSerializer
     filter_map = {"state": "state", "name": "name"}
 
-    @extend_schema(request=MaintenanceSerializer, responses=NodeSerializer)
+    @extend_schema(request=NodeMaintenanceSerializer, responses=NodeSerializer)
     @action(detail=True, methods=["post"])
     def maintenance(self, request: Request, pk: str) -> Response:
         self.get_object_for(VIEW)
-        ser = MaintenanceSerializer(data=request.data)
+        ser = NodeMaintenanceSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         services.set_maintenance(acting_user(request), int(pk), **ser.validated_data)
         return Response(NodeSerializer(self.queryset.get(pk=pk)).data)
@@ -90,11 +90,11 @@ class GpuViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RestrictedVie
         qs = super().apply_filters(qs, request)
         return _unit_filters(qs, request, prefix="gpu_id") if self.action == "list" else qs
 
-    @extend_schema(parameters=[MetricsQuerySerializer], responses=MetricsSerializer)
+    @extend_schema(parameters=[GpuMetricsQuerySerializer], responses=GpuMetricsSerializer)
     @action(detail=True, methods=["get"])
     def metrics(self, request: Request, pk: str) -> Response:
         gpu = self.get_object_for(VIEW)
-        query = MetricsQuerySerializer(data=request.query_params.dict())
+        query = GpuMetricsQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         until = query.validated_data.get("until") or timezone.now()
         since = query.validated_data.get("since") or until - timedelta(hours=1)
@@ -117,32 +117,32 @@ class GpuUnitViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Restricte
         fresh = self.queryset.filter(pk__in=[unit.pk for unit in units])
         return Response(GpuUnitSerializer(fresh, many=True).data)
 
-    @extend_schema(request=AssignSerializer, responses=GpuUnitSerializer(many=True))
+    @extend_schema(request=GpuAssignSerializer, responses=GpuUnitSerializer(many=True))
     @action(detail=False, methods=["post"])
     def assign(self, request: Request) -> Response:
-        ser = AssignSerializer(data=request.data)
+        ser = GpuAssignSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         data = ser.validated_data
         return self._units_response(services.assign_units(acting_user(request), data["units"], data["department"]))
 
-    @extend_schema(request=ReleaseSerializer, responses=GpuUnitSerializer(many=True))
+    @extend_schema(request=GpuReleaseSerializer, responses=GpuUnitSerializer(many=True))
     @action(detail=False, methods=["post"])
     def release(self, request: Request) -> Response:
-        ser = ReleaseSerializer(data=request.data)
+        ser = GpuReleaseSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         data = ser.validated_data
         return self._units_response(services.release_units(acting_user(request), data["units"], force=data["force"]))
 
-    @extend_schema(request=MoveSerializer, responses=GpuUnitSerializer(many=True))
+    @extend_schema(request=GpuMoveSerializer, responses=GpuUnitSerializer(many=True))
     @action(detail=False, methods=["post"])
     def move(self, request: Request) -> Response:
-        ser = MoveSerializer(data=request.data)
+        ser = GpuMoveSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         data = ser.validated_data
         units = services.move_units(acting_user(request), data["units"], data["department"], force=data["force"])
         return self._units_response(units)
 
-    @extend_schema(responses=SummarySerializer)
+    @extend_schema(responses=GpuSummarySerializer)
     @action(detail=False, methods=["get"])
     def summary(self, request: Request) -> Response:
         """Free and total units of the appliance, and the pools the caller may see."""
@@ -158,10 +158,10 @@ class GpuQuotaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Restrict
     serializer_class = GpuQuotaSerializer
     filter_map = {"department": "department_id"}
 
-    @extend_schema(request=QuotaSetSerializer, responses=GpuQuotaSerializer)
+    @extend_schema(request=GpuQuotaSetSerializer, responses=GpuQuotaSerializer)
     def create(self, request: Request) -> Response:
         """Set a department's quota, creating it if needed; null limits mean unlimited."""
-        ser = QuotaSetSerializer(data=request.data)
+        ser = GpuQuotaSetSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         data = ser.validated_data
         quota = services.set_quota(
@@ -169,11 +169,11 @@ class GpuQuotaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Restrict
         )
         return Response(GpuQuotaSerializer(self.queryset.get(pk=quota.pk)).data, status=status.HTTP_200_OK)
 
-    @extend_schema(request=QuotaUpdateSerializer, responses=GpuQuotaSerializer)
+    @extend_schema(request=GpuQuotaUpdateSerializer, responses=GpuQuotaSerializer)
     def partial_update(self, request: Request, pk: str) -> Response:
         quota = self.get_object_for(VIEW)
         assert isinstance(quota, GpuQuota)
-        ser = QuotaUpdateSerializer(data=request.data)
+        ser = GpuQuotaUpdateSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         changes = {"max_units": quota.max_units, "max_memory_gib": quota.max_memory_gib, **ser.validated_data}
         services.set_quota(acting_user(request), quota.department_id, **changes)
