@@ -206,3 +206,14 @@ def test_pool_summary_shows_free_total_and_only_visible_pools(
         }
     ]
     assert len(services.pool_summary(personas["root"])["pools"]) == 3
+
+
+def test_a_department_holding_units_cannot_be_deleted(personas: dict, units: list[GpuUnit]) -> None:
+    from appliance.accounts.services import delete_department
+    from conftest import make_department
+
+    legal = make_department("legal", "法务部")
+    services.assign_units(personas["root"], [units[0].pk], legal.pk)
+    with pytest.raises(Conflict, match="GPU units"):
+        delete_department(personas["root"], legal.pk)
+    assert GpuUnit.objects.get(pk=units[0].pk).department_id == legal.pk
