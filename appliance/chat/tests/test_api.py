@@ -36,7 +36,9 @@ def ids(response: Any) -> list[int]:
 
 
 @pytest.mark.parametrize("persona", ["root", "alice", "carol", "eve"])
-def test_nobody_lists_or_opens_another_users_chat(api_as: Callable[[str], APIClient], personas: dict, persona: str) -> None:
+def test_nobody_lists_or_opens_another_users_chat(
+    api_as: Callable[[str], APIClient], personas: dict, persona: str
+) -> None:
     theirs = chat(personas["bob"], "bob's plans", "q", "a")
     own = chat(personas[persona], "mine", "q")
     client = api_as(persona)
@@ -74,7 +76,9 @@ def test_rename_and_settings(api_as: Callable[[str], APIClient], personas: dict)
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid"
 
 
-def test_delete_removes_messages_and_audits_without_the_text(api_as: Callable[[str], APIClient], personas: dict) -> None:
+def test_delete_removes_messages_and_audits_without_the_text(
+    api_as: Callable[[str], APIClient], personas: dict
+) -> None:
     conversation = chat(personas["bob"], "private title", "private question", "answer")
     assert api_as("bob").delete(f"{URL}{conversation.pk}/").status_code == 204
     assert not Message.objects.filter(conversation_id=conversation.pk).exists()

@@ -25,7 +25,7 @@ def split(chunks: list[str], *, assume: bool = False, natural: bool = True) -> t
         (["reason", "ing</think>", "\n\nanswer"], True, ("reasoning", "answer")),
         (["reason", "ing</think>", "answer"], False, ("reasoning", "answer")),
         (["Put it in <think> tags, then </think>."], False, ("", "Put it in <think> tags, then </think>.")),
-        (["A plain answer from R1 that skipped thinking."], True, ("", "A plain answer from R1 that skipped thinking.")),
+        (["R1 skipped thinking."], True, ("", "R1 skipped thinking.")),
         (["   "], False, ("", "")),
     ],
     ids=["plain", "tags", "split-tags", "leading-space", "r1-no-open", "lone-close", "tags-in-answer", "r1-no-think",
