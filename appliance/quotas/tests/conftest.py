@@ -1,7 +1,13 @@
-"""Quota tests run against real Redis, database 13 (no other suite uses it), emptied around each test."""
+"""Quota tests run against real Redis, database 13.
+
+Several test runs may share that database at once (every engineer's full suite runs these tests),
+so each test gets its own key prefix through ``CONSOLE_ID`` and removes only its own keys; a
+FLUSHDB here would wipe a neighbour's test in the middle.
+"""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,10 +25,12 @@ DEAD_REDIS_URL = "redis://127.0.0.1:1/13"
 def quota_redis(settings: Any) -> Iterator[redis.Redis]:
     settings.APPLIANCE_QUOTA_REDIS_URL = TEST_REDIS_URL
     settings.APPLIANCE_QUOTA_FAIL_OPEN = False
+    settings.CONSOLE_ID = prefix = f"qtest-{uuid.uuid4().hex[:12]}"
     client = limiter.scripts().client
-    client.flushdb()
     yield client
-    client.flushdb()
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
 
 
 @pytest.fixture
