@@ -4,7 +4,7 @@ PY := .venv/bin/python
 TEST_DATABASE_URL ?= mysql://root@127.0.0.1:3306/console
 ADMIN_USER ?= admin
 
-.PHONY: run test venv venv-dev assets messages lint check-migrations pytest clean
+.PHONY: run test engine venv venv-dev assets messages lint check-migrations pytest clean
 
 .venv/.stamp-run: pyproject.toml
 	python3 -m venv .venv
@@ -35,6 +35,7 @@ messages:
 
 run:
 	deploy/scripts/ensure-services.sh
+	$(MAKE) engine || echo "WARNING: no Docker engine or engine image: deployments cannot start until 'make engine' works"
 	$(MAKE) venv assets
 	$(MAKE) messages
 	$(PY) manage.py migrate --noinput -v 0
@@ -52,8 +53,14 @@ check-migrations:
 pytest:
 	DATABASE_URL=$(TEST_DATABASE_URL) CONSOLE_ENV=test .venv/bin/pytest $(PYTEST_ARGS)
 
+# The engine image is built once and cached (wheels, model, root filesystem under /var/cache/appliance).
+engine:
+	deploy/docker/ensure-dockerd.sh >/dev/null
+	deploy/engine-image/build.sh
+
 test:
 	deploy/scripts/ensure-services.sh --test
+	$(MAKE) engine
 	$(MAKE) venv-dev assets
 	$(MAKE) messages
 	$(MAKE) lint check-migrations

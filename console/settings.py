@@ -125,7 +125,8 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_DEFAULT_QUEUE = "default"
+# The shared queue; a separate name lets parallel test sessions share one Redis without stealing tasks.
+CELERY_TASK_DEFAULT_QUEUE = env_str("APPLIANCE_DEFAULT_QUEUE", "default")
 # Periodic work that runs once for the whole appliance (per-node work is scheduled by each node's
 # worker, see workers/node_agent.py). Other apps add their entries here.
 CELERY_BEAT_SCHEDULE = {

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-from appliance.accounts.models import acting_user
+from appliance.accounts.models import User, acting_user
 from appliance.catalog.models import Profile
 from appliance.core.exceptions import ServiceError
 from appliance.core.querysets import VIEW
@@ -27,9 +30,12 @@ class DeploymentForm(forms.Form):
     replicas = forms.IntegerField(label=gettext_lazy("Replicas"), min_value=1, max_value=16, initial=1)
 
 
-def _deployments(request: HttpRequest) -> object:
-    return (Deployment.objects.restrict(acting_user(request), VIEW)
-            .select_related("department", "profile_version__profile").prefetch_related("instances__node"))
+def _deployments(request: HttpRequest) -> QuerySet[Deployment]:
+    return (
+        Deployment.objects.restrict(acting_user(request), VIEW)
+        .select_related("department", "profile_version__profile")
+        .prefetch_related("instances__node")
+    )
 
 
 @login_required
@@ -59,7 +65,7 @@ def deployment_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    dep = get_object_or_404(_deployments(request), pk=pk)  # type: ignore[arg-type]
+    dep = get_object_or_404(_deployments(request), pk=pk)
     template = "deployments/_status.html" if request.headers.get("HX-Request") else "deployments/detail.html"
     context = {"dep": dep, "info": services.describe(dep), "events": dep.events.all()[:50]}
     return render(request, template, context)
@@ -68,8 +74,12 @@ def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def deployment_action(request: HttpRequest, pk: int, verb: str) -> HttpResponse:
-    operations = {"start": services.start_deployment, "stop": services.stop_deployment,
-                  "restart": services.restart_deployment, "delete": services.delete_deployment}
+    operations: dict[str, Callable[[User, int], object]] = {
+        "start": services.start_deployment,
+        "stop": services.stop_deployment,
+        "restart": services.restart_deployment,
+        "delete": services.delete_deployment,
+    }
     if verb not in operations:
         return redirect("deployment-detail", pk=pk)
     try:

@@ -34,7 +34,7 @@ class LogsConsumer(AsyncJsonWebsocketConsumer):
     def _visible(self, user: Any, pk: int) -> Deployment | None:
         if user is None or not user.is_authenticated:
             return None
-        return Deployment.objects.restrict(user, VIEW).filter(pk=pk).first()  # type: ignore[no-any-return]
+        return Deployment.objects.restrict(user, VIEW).filter(pk=pk).first()
 
     async def disconnect(self, code: int) -> None:
         follower = getattr(self, "follower", None)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import docker
+from django.conf import settings
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
-from django.conf import settings
 
 from appliance.deployments.choices import CONTAINER_LABEL_CONSOLE, CONTAINER_LABEL_NODE
 
@@ -128,6 +128,12 @@ def local_images() -> list[dict[str, Any]]:
     rows = []
     for image in client().images.list():
         for tag in image.tags:
-            rows.append({"tag": tag, "image_id": image.id, "size_bytes": int(image.attrs.get("Size", 0)),
-                         "created": str(image.attrs.get("Created", ""))[:64]})
+            rows.append(
+                {
+                    "tag": tag,
+                    "image_id": image.id,
+                    "size_bytes": int(image.attrs.get("Size", 0)),
+                    "created": str(image.attrs.get("Created", ""))[:64],
+                }
+            )
     return rows

@@ -40,8 +40,13 @@ def record_node_images(node: Node, rows: list[dict[str, object]]) -> None:
         tag = str(row["tag"])
         seen.add(tag)
         NodeImage.objects.update_or_create(
-            node=node, tag=tag,
-            defaults={"image_id": row["image_id"], "size_bytes": row["size_bytes"], "created": row["created"],
-                      "seen_at": now},
+            node=node,
+            tag=tag,
+            defaults={
+                "image_id": row["image_id"],
+                "size_bytes": row["size_bytes"],
+                "created": row["created"],
+                "seen_at": now,
+            },
         )
     NodeImage.objects.filter(node=node).exclude(tag__in=seen).delete()

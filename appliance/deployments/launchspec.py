@@ -55,9 +55,16 @@ def _gpu_layers(version: ProfileVersion, memory_gib: float) -> int | None:
         return None
     if version.gpus_per_node == 0:
         return 0
-    result = plan(PlanRequest(model=version.model, gpu_count=version.gpus_per_node, memory_per_gpu_gib=memory_gib,
-                              context_length=version.max_model_len, engine=version.engine,
-                              gpu_memory_utilization=version.gpu_memory_utilization))
+    result = plan(
+        PlanRequest(
+            model=version.model,
+            gpu_count=version.gpus_per_node,
+            memory_per_gpu_gib=memory_gib,
+            context_length=version.max_model_len,
+            engine=version.engine,
+            gpu_memory_utilization=version.gpu_memory_utilization,
+        )
+    )
     return result.n_gpu_layers
 
 
@@ -66,8 +73,12 @@ def launch_spec(version: ProfileVersion) -> LaunchSpec:
     gguf = version.engine in GGUF_ENGINES
     memory = version.min_gpu_memory_gib or 0.0
     return LaunchSpec(
-        engine=version.engine, model_slug=version.model, served_model_name=entry.served_model_name,
-        nodes=version.nodes, gpus_per_node=version.gpus_per_node, min_memory_gib=memory,
+        engine=version.engine,
+        model_slug=version.model,
+        served_model_name=entry.served_model_name,
+        nodes=version.nodes,
+        gpus_per_node=version.gpus_per_node,
+        min_memory_gib=memory,
         tensor_parallel=version.tensor_parallel if not gguf else 1,
         pipeline_parallel=version.pipeline_parallel if not gguf else 1,
         max_model_len=version.max_model_len,

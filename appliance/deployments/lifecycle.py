@@ -6,17 +6,19 @@ finds the row already moved on and does nothing.
 
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from appliance.core.tasks import queue_on_commit
 from appliance.deployments import placement
 from appliance.deployments.choices import ACTIVE_STATES, Desired, Role, State
-from appliance.deployments.models import Deployment, Instance
-from appliance.deployments.services import queue_stops, schedule, transition
 from appliance.deployments.launchspec import launch_spec
+from appliance.deployments.models import Deployment, Event, Instance, PortLease
+from appliance.deployments.services import queue_stops, schedule, transition
 from appliance.gpus.choices import node_queue
 
 
@@ -25,12 +27,40 @@ def backoff_seconds(failures: int) -> int:
     return int(min(10 * 2 ** (failures - 1), 300))
 
 
+def port_is_free(address: str, port: int) -> bool:
+    probe = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+    try:
+        probe.bind((address, port))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+@transaction.atomic
+def move_port(instance_id: int, busy_port: int) -> int:
+    """Give the instance the next free leased port, skipping one found busy on the host."""
+    inst = Instance.objects.select_for_update().select_related("node").get(pk=instance_id)
+    PortLease.objects.filter(instance=inst).delete()
+    inst.host_port = placement.lease_port(inst, exclude=frozenset({busy_port}))
+    inst.save(update_fields=["host_port"])
+    Event.objects.create(
+        deployment_id=inst.deployment_id,
+        from_state=State.CREATING,
+        to_state=State.CREATING,
+        reason=f"host port {busy_port} is in use on {inst.node.name}; using {inst.host_port}",
+    )
+    return inst.host_port
+
+
 def claim_for_launch(instance_id: int) -> Instance | None:
     """Atomically take a scheduled instance; None when another delivery or a stop got there first."""
     now = timezone.now()
     with transaction.atomic():
-        if not Instance.objects.filter(pk=instance_id, state=State.SCHEDULED).update(state=State.CREATING,
-                                                                                    claimed_at=now):
+        if not Instance.objects.filter(pk=instance_id, state=State.SCHEDULED).update(
+            state=State.CREATING, claimed_at=now
+        ):
             return None
         inst = Instance.objects.select_related("deployment", "node").get(pk=instance_id)
         dep = Deployment.objects.select_for_update().get(pk=inst.deployment_id)
@@ -60,9 +90,10 @@ def _launch_workers_after_head(inst: Instance) -> None:
         return
     from workers.tasks.deployments import launch_instance
 
-    for worker in Instance.objects.filter(deployment_id=inst.deployment_id, replica=inst.replica,
-                                          role=Role.RAY_WORKER).select_related("node"):
-        launch_instance.apply_async_on_commit(args=[worker.pk], queue=node_queue(worker.node.name))
+    for worker in Instance.objects.filter(
+        deployment_id=inst.deployment_id, replica=inst.replica, role=Role.RAY_WORKER
+    ).select_related("node"):
+        queue_on_commit(launch_instance, worker.pk, queue=node_queue(worker.node.name))
 
 
 @transaction.atomic
@@ -72,8 +103,9 @@ def mark_healthy(instance_id: int, detail: str) -> None:
         return
     inst.state, inst.health_detail = State.RUNNING, detail[:255]
     inst.save(update_fields=["state", "health_detail"])
-    Instance.objects.filter(deployment_id=inst.deployment_id, role=Role.RAY_WORKER,
-                            state=State.STARTING).update(state=State.RUNNING)
+    Instance.objects.filter(deployment_id=inst.deployment_id, role=Role.RAY_WORKER, state=State.STARTING).update(
+        state=State.RUNNING
+    )
     dep = Deployment.objects.select_for_update().get(pk=inst.deployment_id)
     serving = dep.instances.exclude(role=Role.RAY_WORKER)
     if dep.state == State.STARTING and not serving.exclude(state=State.RUNNING).exists():

@@ -34,17 +34,31 @@ def fetch(dep: Deployment, lines: int) -> list[dict[str, object]]:
     asks = []
     for inst in dep.instances.select_related("node"):
         key = f"appliance:logs:{uuid.uuid4().hex}"
-        tail_logs.apply_async(args=[inst.pk, lines, key], queue=node_queue(inst.node.name),
-                              expires=settings.APPLIANCE_LOGS_WAIT_SECONDS)
+        tail_logs.apply_async(
+            args=(
+                inst.pk,
+                lines,
+                key,
+            ),
+            queue=node_queue(inst.node.name),
+            expires=settings.APPLIANCE_LOGS_WAIT_SECONDS,
+        )
         asks.append((inst, key))
     result = []
     for inst, key in asks:
         reply = client.blpop([key], timeout=settings.APPLIANCE_LOGS_WAIT_SECONDS)
         if reply is None:
-            raise LogsUnavailable(f"The worker of node {inst.node.name} did not answer within "
-                                  f"{settings.APPLIANCE_LOGS_WAIT_SECONDS} s.")
-        result.append({"instance": inst.pk, "node": inst.node.name, "container": inst.container_name,
-                       "text": json.loads(reply[1])["text"]})
+            raise LogsUnavailable(
+                f"The worker of node {inst.node.name} did not answer within {settings.APPLIANCE_LOGS_WAIT_SECONDS} s."
+            )
+        result.append(
+            {
+                "instance": inst.pk,
+                "node": inst.node.name,
+                "container": inst.container_name,
+                "text": json.loads(reply[1])["text"],
+            }
+        )
     return result
 
 

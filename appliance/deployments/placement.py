@@ -28,13 +28,20 @@ class NodePlan:
 
 def _free_units(department_id: int, min_memory_gib: float) -> dict[Node, list[GpuUnit]]:
     candidates = list(
-        GpuUnit.objects.filter(department_id=department_id, state=PresenceState.PRESENT, claim__isnull=True,
-                               gpu__node__state=NodeState.READY).values_list("pk", flat=True)
+        GpuUnit.objects.filter(
+            department_id=department_id,
+            state=PresenceState.PRESENT,
+            claim__isnull=True,
+            gpu__node__state=NodeState.READY,
+        ).values_list("pk", flat=True)
     )
     # Lock the unit rows alone (a join would lock GPU and node rows too, which heartbeats update).
     locked = {u.pk for u in GpuUnit.objects.select_for_update().filter(pk__in=candidates).order_by("pk")}
-    units = GpuUnit.objects.select_related("gpu__node").filter(pk__in=locked, department_id=department_id,
-                                                               claim__isnull=True).order_by("pk")
+    units = (
+        GpuUnit.objects.select_related("gpu__node")
+        .filter(pk__in=locked, department_id=department_id, claim__isnull=True)
+        .order_by("pk")
+    )
     by_node: dict[Node, list[GpuUnit]] = defaultdict(list)
     for unit in units:
         if unit.memory_gib + 1e-6 >= min_memory_gib:

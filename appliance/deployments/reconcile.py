@@ -43,10 +43,18 @@ def reconcile(node: Node) -> str:
 def _remove_orphan(node: Node, orphan: docker_driver.Observed) -> None:
     docker_driver.stop_and_remove(orphan.name, settings.APPLIANCE_STOP_GRACE_SECONDS)
     with transaction.atomic():
-        audit.record("container.orphan_removed", actor=None, target_type="docker.container",
-                     target_label=orphan.name,
-                     after={"node": node.name, "container_id": orphan.container_id, "status": orphan.status,
-                            "instance": orphan.labels.get(CONTAINER_LABEL_REPLICA, "")})
+        audit.record(
+            "container.orphan_removed",
+            actor=None,
+            target_type="docker.container",
+            target_label=orphan.name,
+            after={
+                "node": node.name,
+                "container_id": orphan.container_id,
+                "status": orphan.status,
+                "instance": orphan.labels.get(CONTAINER_LABEL_REPLICA, ""),
+            },
+        )
 
 
 def _check_row(inst: Instance, seen: docker_driver.Observed | None) -> int:
@@ -56,8 +64,12 @@ def _check_row(inst: Instance, seen: docker_driver.Observed | None) -> int:
         lifecycle.mark_failed(inst.pk, f"container {inst.container_name} vanished")
         return 1
     if seen.status in ("exited", "dead"):
-        lifecycle.mark_failed(inst.pk, f"container {inst.container_name} died", exit_code=seen.exit_code,
-                              logs=docker_driver.tail(inst.container_name))
+        lifecycle.mark_failed(
+            inst.pk,
+            f"container {inst.container_name} died",
+            exit_code=seen.exit_code,
+            logs=docker_driver.tail(inst.container_name),
+        )
         return 1
     return 0
 
@@ -73,6 +85,6 @@ def _requeue_stuck_launches(node: Node) -> int:
         if Instance.objects.filter(pk=inst_id, state=State.CREATING, claimed_at__lt=cutoff).update(
             state=State.SCHEDULED
         ):
-            launch_instance.apply_async(args=[inst_id], queue=node_queue(node.name))
+            launch_instance.apply_async(args=(inst_id,), queue=node_queue(node.name))
             count += 1
     return count

@@ -50,8 +50,12 @@ def endpoints(user: User, served_model_name: str | None = None) -> list[Endpoint
     )
     return [
         Endpoint(
-            deployment_id=i.deployment_id, instance_id=i.pk, served_model_name=i.deployment.served_model_name,
-            engine=i.deployment.engine, base_url=i.base_url, department_id=i.deployment.department_id,
+            deployment_id=i.deployment_id,
+            instance_id=i.pk,
+            served_model_name=i.deployment.served_model_name,
+            engine=i.deployment.engine,
+            base_url=i.base_url,
+            department_id=i.deployment.department_id,
             is_reasoning=_is_reasoning(i.deployment.model_slug),
         )
         for i in instances

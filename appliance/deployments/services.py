@@ -16,6 +16,7 @@ from appliance.accounts.models import Department, User
 from appliance.audit import services as audit
 from appliance.core.exceptions import Conflict, InvalidInput, NotFound, PermissionDenied
 from appliance.core.querysets import CHANGE, VIEW
+from appliance.core.tasks import queue_on_commit
 from appliance.deployments import placement
 from appliance.deployments.choices import (
     ACTIVE_STATES,
@@ -27,7 +28,7 @@ from appliance.deployments.choices import (
     State,
 )
 from appliance.deployments.images import image_for, require_image_on
-from appliance.deployments.launchspec import LaunchSpec, launch_spec, latest_version
+from appliance.deployments.launchspec import LaunchSpec, latest_version, launch_spec
 from appliance.deployments.models import Deployment, Event, Instance, snapshot
 from appliance.gpus.choices import node_queue
 
@@ -41,10 +42,15 @@ def transition(dep: Deployment, to: str, reason: str = "", actor: User | None = 
     before = snapshot(dep)
     Event.objects.create(deployment=dep, from_state=dep.state, to_state=to, reason=reason[:4000])
     dep.state, dep.state_reason, dep.state_changed_at = to, reason[:4000], timezone.now()
-    dep.save(update_fields=["state", "state_reason", "state_changed_at", "desired", "restart_count",
-                            "next_restart_at"])
-    audit.record(f"deployment.{to}", actor=actor, target=dep, department_id=dep.department_id,
-                 before=before, after={**snapshot(dep), "reason": reason[:500]})
+    dep.save(update_fields=["state", "state_reason", "state_changed_at", "desired", "restart_count", "next_restart_at"])
+    audit.record(
+        f"deployment.{to}",
+        actor=actor,
+        target=dep,
+        department_id=dep.department_id,
+        before=before,
+        after={**snapshot(dep), "reason": reason[:500]},
+    )
 
 
 def _lock(actor: User, deployment_id: int, action: str = CHANGE) -> Deployment:
@@ -64,17 +70,33 @@ def _managed_department(actor: User, department_id: int) -> Department:
 
 
 @transaction.atomic
-def create_deployment(actor: User, *, name: str, profile_id: int, department_id: int, replicas: int = 1,
-                      start: bool = True, max_restarts: int = 3) -> Deployment:
+def create_deployment(
+    actor: User,
+    *,
+    name: str,
+    profile_id: int,
+    department_id: int,
+    replicas: int = 1,
+    start: bool = True,
+    max_restarts: int = 3,
+) -> Deployment:
     dept = _managed_department(actor, department_id)
     version = latest_version(profile_id)
     spec = launch_spec(version)
     if not 1 <= replicas <= 16:
         raise InvalidInput("replicas: must be between 1 and 16.", code="invalid", details={"replicas": replicas})
     dep = Deployment(
-        name=name, department=dept, profile_version=version, engine=spec.engine, model_slug=spec.model_slug,
-        served_model_name=spec.served_model_name, image=image_for(spec.engine), replicas=replicas,
-        desired=Desired.RUNNING if start else Desired.STOPPED, max_restarts=max_restarts, created_by=actor,
+        name=name,
+        department=dept,
+        profile_version=version,
+        engine=spec.engine,
+        model_slug=spec.model_slug,
+        served_model_name=spec.served_model_name,
+        image=image_for(spec.engine),
+        replicas=replicas,
+        desired=Desired.RUNNING if start else Desired.STOPPED,
+        max_restarts=max_restarts,
+        created_by=actor,
     )
     try:
         with transaction.atomic():
@@ -94,8 +116,9 @@ def schedule(dep: Deployment, spec: LaunchSpec, actor: User | None, reason: str 
 
     first: list[Instance] = []
     for replica in range(dep.replicas):
-        plans = placement.place(dep.department_id, nodes=spec.nodes, gpus_per_node=spec.gpus_per_node,
-                                min_memory_gib=spec.min_memory_gib)
+        plans = placement.place(
+            dep.department_id, nodes=spec.nodes, gpus_per_node=spec.gpus_per_node, min_memory_gib=spec.min_memory_gib
+        )
         for rank, plan in enumerate(plans):
             require_image_on(plan.node, dep.image)
             placement.claim_units(plan.units, dep.pk)
@@ -105,13 +128,17 @@ def schedule(dep: Deployment, spec: LaunchSpec, actor: User | None, reason: str 
     where = ", ".join(sorted({i.node.name for i in dep.instances.all()}))
     transition(dep, State.SCHEDULED, f"{reason} on {where}", actor)
     for inst in first:
-        launch_instance.apply_async_on_commit(args=[inst.pk], queue=node_queue(inst.node.name))
+        queue_on_commit(launch_instance, inst.pk, queue=node_queue(inst.node.name))
 
 
 def _new_instance(dep: Deployment, replica: int, rank: int, plan: placement.NodePlan, multi_node: bool) -> Instance:
     role = Role.SINGLE if not multi_node else (Role.RAY_HEAD if rank == 0 else Role.RAY_WORKER)
     inst = Instance.objects.create(
-        deployment=dep, replica=replica, rank=rank, role=role, node=plan.node,
+        deployment=dep,
+        replica=replica,
+        rank=rank,
+        role=role,
+        node=plan.node,
         container_name=f"pending-{dep.pk}-{replica}-{rank}-{timezone.now().timestamp()}",
         gpu_uuids=[u.uuid for u in plan.units if not u.simulated],
     )
@@ -125,8 +152,9 @@ def _new_instance(dep: Deployment, replica: int, rank: int, plan: placement.Node
 def start_deployment(actor: User, deployment_id: int) -> Deployment:
     dep = _lock(actor, deployment_id)
     if dep.state not in STARTABLE_STATES:
-        raise Conflict(f"Deployment {dep.name} is {dep.state}; only a stopped or failed one can start.",
-                       code="invalid_state")
+        raise Conflict(
+            f"Deployment {dep.name} is {dep.state}; only a stopped or failed one can start.", code="invalid_state"
+        )
     dep.desired, dep.restart_count, dep.next_restart_at = Desired.RUNNING, 0, None
     dep.instances.all().delete()
     schedule(dep, launch_spec(dep.profile_version), actor, reason="started")
@@ -134,10 +162,14 @@ def start_deployment(actor: User, deployment_id: int) -> Deployment:
 
 
 @transaction.atomic
-def stop_deployment(actor: User | None, deployment_id: int, *, reason: str = "stopped by request",
-                    restart: bool = False) -> Deployment:
-    dep = (_lock(actor, deployment_id) if actor is not None
-           else Deployment.objects.select_for_update().get(pk=deployment_id))
+def stop_deployment(
+    actor: User | None, deployment_id: int, *, reason: str = "stopped by request", restart: bool = False
+) -> Deployment:
+    dep = (
+        _lock(actor, deployment_id)
+        if actor is not None
+        else Deployment.objects.select_for_update().get(pk=deployment_id)
+    )
     if dep.state in (State.STOPPED, State.PENDING):
         raise Conflict(f"Deployment {dep.name} is already {dep.state}.", code="already_stopped")
     dep.desired = Desired.RUNNING if restart else Desired.STOPPED
@@ -157,7 +189,7 @@ def queue_stops(dep: Deployment) -> None:
     from workers.tasks.deployments import stop_instance
 
     for inst in dep.instances.select_related("node"):
-        stop_instance.apply_async_on_commit(args=[inst.pk], queue=node_queue(inst.node.name))
+        queue_on_commit(stop_instance, inst.pk, queue=node_queue(inst.node.name))
 
 
 def restart_deployment(actor: User, deployment_id: int) -> Deployment:

@@ -18,7 +18,7 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 $PY/daphne -b "$HOST" -p "$PORT" console.asgi:application & pids+=($!)
-$PY/celery -A workers.celery worker -l info -Q "default,node.${NODE}" -n "worker@${NODE}" --concurrency 2 & pids+=($!)
+$PY/celery -A workers.celery worker -l info -Q "${APPLIANCE_DEFAULT_QUEUE:-default},node.${NODE}" -n "worker@${NODE}" --concurrency 2 & pids+=($!)
 $PY/celery -A workers.celery beat -l info -s var/run/celerybeat-schedule & pids+=($!)
 
 echo "Console: http://${HOST}:${PORT}/  (API docs: http://${HOST}:${PORT}/api/docs/)"

@@ -33,6 +33,7 @@ def launch_instance(instance_id: int) -> str:
     if inst is None:
         return "not scheduled (already launched, stopped or gone)"
     try:
+        _move_off_busy_port(inst)
         kwargs = container_kwargs(inst)
         if not docker_driver.image_present(kwargs["image"]):
             lifecycle.mark_failed(instance_id, f"image {kwargs['image']} is not on node {inst.node.name}; import it")
@@ -50,8 +51,18 @@ def launch_instance(instance_id: int) -> str:
         )
         return "failed"
     lifecycle.mark_started(instance_id, container.id)
-    check_health.apply_async(args=[instance_id], queue=node_queue(inst.node.name), countdown=1)
+    check_health.apply_async(args=(instance_id,), queue=node_queue(inst.node.name), countdown=1)
     return "created" if created else "adopted existing container"
+
+
+def _move_off_busy_port(inst: Instance) -> None:
+    """A process outside the console may hold the leased port: take the next free one before creating."""
+    if inst.host_port is None or docker_driver.find(inst.container_name) is not None:
+        return  # Ray workers publish nothing; an existing container keeps the port it was made with
+    if lifecycle.port_is_free(settings.APPLIANCE_ENGINE_BIND_ADDRESS, inst.host_port):
+        return
+    lifecycle.move_port(inst.pk, inst.host_port)
+    inst.refresh_from_db()
 
 
 def _explain(exc: Exception) -> str:
@@ -101,7 +112,7 @@ def check_health(instance_id: int) -> str:
     lifecycle.note_progress(
         instance_id, f"loading for {elapsed:.0f} s: {result.detail}", docker_driver.tail(inst.container_name, 20)
     )
-    check_health.apply_async(args=[instance_id], queue=node_queue(inst.node.name), countdown=2)
+    check_health.apply_async(args=(instance_id,), queue=node_queue(inst.node.name), countdown=2)
     return "waiting"
 
 
@@ -135,7 +146,7 @@ def reconcile_all() -> int:
     """Beat: queue a reconciliation on every node that answers, and restart what is due."""
     names = list(Node.objects.exclude(state=NodeState.UNREACHABLE).values_list("name", flat=True))
     for name in names:
-        reconcile_node.apply_async(args=[name], queue=node_queue(name), expires=settings.APPLIANCE_RECONCILE_SECONDS)
+        reconcile_node.apply_async(args=(name,), queue=node_queue(name), expires=settings.APPLIANCE_RECONCILE_SECONDS)
     due = Deployment.objects.filter(state=State.FAILED, next_restart_at__lte=timezone.now())
     for dep_id in due.values_list("pk", flat=True):
         lifecycle.restart_due(dep_id)
@@ -156,4 +167,4 @@ def _report_on_start(sender: Any = None, **_: Any) -> None:
     """A node's worker reports its images and reconciles as soon as it is up, not at the next beat."""
     queues = {q.name for q in sender.app.amqp.queues.values()} if sender is not None else set()
     if node_queue(settings.NODE_NAME) in queues:
-        reconcile_node.apply_async(args=[settings.NODE_NAME], queue=node_queue(settings.NODE_NAME), countdown=2)
+        reconcile_node.apply_async(args=(settings.NODE_NAME,), queue=node_queue(settings.NODE_NAME), countdown=2)

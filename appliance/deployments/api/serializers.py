@@ -14,8 +14,22 @@ class InstanceSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Instance
-        fields = ["id", "replica", "role", "rank", "node", "state", "container_name", "container_id", "host_port",
-                  "endpoint_host", "gpu_uuids", "started_at", "exit_code", "health_detail"]
+        fields = [
+            "id",
+            "replica",
+            "role",
+            "rank",
+            "node",
+            "state",
+            "container_name",
+            "container_id",
+            "host_port",
+            "endpoint_host",
+            "gpu_uuids",
+            "started_at",
+            "exit_code",
+            "health_detail",
+        ]
         read_only_fields = fields
 
 
@@ -27,9 +41,29 @@ class DeploymentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Deployment
-        fields = ["id", "name", "department", "department_name", "profile", "profile_version", "engine", "model_slug",
-                  "served_model_name", "image", "replicas", "desired", "state", "state_reason", "state_changed_at",
-                  "restart_count", "max_restarts", "next_restart_at", "created_at", "instances", "endpoints"]
+        fields = [
+            "id",
+            "name",
+            "department",
+            "department_name",
+            "profile",
+            "profile_version",
+            "engine",
+            "model_slug",
+            "served_model_name",
+            "image",
+            "replicas",
+            "desired",
+            "state",
+            "state_reason",
+            "state_changed_at",
+            "restart_count",
+            "max_restarts",
+            "next_restart_at",
+            "created_at",
+            "instances",
+            "endpoints",
+        ]
         read_only_fields = fields
 
     def get_endpoints(self, dep: Deployment) -> list[str]:
@@ -37,8 +71,11 @@ class DeploymentSerializer(serializers.ModelSerializer):
 
 
 class DeploymentCreateSerializer(StrictSerializer):
-    name = serializers.RegexField(r"^[a-z0-9][a-z0-9-]{0,62}$", max_length=63,
-                                  error_messages={"invalid": "Use lower-case letters, digits and '-'."})
+    name = serializers.RegexField(
+        r"^[a-z0-9][a-z0-9-]{0,62}$",
+        max_length=63,
+        error_messages={"invalid": "Use lower-case letters, digits and '-'."},
+    )
     profile = serializers.IntegerField(min_value=1)
     department = serializers.IntegerField(min_value=1)
     replicas = serializers.IntegerField(min_value=1, max_value=16, default=1)
@@ -47,9 +84,14 @@ class DeploymentCreateSerializer(StrictSerializer):
 
     def service_kwargs(self) -> dict[str, Any]:
         data = dict(self.validated_data)
-        return {"name": data["name"], "profile_id": data["profile"], "department_id": data["department"],
-                "replicas": data["replicas"], "start": data["start"],
-                **({"max_restarts": data["max_restarts"]} if "max_restarts" in data else {})}
+        return {
+            "name": data["name"],
+            "profile_id": data["profile"],
+            "department_id": data["department"],
+            "replicas": data["replicas"],
+            "start": data["start"],
+            **({"max_restarts": data["max_restarts"]} if "max_restarts" in data else {}),
+        }
 
 
 class EventSerializer(serializers.ModelSerializer):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.db.models import Prefetch, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -9,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from appliance.accounts.models import acting_user
+from appliance.core.api.viewsets import RestrictedViewSet
 from appliance.core.exceptions import InvalidInput
 from appliance.deployments import logs, services
 from appliance.deployments.api.serializers import (
@@ -17,7 +20,6 @@ from appliance.deployments.api.serializers import (
     EventSerializer,
 )
 from appliance.deployments.models import Deployment, Instance
-from appliance.core.api.viewsets import RestrictedViewSet
 
 
 class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RestrictedViewSet):
@@ -25,8 +27,12 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Restri
         Prefetch("instances", queryset=Instance.objects.select_related("node"))
     )
     serializer_class = DeploymentSerializer
-    filter_map = {"department": "department_id", "state": "state", "engine": "engine",
-                  "served_model_name": "served_model_name"}
+    filter_map = {
+        "department": "department_id",
+        "state": "state",
+        "engine": "engine",
+        "served_model_name": "served_model_name",
+    }
 
     @extend_schema(request=DeploymentCreateSerializer, responses={201: DeploymentSerializer})
     def create(self, request: Request) -> Response:
@@ -37,8 +43,11 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Restri
 
     def _act(self, request: Request, pk: str, verb: str) -> Response:
         self.get_object_for("view")
-        operation = {"start": services.start_deployment, "stop": services.stop_deployment,
-                     "restart": services.restart_deployment}[verb]
+        operation: Callable[..., object] = {
+            "start": services.start_deployment,
+            "stop": services.stop_deployment,
+            "restart": services.restart_deployment,
+        }[verb]
         operation(acting_user(request), int(pk))
         return Response(DeploymentSerializer(self.queryset.get(pk=pk)).data, status=status.HTTP_202_ACCEPTED)
 

@@ -30,8 +30,9 @@ def assign_all(admin: User, node: Node, department: Department) -> list[int]:
 
 def with_images(node: Node, *tags: str) -> None:
     images = tags or tuple(settings.APPLIANCE_ENGINE_IMAGES.values())
-    record_node_images(node, [{"tag": t, "image_id": f"sha256:{i:064d}", "size_bytes": 1, "created": ""}
-                              for i, t in enumerate(images)])
+    record_node_images(
+        node, [{"tag": t, "image_id": f"sha256:{i:064d}", "size_bytes": 1, "created": ""} for i, t in enumerate(images)]
+    )
 
 
 def profile_id(slug: str) -> int:

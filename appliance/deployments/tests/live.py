@@ -21,7 +21,17 @@ from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[3]
 BROKER_URL = os.environ.get("APPLIANCE_TEST_BROKER_URL", "redis://127.0.0.1:6379/10")
-TEST_CONSOLE_ID = "itest"
+# Several test sessions may run at once on one machine (one Docker engine, one Redis): everything a
+# session creates carries its own token, so sessions never consume, reconcile or remove each other's work.
+TOKEN = f"{os.getpid() % 100000}"
+TEST_CONSOLE_ID = f"itest{TOKEN}"
+DEFAULT_QUEUE = f"default-{TEST_CONSOLE_ID}"
+_PORT_BASE = 21000 + (os.getpid() % 40) * 100
+PORT_RANGE = f"{_PORT_BASE}-{_PORT_BASE + 99}"
+
+
+def node_name(suffix: str = "1") -> str:
+    return f"{TEST_CONSOLE_ID}-node{suffix}"
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.25) -> Any:
@@ -51,7 +61,8 @@ def process_env(node: str, **extra: str) -> dict[str, str]:
         "APPLIANCE_RECONCILE_SECONDS": "3",
         "APPLIANCE_LAUNCH_GRACE_SECONDS": "5",
         "APPLIANCE_STOP_GRACE_SECONDS": "3",
-        "APPLIANCE_PORT_RANGE": "21000-21099",
+        "APPLIANCE_PORT_RANGE": PORT_RANGE,
+        "APPLIANCE_DEFAULT_QUEUE": DEFAULT_QUEUE,
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("APPLIANCE_SIMULATED_GPUS", None)
@@ -60,20 +71,47 @@ def process_env(node: str, **extra: str) -> dict[str, str]:
 
 
 def start_worker(node: str, log_dir: Path, **extra: str) -> subprocess.Popen[bytes]:
-    log = open(log_dir / f"worker-{node}-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115 - lives with the process
-    cmd = [sys.executable, "-m", "celery", "-A", "workers.celery", "worker", "-l", "info", "-Q",
-           f"default,node.{node}", "-n", f"w-{node}@itest", "--concurrency", "2", "--without-mingle",
-           "--without-gossip"]
-    return subprocess.Popen(cmd, cwd=ROOT, env=process_env(node, **extra), stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    log = open(log_dir / f"worker-{node}-{time.monotonic_ns()}.log", "wb")
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.celery",
+        "worker",
+        "-l",
+        "info",
+        "-Q",
+        f"{DEFAULT_QUEUE},node.{node}",
+        "-n",
+        f"w-{node}@{TEST_CONSOLE_ID}",
+        "--concurrency",
+        "2",
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=process_env(node, **extra), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def start_beat(log_dir: Path) -> subprocess.Popen[bytes]:
-    log = open(log_dir / "beat.log", "wb")  # noqa: SIM115
-    cmd = [sys.executable, "-m", "celery", "-A", "workers.celery", "beat", "-l", "info",
-           "-s", str(log_dir / "beat-schedule")]
-    return subprocess.Popen(cmd, cwd=ROOT, env=process_env("beat"), stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    log = open(log_dir / "beat.log", "wb")
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.celery",
+        "beat",
+        "-l",
+        "info",
+        "-s",
+        str(log_dir / "beat-schedule"),
+    ]
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=process_env("beat"), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15) -> None:
@@ -88,16 +126,20 @@ def kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: floa
 
 
 def purge_broker() -> None:
-    redis.Redis.from_url(BROKER_URL).flushdb()
+    """Drop this session's queues only (another session may be using the same Redis database)."""
+    client = redis.Redis.from_url(BROKER_URL)
+    for key in client.scan_iter(match=f"*{TEST_CONSOLE_ID}*"):
+        client.delete(key)
 
 
 def point_publisher_at_test_broker() -> None:
     """This (pytest) process publishes the tasks services queue; send them to the test broker."""
     from workers.celery import app
 
-    app.conf.broker_url = BROKER_URL
-    app._pool = None  # the connection pool is created lazily from broker_url
-    app.amqp._producer_pool = None
+    app.conf.update(broker_url=BROKER_URL, task_default_queue=DEFAULT_QUEUE)
+    # The connection and producer pools are made lazily from broker_url: drop any made before.
+    vars(app)["_pool"] = None
+    vars(app.amqp)["_producer_pool"] = None
 
 
 def remove_test_containers() -> None:
@@ -120,7 +162,7 @@ def console_processes(tmp_path: Path, node: str, **extra: str) -> Iterator[dict[
         remove_test_containers()
         if os.environ.get("APPLIANCE_TEST_SHOW_LOGS"):
             for log in sorted(tmp_path.glob("*.log")):
-                print(f"==== {log.name}\n{log.read_text(errors='replace')[-6000:]}")
+                print(f"==== {log.name}\n{log.read_text(errors='replace')[-30000:]}")
 
 
 def engine_image() -> str:

@@ -19,22 +19,24 @@ import pytest
 from rest_framework.test import APIClient
 
 from appliance.deployments.choices import State
-from appliance.deployments.models import Deployment, Instance, NodeImage, PortLease
+from appliance.deployments.models import Deployment, Event, Instance, NodeImage, PortLease
 from appliance.deployments.tests import live
 from appliance.deployments.tests.factories import profile_id
 from appliance.gpus.choices import NodeState
 from appliance.gpus.models import Node, UnitClaim
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-NODE = "itest-node1"
+NODE = live.node_name()
 
 
 @pytest.fixture(autouse=True)
 def _engine_ready(settings: Any) -> None:
     settings.CONSOLE_ID = live.TEST_CONSOLE_ID
+    low, high = live.PORT_RANGE.split("-")
+    settings.APPLIANCE_PORT_RANGE = (int(low), int(high))
     try:
         docker.from_env().images.get(live.engine_image())
-    except Exception as exc:  # noqa: BLE001 - any reason means the live tests cannot run
+    except Exception as exc:
         pytest.fail(f"Docker or the engine image is missing ({exc}); run deploy/engine-image/build.sh")
 
 
@@ -42,8 +44,11 @@ def _engine_ready(settings: Any) -> None:
 def console(tmp_path: Path, seeded_profiles: None) -> Iterator[dict[str, Any]]:
     with live.console_processes(tmp_path, NODE) as procs:
         live.wait_until(lambda: Node.objects.filter(name=NODE, state=NodeState.READY).exists(), 60, "node ready")
-        live.wait_until(lambda: NodeImage.objects.filter(node__name=NODE, tag=live.engine_image()).exists(), 60,
-                        "the node's image list")
+        live.wait_until(
+            lambda: NodeImage.objects.filter(node__name=NODE, tag=live.engine_image()).exists(),
+            60,
+            "the node's image list",
+        )
         yield procs
 
 
@@ -60,13 +65,18 @@ def _state(dep_id: int) -> str:
 
 def _wait_state(dep_id: int, state: str, timeout: float) -> float:
     start = time.monotonic()
-    live.wait_until(lambda: _state(dep_id) == state, timeout, f"deployment {dep_id} {state} (is {_state(dep_id)})")
+    try:
+        live.wait_until(lambda: _state(dep_id) == state, timeout, f"deployment {dep_id} {state}")
+    except AssertionError as exc:
+        events = list(Event.objects.filter(deployment_id=dep_id).order_by("at", "id").values_list("to_state", "reason"))
+        raise AssertionError(f"{exc}; it is {_state(dep_id)}; events: {events}") from None
     return time.monotonic() - start
 
 
 def _containers(dep_id: int) -> list[Any]:
     return docker.from_env().containers.list(
-        all=True, filters={"label": [f"appliance.console={live.TEST_CONSOLE_ID}", f"appliance.deployment={dep_id}"]})
+        all=True, filters={"label": [f"appliance.console={live.TEST_CONSOLE_ID}", f"appliance.deployment={dep_id}"]}
+    )
 
 
 def test_create_chat_stop(console: dict, api_as: Any, departments: dict) -> None:
@@ -75,9 +85,15 @@ def test_create_chat_stop(console: dict, api_as: Any, departments: dict) -> None
     took = _wait_state(dep_id, State.RUNNING, 180)
     print(f"create→running: {took:.1f} s")
     inst = Instance.objects.get(deployment_id=dep_id)
-    resp = httpx.post(f"{inst.base_url}/v1/chat/completions", timeout=60,
-                      json={"model": "smollm2-135m-instruct-q4_1", "max_tokens": 16,
-                            "messages": [{"role": "user", "content": "Say hello."}]})
+    resp = httpx.post(
+        f"{inst.base_url}/v1/chat/completions",
+        timeout=60,
+        json={
+            "model": "smollm2-135m-instruct-q4_1",
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": "Say hello."}],
+        },
+    )
     assert resp.status_code == 200
     assert resp.json()["choices"][0]["message"]["content"].strip()
     started = time.monotonic()
@@ -100,12 +116,12 @@ def test_container_killed_from_outside_fails(console: dict, api_as: Any, departm
     print(f"killed→failed: {took:.1f} s")
     dep = Deployment.objects.get(pk=dep_id)
     assert "died" in dep.state_reason and "exit code 137" in dep.state_reason
-    live.wait_until(lambda: not PortLease.objects.filter(instance__deployment_id=dep_id).exists(), 30,
-                    "ports released")
+    live.wait_until(lambda: not PortLease.objects.filter(instance__deployment_id=dep_id).exists(), 30, "ports released")
 
 
-def test_worker_killed_mid_launch_leaves_one_container(tmp_path: Path, seeded_profiles: None, api_as: Any,
-                                                       departments: dict) -> None:
+def test_worker_killed_mid_launch_leaves_one_container(
+    tmp_path: Path, seeded_profiles: None, api_as: Any, departments: dict
+) -> None:
     with live.console_processes(tmp_path, NODE, APPLIANCE_FAULT_SLEEP="after_create:120") as procs:
         live.wait_until(lambda: NodeImage.objects.filter(node__name=NODE).exists(), 60, "node ready")
         dep_id = _create(api_as("alice"), departments, "smol-crash")
@@ -119,16 +135,39 @@ def test_worker_killed_mid_launch_leaves_one_container(tmp_path: Path, seeded_pr
         assert inst.container_id == _containers(dep_id)[0].id
 
 
-def test_port_clash_is_a_clear_failure(console: dict, api_as: Any, departments: dict) -> None:
+def _squat(port: int) -> socket.socket:
     squatter = socket.socket()
-    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    squatter.bind(("127.0.0.1", 21000))
+    squatter.bind(("127.0.0.1", port))
     squatter.listen()
+    return squatter
+
+
+def test_busy_host_port_is_skipped(console: dict, api_as: Any, departments: dict) -> None:
+    first = int(live.PORT_RANGE.split("-")[0])
+    squatter = _squat(first)
     try:
-        dep_id = _create(api_as("alice"), departments, "smol-port", max_restarts=0)
-        _wait_state(dep_id, State.FAILED, 60)
-        assert "port" in Deployment.objects.get(pk=dep_id).state_reason
-        live.wait_until(lambda: _containers(dep_id) == [], 30, "failed container removed")
-        assert not UnitClaim.objects.exists()
+        dep_id = _create(api_as("alice"), departments, "smol-port")
+        _wait_state(dep_id, State.RUNNING, 180)
+        assert Instance.objects.get(deployment_id=dep_id).host_port == first + 1
+        assert Event.objects.filter(deployment_id=dep_id, reason__contains=f"host port {first} is in use").exists()
     finally:
         squatter.close()
+
+
+def test_port_taken_during_launch_is_a_clear_failure(
+    tmp_path: Path, seeded_profiles: None, api_as: Any, departments: dict
+) -> None:
+    first = int(live.PORT_RANGE.split("-")[0])
+    with live.console_processes(tmp_path, NODE, APPLIANCE_FAULT_SLEEP="after_create:4"):
+        live.wait_until(lambda: NodeImage.objects.filter(node__name=NODE).exists(), 60, "node ready")
+        dep_id = _create(api_as("alice"), departments, "smol-race", max_restarts=0)
+        live.wait_until(lambda: len(_containers(dep_id)) == 1, 60, "container created")
+        squatter = _squat(first)  # taken between the worker's port check and the container's start
+        try:
+            _wait_state(dep_id, State.FAILED, 60)
+            reason = Deployment.objects.get(pk=dep_id).state_reason
+            assert "host port clash" in reason and f"127.0.0.1:{first}" in reason, reason
+            live.wait_until(lambda: _containers(dep_id) == [], 30, "failed container removed")
+            live.wait_until(lambda: not PortLease.objects.exists(), 30, "port lease released")
+        finally:
+            squatter.close()

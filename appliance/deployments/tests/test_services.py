@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.db import transaction
@@ -18,20 +19,25 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def node(personas: dict, departments: dict, seeded_profiles: None):  # type: ignore[no-untyped-def]
+def node(personas: dict, departments: dict, seeded_profiles: None):
     node = simulated_node("n1")
     assign_all(personas["root"], node, departments["eng"])
     with_images(node)
     return node
 
 
-def _create(personas: dict, departments: dict, slug: str = "basic-7b", **kw: object) -> Deployment:
+def _create(personas: dict, departments: dict, slug: str = "basic-7b", **kw: Any) -> Deployment:
     with transaction.atomic():
-        return services.create_deployment(personas["alice"], name=kw.pop("name", "d1"),  # type: ignore[arg-type]
-                                          profile_id=profile_id(slug), department_id=departments["eng"].pk, **kw)
+        return services.create_deployment(
+            personas["alice"],
+            name=kw.pop("name", "d1"),
+            profile_id=profile_id(slug),
+            department_id=departments["eng"].pk,
+            **kw,
+        )
 
 
-def test_create_places_on_pool_units_and_leases_a_port(node, personas: dict, departments: dict) -> None:  # type: ignore[no-untyped-def]
+def test_create_places_on_pool_units_and_leases_a_port(node, personas: dict, departments: dict) -> None:
     dep = _create(personas, departments)
     assert dep.state == State.SCHEDULED
     inst = Instance.objects.get(deployment=dep)
@@ -42,7 +48,7 @@ def test_create_places_on_pool_units_and_leases_a_port(node, personas: dict, dep
     assert verify_chain().ok
 
 
-def test_no_free_units_is_409_and_leaves_nothing(node, personas: dict, departments: dict) -> None:  # type: ignore[no-untyped-def]
+def test_no_free_units_is_409_and_leaves_nothing(node, personas: dict, departments: dict) -> None:
     _create(personas, departments)
     with pytest.raises(Conflict, match="Nothing fits") as err:
         _create(personas, departments, name="d2")
@@ -51,10 +57,11 @@ def test_no_free_units_is_409_and_leaves_nothing(node, personas: dict, departmen
     assert UnitClaim.objects.count() == 2 and PortLease.objects.count() == 1
 
 
-def test_other_department_cannot_use_the_pool(node, personas: dict, departments: dict) -> None:  # type: ignore[no-untyped-def]
+def test_other_department_cannot_use_the_pool(node, personas: dict, departments: dict) -> None:
     with pytest.raises(Conflict), transaction.atomic():
-        services.create_deployment(personas["dave"], name="x", profile_id=profile_id("basic-7b"),
-                                   department_id=departments["fin"].pk)
+        services.create_deployment(
+            personas["dave"], name="x", profile_id=profile_id("basic-7b"), department_id=departments["fin"].pk
+        )
 
 
 def test_missing_image_explains_how_to_import(personas: dict, departments: dict, seeded_profiles: None) -> None:
@@ -65,14 +72,15 @@ def test_missing_image_explains_how_to_import(personas: dict, departments: dict,
     assert err.value.code == "image_missing" and not Deployment.objects.exists()
 
 
-def test_unknown_profile_is_400(node, personas: dict, departments: dict) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_profile_is_400(node, personas: dict, departments: dict) -> None:
     with pytest.raises(InvalidInput, match="profile"):
         with transaction.atomic():
-            services.create_deployment(personas["alice"], name="x", profile_id=999999,
-                                       department_id=departments["eng"].pk)
+            services.create_deployment(
+                personas["alice"], name="x", profile_id=999999, department_id=departments["eng"].pk
+            )
 
 
-def test_stop_of_stopped_is_409(node, personas: dict, departments: dict) -> None:  # type: ignore[no-untyped-def]
+def test_stop_of_stopped_is_409(node, personas: dict, departments: dict) -> None:
     dep = _create(personas, departments, start=False)
     assert dep.state == State.PENDING
     with pytest.raises(Conflict) as err, transaction.atomic():
@@ -80,7 +88,7 @@ def test_stop_of_stopped_is_409(node, personas: dict, departments: dict) -> None
     assert err.value.code == "already_stopped"
 
 
-def test_failure_releases_units_and_plans_backoff(node, personas: dict, departments: dict) -> None:  # type: ignore[no-untyped-def]
+def test_failure_releases_units_and_plans_backoff(node, personas: dict, departments: dict) -> None:
     dep = _create(personas, departments)
     inst = Instance.objects.get(deployment=dep)
     assert lifecycle.claim_for_launch(inst.pk) is not None
@@ -99,7 +107,7 @@ def test_backoff(n: int, delay: int) -> None:
     assert lifecycle.backoff_seconds(n) == delay
 
 
-def test_api_permissions(node, personas: dict, departments: dict, api_as: Callable[[str], APIClient]) -> None:  # type: ignore[no-untyped-def]
+def test_api_permissions(node, personas: dict, departments: dict, api_as: Callable[[str], APIClient]) -> None:
     body = {"name": "web-7b", "profile": profile_id("basic-7b"), "department": departments["eng"].pk}
     assert api_as("bob").post("/api/v1/deployments/", body, format="json").status_code == 403
     assert api_as("dave").post("/api/v1/deployments/", body, format="json").status_code == 400
