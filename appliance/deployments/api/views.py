@@ -43,12 +43,12 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Restri
 
     def _act(self, request: Request, pk: str, verb: str) -> Response:
         self.get_object_for("view")
-        operation: Callable[..., object] = {
+        operations: dict[str, Callable[..., object]] = {
             "start": services.start_deployment,
             "stop": services.stop_deployment,
             "restart": services.restart_deployment,
-        }[verb]
-        operation(acting_user(request), int(pk))
+        }
+        operations[verb](acting_user(request), int(pk))
         return Response(DeploymentSerializer(self.queryset.get(pk=pk)).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={202: DeploymentSerializer})
