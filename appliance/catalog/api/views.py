@@ -49,7 +49,7 @@ class CatalogViewSet(viewsets.ViewSet):
     serializer_class = CatalogEntrySerializer
 
     def _customs(self, request: Request) -> QuerySet[CustomModel]:
-        return CustomModel.objects.restrict(request.user, VIEW).select_related(None)
+        return CustomModel.objects.restrict(request.user, VIEW)
 
     def list(self, request: Request) -> Response:
         rows = [_entry_data(entry, None) for entry in default_catalog().values()]

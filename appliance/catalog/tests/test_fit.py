@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.utils import translation
 from rest_framework.test import APIClient
 
 from appliance.catalog.catalog import default_catalog
@@ -32,7 +33,8 @@ def node(name: str, count: int, gpu: str, memory: float, ram: float | None = 512
 
 
 def fit(slug: str, *nodes: HostNode) -> Any:
-    return check_fit(SPECS[slug], default_catalog(), nodes, where="the appliance")
+    with translation.override("en"):
+        return check_fit(SPECS[slug], default_catalog(), nodes, where="the appliance")
 
 
 @pytest.mark.parametrize(
