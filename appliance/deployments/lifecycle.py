@@ -81,6 +81,8 @@ def mark_started(instance_id: int, container_id: str) -> Instance | None:
     if dep.state in (State.SCHEDULED, State.CREATING):
         transition(dep, State.STARTING, "container started; waiting for the engine to load the model")
     _launch_workers_after_head(inst)
+    if inst.role == Role.RAY_WORKER:
+        _promote(dep, f"Ray worker {inst.container_name} joined on {inst.node.name}")
     return inst
 
 
@@ -103,12 +105,19 @@ def mark_healthy(instance_id: int, detail: str) -> None:
         return
     inst.state, inst.health_detail = State.RUNNING, detail[:255]
     inst.save(update_fields=["state", "health_detail"])
-    Instance.objects.filter(deployment_id=inst.deployment_id, role=Role.RAY_WORKER, state=State.STARTING).update(
-        state=State.RUNNING
-    )
-    dep = Deployment.objects.select_for_update().get(pk=inst.deployment_id)
-    serving = dep.instances.exclude(role=Role.RAY_WORKER)
-    if dep.state == State.STARTING and not serving.exclude(state=State.RUNNING).exists():
+    _promote(Deployment.objects.select_for_update().get(pk=inst.deployment_id), detail)
+
+
+def _promote(dep: Deployment, detail: str) -> None:
+    """Ray workers run once their head serves; the deployment runs once every container does."""
+    instances = list(dep.instances.select_for_update())
+    if any(i.state != State.RUNNING for i in instances if i.role != Role.RAY_WORKER):
+        return
+    for worker in instances:
+        if worker.role == Role.RAY_WORKER and worker.state == State.STARTING:
+            worker.state = State.RUNNING
+            worker.save(update_fields=["state"])
+    if dep.state == State.STARTING and all(i.state == State.RUNNING for i in instances):
         dep.restart_count = 0
         transition(dep, State.RUNNING, detail)
 

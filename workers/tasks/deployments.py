@@ -15,7 +15,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from appliance.deployments import docker_driver, lifecycle
-from appliance.deployments.choices import State
+from appliance.deployments.choices import Role, State
 from appliance.deployments.containers import container_kwargs
 from appliance.deployments.images import record_node_images
 from appliance.deployments.models import Deployment, Instance
@@ -51,6 +51,8 @@ def launch_instance(instance_id: int) -> str:
         )
         return "failed"
     lifecycle.mark_started(instance_id, container.id)
+    if inst.role == Role.RAY_WORKER:
+        return "created" if created else "adopted existing container"  # the head's health covers it
     check_health.apply_async(args=(instance_id,), queue=node_queue(inst.node.name), countdown=1)
     return "created" if created else "adopted existing container"
 
