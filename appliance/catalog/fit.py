@@ -216,7 +216,8 @@ def _free_words(kinds: Sequence[_Kind]) -> str:
 
 
 def _no_fit(spec: Mapping[str, Any], kinds: Sequence[_Kind], options: Sequence[_Option], where: str) -> Fit:
-    largest = max(options, key=lambda o: (o.plan.gpus_used, o.kind.memory_gib), default=None)
+    # The reason worth reading is the one for the most GPU memory the inventory could offer.
+    largest = max(options, key=lambda o: max(o.plan.gpus_used, 1) * o.kind.memory_gib, default=None)
     reason = f" {largest.plan.reason}" if largest is not None else ""
     free = _("free in %(where)s: %(units)s") % {"where": where, "units": _free_words(kinds)}
     return Fit(
