@@ -11,7 +11,10 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from appliance.gateway.server import memoise_twisted_content_type  # noqa: E402
 from console.routing import websocket_urlpatterns  # noqa: E402
+
+memoise_twisted_content_type()
 
 application = ProtocolTypeRouter(
     {

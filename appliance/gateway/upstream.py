@@ -10,6 +10,7 @@ reached the client twice. A slow engine (read timeout) is not retried: it may st
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import weakref
@@ -33,22 +34,37 @@ _KEPT_STATUSES = frozenset({400, 413, 422})  # the client's fault, said by the e
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
 
 
+def _timeout() -> httpx.Timeout:
+    return httpx.Timeout(
+        connect=settings.APPLIANCE_GATEWAY_CONNECT_TIMEOUT_SECONDS,
+        # Between two reads: a long prompt's prefill comes before the first byte.
+        read=settings.APPLIANCE_GATEWAY_READ_TIMEOUT_SECONDS,
+        write=30.0,
+        pool=10.0,
+    )
+
+
 def client() -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     found = _clients.get(loop)
     if found is None or found.is_closed:
-        timeout = httpx.Timeout(
-            connect=settings.APPLIANCE_GATEWAY_CONNECT_TIMEOUT_SECONDS,
-            # Between two reads: a long prompt's prefill comes before the first byte.
-            read=settings.APPLIANCE_GATEWAY_READ_TIMEOUT_SECONDS,
-            write=30.0,
-            pool=10.0,
-        )
         size = settings.APPLIANCE_GATEWAY_MAX_CONNECTIONS
         limits = httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=60)
-        found = httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False, follow_redirects=False)
+        found = httpx.AsyncClient(timeout=_timeout(), limits=limits, trust_env=False, follow_redirects=False)
         _clients[loop] = found
     return found
+
+
+@functools.lru_cache(maxsize=1024)
+def _url(base_url: str, path: str) -> httpx.URL:
+    return httpx.URL(base_url + path)
+
+
+def _request(endpoint: Endpoint, path: str, content: bytes, headers: dict[str, str]) -> httpx.Request:
+    """A request built without ``client.build_request``, whose URL parsing and header merging cost
+    several times the request itself; the timeouts travel in the extension httpcore reads."""
+    extensions = {"timeout": client().timeout.as_dict()}
+    return httpx.Request("POST", _url(endpoint.base_url, path), content=content, headers=headers, extensions=extensions)
 
 
 async def aclose() -> None:
@@ -80,7 +96,7 @@ async def open_first(endpoints: Sequence[Endpoint], build: Builder, request_id: 
     headers = {**_HEADERS, "X-Request-ID": request_id}
     for endpoint in attempts:
         path, content = build(endpoint)
-        request = client().build_request("POST", endpoint.base_url + path, content=content, headers=headers)
+        request = _request(endpoint, path, content, headers)
         balancer.acquire(endpoint)
         try:
             response = await client().send(request, stream=True)

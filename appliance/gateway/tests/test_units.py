@@ -205,3 +205,35 @@ def test_fewest_in_flight_first_and_ties_rotate() -> None:
     firsts = {balancer.ordered([a, b, c])[0].instance_id for _ in range(3)}
     assert firsts == {9001, 9002, 9003}
     assert balancer.in_flight(9001) == 0
+
+
+# --- upstream and server adjustments --------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_an_engine_slower_than_the_read_timeout_is_a_504_and_not_retried(settings: Any) -> None:
+    from appliance.gateway import upstream
+    from bench.synthetic_upstream import SyntheticUpstream
+
+    settings.APPLIANCE_GATEWAY_READ_TIMEOUT_SECONDS = 0.2
+    slow = await SyntheticUpstream(first_delay=2.0).start()
+    try:
+        with pytest.raises(GatewayError) as caught:
+            await upstream.open_first([endpoint(slow.port)], lambda e: ("/v1/completions", b"{}"), "rid-timeout")
+        assert (caught.value.status, caught.value.code) == (504, "upstream_timeout")
+        assert slow.stats.requests == 1
+        assert balancer.in_flight(slow.port) == 0
+    finally:
+        await upstream.aclose()
+        await slow.stop()
+
+
+def test_twisted_content_type_parsing_is_memoised() -> None:
+    from twisted.web import http
+
+    from appliance.gateway.server import memoise_twisted_content_type
+
+    memoise_twisted_content_type()
+    memoise_twisted_content_type()  # idempotent
+    assert http._parseContentType(b"application/json; charset=utf-8") == b"application/json"
+    assert http._parseContentType.cache_info().hits >= 0  # type: ignore[attr-defined]

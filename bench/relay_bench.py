@@ -1,0 +1,114 @@
+"""Benchmark 1: streaming relay through the gateway vs straight to the engine, side by side in one run.
+
+    .venv/bin/python bench/relay_bench.py [--tokens 128] [--levels 1,64,256] [--delay-ms 0]
+
+Starts the synthetic engine and daphne (console.asgi, database ``console_bench``), then for each
+concurrency level runs the same bounded load directly against the engine and through ``/v1`` of
+the gateway (key check, routing, quota reserve/settle, usage record, relay), and prints
+tokens/s and time to first token with their ratios. ``--delay-ms`` paces the engine (a realistic
+stream: one event per read); 0 streams as fast as the socket takes it. With a SmolLM2 engine
+container running (appliance/llamacpp-cpu), the same comparison runs once against it; without
+one, that part is skipped with a message. Loopback only; every run is bounded (~2 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+from typing import Any
+
+from bench import harness, loadgen
+
+MODEL = "synthetic"
+LIVE_IMAGE = "appliance/llamacpp-cpu:latest"
+
+
+def chat(model: str, tokens: int) -> dict[str, Any]:
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": "Say something."}],
+        "max_tokens": tokens,
+        "stream": True,
+    }
+
+
+async def compare(
+    engine_port: int, gateway_port: int, key: str, body: dict[str, Any], level: int, seconds: float
+) -> tuple[loadgen.Outcome, loadgen.Outcome]:
+    direct = loadgen.request_bytes("127.0.0.1", engine_port, "/v1/chat/completions", body, {})
+    auth = {"Authorization": f"Bearer {key}"}
+    proxied = loadgen.request_bytes("127.0.0.1", gateway_port, "/v1/chat/completions", body, auth)
+    # A short warm-up per level fills the gateway's key cache and its connection pool.
+    await loadgen.run("warm-up", "127.0.0.1", gateway_port, proxied, concurrency=level, seconds=1)
+    straight = await loadgen.run("direct", "127.0.0.1", engine_port, direct, concurrency=level, seconds=seconds)
+    through = await loadgen.run("gateway", "127.0.0.1", gateway_port, proxied, concurrency=level, seconds=seconds)
+    return straight, through
+
+
+def report(direct: loadgen.Outcome, gateway: loadgen.Outcome) -> dict[str, Any]:
+    d, g = direct.summary(), gateway.summary()
+    ratios = {
+        "tokens_per_s_ratio": round(g["tokens_per_s"] / d["tokens_per_s"], 3) if d["tokens_per_s"] else None,
+        "ttft_p50_added_ms": round(g["ttft_p50_ms"] - d["ttft_p50_ms"], 2),
+        "ttft_p99_added_ms": round(g["ttft_p99_ms"] - d["ttft_p99_ms"], 2),
+    }
+    for row in (d, g):
+        print(json.dumps(row))
+    print(json.dumps({"concurrency": direct.concurrency, **ratios}))
+    return {"direct": d, "gateway": g, **ratios}
+
+
+def live_engine_port() -> int | None:
+    """The host port of a running SmolLM2 engine container, if there is one."""
+    try:
+        out = subprocess.run(
+            ["docker", "ps", "--filter", f"ancestor={LIVE_IMAGE}", "--format", "{{.Ports}}"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for mapping in out.replace(",", "\n").splitlines():  # e.g. 127.0.0.1:18000->8000/tcp
+        if "->8000/tcp" in mapping and ":" in mapping:
+            return int(mapping.split("->")[0].rsplit(":", 1)[1])
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--levels", default="1,64,256")
+    parser.add_argument("--seconds", type=float, default=8, help="of load per level and target")
+    parser.add_argument("--delay-ms", type=float, default=0.0)
+    parser.add_argument("--live-tokens", type=int, default=32)
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    harness.prepare_database()
+    harness.setup_django()
+    harness.flush_quota_redis()
+    engine_port, gateway_port = harness.free_port(), harness.free_port()
+    live_port = live_engine_port()
+    models = {MODEL: ("vllm", [engine_port])}
+    if live_port:
+        models["smollm2-135m-instruct-q4_1"] = ("llamacpp", [live_port])
+    key = harness.bench_key(models)
+    results: list[dict[str, Any]] = []
+    with harness.synthetic(engine_port, tokens=args.tokens, token_delay_ms=args.delay_ms), harness.daphne(gateway_port):
+        for level in levels:
+            print(f"# synthetic engine, {args.tokens} tokens per stream, delay {args.delay_ms} ms, concurrency {level}")
+            pair = asyncio.run(compare(engine_port, gateway_port, key, chat(MODEL, args.tokens), level, args.seconds))
+            results.append(report(*pair))
+        if live_port is None:
+            print(f"# live SmolLM2: skipped, no running container of {LIVE_IMAGE}")
+        else:
+            print(f"# live SmolLM2 on port {live_port}, {args.live_tokens} tokens per stream, concurrency 1")
+            body = chat("smollm2-135m-instruct-q4_1", args.live_tokens)
+            results.append(report(*asyncio.run(compare(live_port, gateway_port, key, body, 1, args.seconds))))
+
+
+if __name__ == "__main__":
+    main()
