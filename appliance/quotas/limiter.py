@@ -27,6 +27,9 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 from django.utils.translation import gettext as _
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from appliance.quotas import lua
 from appliance.quotas.choices import (
@@ -49,6 +52,7 @@ from appliance.quotas.windows import (
 logger = logging.getLogger(__name__)
 
 UNLIMITED = -1
+POOL_SIZE = 64  # Redis connections per process (per event loop for asyncio)
 _RESERVE_KEYS = ("res", "amt", "held", "day", "month", "rpm")
 _SETTLE_KEYS = ("res", "amt", "held", "day", "month")
 
@@ -128,10 +132,20 @@ _async_scripts: weakref.WeakKeyDictionary[AbstractEventLoop, tuple[str, _Scripts
 _clients_lock = threading.Lock()
 
 
-def _client_options() -> dict[str, Any]:
+def _pool_options(retry: Any) -> dict[str, Any]:
     timeout = settings.APPLIANCE_QUOTA_REDIS_TIMEOUT_MS / 1000
-    # No automatic retry: a reserve retried after a lost reply could hold twice.
-    return {"socket_timeout": timeout, "socket_connect_timeout": timeout, "decode_responses": True}
+    return {
+        # A burst of requests waits briefly for one of a few connections instead of opening
+        # hundreds at once; each script holds a connection for well under a millisecond.
+        "max_connections": POOL_SIZE,
+        "timeout": timeout,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "health_check_interval": 30,
+        "decode_responses": True,
+        # No automatic retry: a reserve retried after a lost reply could hold twice.
+        "retry": retry,
+    }
 
 
 def scripts() -> _Scripts:
@@ -139,7 +153,9 @@ def scripts() -> _Scripts:
     url = settings.APPLIANCE_QUOTA_REDIS_URL
     with _clients_lock:
         if url not in _sync_scripts:
-            _sync_scripts[url] = _Scripts(redis.Redis.from_url(url, health_check_interval=30, **_client_options()))
+            pool = redis.BlockingConnectionPool.from_url(url, **_pool_options(Retry(NoBackoff(), 0)))
+            client = redis.Redis(connection_pool=pool)
+            _sync_scripts[url] = _Scripts(client)
         return _sync_scripts[url]
 
 
@@ -148,7 +164,11 @@ def async_scripts() -> _Scripts:
     url, loop = settings.APPLIANCE_QUOTA_REDIS_URL, get_running_loop()
     cached = _async_scripts.get(loop)
     if cached is None or cached[0] != url:
-        cached = (url, _Scripts(aioredis.Redis.from_url(url, **_client_options())))
+        pool: aioredis.BlockingConnectionPool = aioredis.BlockingConnectionPool.from_url(
+            url, **_pool_options(AsyncRetry(NoBackoff(), 0))
+        )
+        client = aioredis.Redis(connection_pool=pool)
+        cached = (url, _Scripts(client))
         _async_scripts[loop] = cached
     return cached[1]
 

@@ -25,6 +25,8 @@ DEAD_REDIS_URL = "redis://127.0.0.1:1/13"
 def quota_redis(settings: Any) -> Iterator[redis.Redis]:
     settings.APPLIANCE_QUOTA_REDIS_URL = TEST_REDIS_URL
     settings.APPLIANCE_QUOTA_FAIL_OPEN = False
+    # Generous: these tests share two CPUs with other suites; the race tests queue 500 callers.
+    settings.APPLIANCE_QUOTA_REDIS_TIMEOUT_MS = 5000
     settings.CONSOLE_ID = prefix = f"qtest-{uuid.uuid4().hex[:12]}"
     client = limiter.scripts().client
     yield client
