@@ -5,7 +5,7 @@ from typing import Any
 from rest_framework import serializers
 
 from appliance.core.api.serializers import StrictModelSerializer, StrictSerializer
-from appliance.gpus.choices import GIB
+from appliance.gpus.choices import GIB, node_queue
 from appliance.gpus.models import Gpu, GpuQuota, GpuUnit, Node
 
 
@@ -41,7 +41,7 @@ class NodeSerializer(StrictModelSerializer):
         read_only_fields = fields
 
     def get_queue(self, node: Node) -> str:
-        return f"node.{node.name}"
+        return node_queue(node.name)
 
 
 class GpuUnitSerializer(StrictModelSerializer):
