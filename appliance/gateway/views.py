@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 
 import httpx
 from django.conf import settings
@@ -27,9 +26,9 @@ from appliance.deployments.routing import Endpoint
 from appliance.gateway import admission, balancer, metering, relay, translate_ollama, upstream
 from appliance.gateway.errors import UPSTREAM, GatewayError
 from appliance.gateway.protocol import Call, Kind, parse
+from appliance.gateway.streaming import OLLAMA, StreamedAnswer
 
 OVERHEAD_HEADER = "X-Console-Overhead-Ms"
-OLLAMA = "ollama"
 
 
 def _timed(response: HttpResponseBase, overhead_s: float) -> HttpResponseBase:
@@ -162,26 +161,11 @@ async def _close(opened: upstream.Opened) -> None:
 
 
 def _streaming(call: Call, opened: upstream.Opened, guard: metering.Guard) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(_stream_body(call, opened, guard), content_type="text/event-stream")
+    body = StreamedAnswer(call, opened, guard).body()
+    response = StreamingHttpResponse(body, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # a reverse proxy in front must not buffer the stream
     return response
-
-
-async def _stream_body(call: Call, opened: upstream.Opened, guard: metering.Guard) -> AsyncIterator[bytes]:
-    if opened.endpoint.engine == OLLAMA:
-        source = translate_ollama.relay_ndjson(opened.response, call, guard)
-    else:
-        source = relay.relay_sse(opened.response, guard, call.include_usage)
-    try:
-        # Settles on every way out: end of stream, CancelledError/GeneratorExit when the client left.
-        async with guard:
-            async for chunk in source:
-                yield chunk
-    finally:
-        # Closing the response before it ended drops the connection: the engine sees the client go.
-        await source.aclose()
-        await _close(opened)
 
 
 async def _whole(call: Call, opened: upstream.Opened, guard: metering.Guard, overhead: float) -> HttpResponseBase:

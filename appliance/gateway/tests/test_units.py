@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -237,3 +238,33 @@ def test_twisted_content_type_parsing_is_memoised() -> None:
     memoise_twisted_content_type()  # idempotent
     assert http._parseContentType(b"application/json; charset=utf-8") == b"application/json"
     assert http._parseContentType.cache_info().hits >= 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.asyncio
+async def test_a_stream_dropped_before_its_first_chunk_still_frees_the_replica_and_settles() -> None:
+    import gc
+
+    from appliance.gateway import upstream
+    from appliance.gateway.streaming import StreamedAnswer
+    from bench.synthetic_upstream import SyntheticUpstream
+
+    engine = await SyntheticUpstream(token_delay=0.01).start()
+    replica = endpoint(engine.port)
+    request = json.dumps({"stream": True, "max_tokens": 500}).encode()
+    try:
+        opened = await upstream.open_first([replica], lambda e: ("/v1/chat/completions", request), "rid-dropped")
+        g = guard()
+        answer = StreamedAnswer(parse(body(stream=True), Kind.CHAT), opened, g).body()
+        assert balancer.in_flight(replica.instance_id) == 1
+        del answer  # as Django does when the client leaves before the first write
+        gc.collect()
+        for _ in range(200):
+            if g.outcome is not None and engine.stats.disconnects:
+                break
+            await asyncio.sleep(0.01)
+        assert balancer.in_flight(replica.instance_id) == 0
+        assert g.outcome is not None
+        assert engine.stats.disconnects == 1
+    finally:
+        await upstream.aclose()
+        await engine.stop()

@@ -1,0 +1,73 @@
+"""A streamed answer's body, and its one cleanup: close the engine's request, free the replica, settle.
+
+The cleanup runs when the body ends, when the client leaves (Django cancels the task or closes the
+generator), and also when Django drops the body without ever starting it -- a client that leaves
+between the view's return and the first write. An async generator that never started never runs
+its ``finally``; so the cleanup is also tied to the generator's collection, else the replica's
+in-flight count and the quota reservation would leak.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncGenerator
+
+from appliance.gateway import balancer, relay, translate_ollama
+from appliance.gateway.metering import Guard, UsageStatus
+from appliance.gateway.protocol import Call
+from appliance.gateway.upstream import Opened
+
+OLLAMA = "ollama"
+_orphans: set[asyncio.Task[None]] = set()  # cleanups started by the collector, kept until they end
+
+
+class StreamedAnswer:
+    def __init__(self, call: Call, opened: Opened, guard: Guard) -> None:
+        self.call, self.opened, self.guard = call, opened, guard
+        self.finished = False
+
+    def body(self) -> AsyncGenerator[bytes, None]:
+        generator = self._body()
+        weakref.finalize(generator, self._collected, asyncio.get_running_loop())
+        return generator
+
+    def _source(self) -> AsyncGenerator[bytes, None]:
+        if self.opened.endpoint.engine == OLLAMA:
+            return translate_ollama.relay_ndjson(self.opened.response, self.call, self.guard)
+        return relay.relay_sse(self.opened.response, self.guard, self.call.include_usage)
+
+    async def _body(self) -> AsyncGenerator[bytes, None]:
+        source = self._source()
+        status: str | None = None
+        try:
+            async for chunk in source:
+                yield chunk
+        except (asyncio.CancelledError, GeneratorExit):
+            status = UsageStatus.CANCELLED
+            raise
+        except BaseException:
+            status = UsageStatus.ERROR
+            raise
+        finally:
+            await source.aclose()
+            await self.finish(status)
+
+    async def finish(self, status: str | None = None) -> None:
+        """Idempotent: the first caller closes, releases and settles."""
+        if self.finished:
+            return
+        self.finished = True
+        try:
+            # Closing a response before its end drops the connection: the engine sees the client go.
+            await self.opened.response.aclose()
+        finally:
+            balancer.release(self.opened.endpoint)
+            await self.guard.afinish(status)
+
+    def _collected(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.finished or loop.is_closed():
+            return
+        task = loop.create_task(self.finish(UsageStatus.CANCELLED))
+        _orphans.add(task)
+        task.add_done_callback(_orphans.discard)
