@@ -10,7 +10,7 @@
 # Usage:
 #   deploy/docker/ensure-dockerd.sh                 # the default engine
 #   deploy/docker/ensure-dockerd.sh --name node2    # a SECOND, independent engine
-#   eval "$(deploy/docker/ensure-dockerd.sh --name node2 --print-env)"
+#   eval "$(deploy/docker/ensure-dockerd.sh --name node2)"
 #
 # Options:
 #   --name NAME        start an extra engine called NAME (default: the main one)
@@ -24,7 +24,6 @@
 #   --bip CIDR         bridge address of an extra engine (default derived from NAME,
 #                      inside 10.213.0.0/16; the main engine keeps docker0)
 #   --timeout SEC      how long to wait for `docker info` (default 60)
-#   --print-env        print only `export DOCKER_HOST=...` on stdout (for eval)
 #
 # Environment:
 #   DOCKERD_IPTABLES   auto (default) | true | false. auto: the main engine
@@ -33,7 +32,8 @@
 #                      with --iptables=false --ip-masq=false. Published ports
 #                      still work through docker-proxy (the userland proxy).
 #
-# The last line on stdout is always `export DOCKER_HOST=<uri>`.
+# stdout carries exactly one line, `export DOCKER_HOST=<uri>`; progress and
+# errors go to stderr.
 set -euo pipefail
 
 NAME=""
@@ -41,7 +41,6 @@ DATA_ROOT=""
 HOST_URI=""
 BIP=""
 TIMEOUT=60
-PRINT_ENV=0
 
 die() { echo "ensure-dockerd: ERROR: $*" >&2; exit 1; }
 log() { echo "ensure-dockerd: $*" >&2; }
@@ -53,8 +52,7 @@ while [[ $# -gt 0 ]]; do
         --host) HOST_URI="${2:?}"; shift 2 ;;
         --bip) BIP="${2:?}"; shift 2 ;;
         --timeout) TIMEOUT="${2:?}"; shift 2 ;;
-        --print-env) PRINT_ENV=1; shift ;;
-        -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
         *) die "unknown argument: $1" ;;
     esac
 done
@@ -159,6 +157,11 @@ if [[ ! -f "$PIDFILE" ]]; then
     if [[ -n "$NAME" ]]; then
         # Own bridge, so the extra engine never touches docker0. dockerd only
         # creates docker0 itself; a custom --bridge must already exist.
+        other=$(ip -4 -o addr show | awk -v a="${BIP%/*}" -v br="$BRIDGE" \
+            '{ split($4, p, "/") } p[1] == a && $2 != br { print $2 }')
+        if [[ -n "$other" ]]; then
+            die "$BIP is already on $other; choose another subnet with --bip"
+        fi
         if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
             ip link add name "$BRIDGE" type bridge || die "cannot create bridge $BRIDGE"
         fi
@@ -198,9 +201,4 @@ done
 rm -f "${PIDFILE}.launcher"
 
 log "engine up at ${HOST_URI} ($(DOCKER_HOST="$HOST_URI" docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'))"
-if (( PRINT_ENV )); then
-    emit_env
-else
-    echo "DOCKER_HOST=${HOST_URI}" >&2
-    emit_env
-fi
+emit_env

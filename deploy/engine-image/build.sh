@@ -51,7 +51,7 @@ while [[ $# -gt 0 ]]; do
         --print-tag) MODE=print-tag ;;
         --relock) MODE=relock ;;
         --only) ONLY="${2:?--only needs a step}"; shift ;;
-        -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
         *) echo "build.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
