@@ -8,6 +8,7 @@ instead of making a second one.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,10 @@ log = logging.getLogger(__name__)
 
 class DockerUnavailable(Exception):
     """The node's Docker engine did not answer."""
+
+
+class ImageLoadFailed(Exception):
+    """The engine refused a tarball (``docker load``); the message is Docker's."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,7 @@ def tail(name: str, lines: int = 50) -> str:
 def ours(node_name: str) -> list[Observed]:
     """Every container of this console on this node, running or not."""
     labels = [f"{CONTAINER_LABEL_CONSOLE}={settings.CONSOLE_ID}", f"{CONTAINER_LABEL_NODE}={node_name}"]
-    found = client().containers.list(all=True, filters={"label": labels})
+    found = client().containers.list(all=True, filters={"label": labels}, ignore_removed=True)
     result = []
     for c in found:
         state = c.attrs.get("State", {})
@@ -137,3 +142,25 @@ def local_images() -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+def load_image(chunks: Iterable[bytes], timeout: float) -> list[str]:
+    """Stream a ``docker save`` tarball into the engine, like ``docker load``; the names it loaded.
+
+    This is the call ``client.images.load`` wraps, used directly to read Docker's "Loaded image"
+    lines: ``images.load`` returns Image objects with every tag the image has, not only those the
+    tarball brought. ``timeout`` bounds each silence of the engine, which unpacks layers quietly.
+    """
+    try:
+        api = docker.from_env(timeout=int(timeout)).api
+    except DockerException as exc:
+        raise DockerUnavailable(str(exc)) from exc
+    loaded: list[str] = []
+    for event in api.load_image(chunks, quiet=False):
+        if "errorDetail" in event or "error" in event:
+            raise ImageLoadFailed(str(event.get("errorDetail", {}).get("message") or event.get("error")))
+        line = str(event.get("stream", "")).strip()
+        for prefix in ("Loaded image: ", "Loaded image ID: "):
+            if line.startswith(prefix):
+                loaded.append(line.removeprefix(prefix))
+    return loaded

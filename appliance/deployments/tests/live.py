@@ -144,7 +144,9 @@ def point_publisher_at_test_broker() -> None:
 
 def remove_test_containers() -> None:
     client = docker.from_env()
-    for c in client.containers.list(all=True, filters={"label": f"appliance.console={TEST_CONSOLE_ID}"}):
+    for c in client.containers.list(
+        all=True, ignore_removed=True, filters={"label": f"appliance.console={TEST_CONSOLE_ID}"}
+    ):
         c.remove(force=True)
 
 

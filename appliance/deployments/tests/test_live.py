@@ -75,7 +75,9 @@ def _wait_state(dep_id: int, state: str, timeout: float) -> float:
 
 def _containers(dep_id: int) -> list[Any]:
     return docker.from_env().containers.list(
-        all=True, filters={"label": [f"appliance.console={live.TEST_CONSOLE_ID}", f"appliance.deployment={dep_id}"]}
+        all=True,
+        ignore_removed=True,
+        filters={"label": [f"appliance.console={live.TEST_CONSOLE_ID}", f"appliance.deployment={dep_id}"]},
     )
 
 

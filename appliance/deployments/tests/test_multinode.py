@@ -73,7 +73,7 @@ def two_nodes(tmp_path: Path, seeded_profiles: None, personas: dict, departments
         finally:
             live.kill(procs.pop("worker-b"))
             for c in docker.DockerClient(base_url=second).containers.list(
-                all=True, filters={"label": f"appliance.console={live.TEST_CONSOLE_ID}"}
+                all=True, ignore_removed=True, filters={"label": f"appliance.console={live.TEST_CONSOLE_ID}"}
             ):
                 c.remove(force=True)
 
@@ -110,7 +110,7 @@ def test_flagship_on_two_nodes(two_nodes: str, api_as: Any, departments: dict) -
     assert _containers(dep_id) == []
     assert (
         docker.DockerClient(base_url=two_nodes).containers.list(
-            all=True, filters={"label": f"appliance.deployment={dep_id}"}
+            all=True, ignore_removed=True, filters={"label": f"appliance.deployment={dep_id}"}
         )
         == []
     )
