@@ -16,9 +16,12 @@ from typing import Any
 import docker
 import httpx
 import pytest
+from asgiref.sync import async_to_sync
+from channels.testing import WebsocketCommunicator
 from rest_framework.test import APIClient
 
 from appliance.deployments.choices import State
+from appliance.deployments.consumers import LogsConsumer
 from appliance.deployments.models import Deployment, Event, Instance, NodeImage, PortLease
 from appliance.deployments.tests import live
 from appliance.deployments.tests.factories import profile_id
@@ -81,7 +84,20 @@ def _containers(dep_id: int) -> list[Any]:
     )
 
 
-def test_create_chat_stop(console: dict, api_as: Any, departments: dict) -> None:
+async def _follow_logs(user: Any, dep_id: int) -> str:
+    """The deployment page's live log socket, as that user (a member of the department may watch)."""
+    communicator = WebsocketCommunicator(LogsConsumer.as_asgi(), f"/ws/deployments/{dep_id}/logs/")
+    communicator.scope["user"] = user
+    communicator.scope["url_route"] = {"kwargs": {"pk": dep_id}}
+    connected, _ = await communicator.connect()
+    if not connected:
+        return "refused"
+    message = await communicator.receive_json_from(timeout=15)
+    await communicator.disconnect()
+    return str(message.get("text", ""))
+
+
+def test_create_chat_stop(console: dict, api_as: Any, departments: dict, personas: dict) -> None:
     api = api_as("alice")
     dep_id = _create(api, departments, "smol")
     took = _wait_state(dep_id, State.RUNNING, 180)
@@ -98,6 +114,10 @@ def test_create_chat_stop(console: dict, api_as: Any, departments: dict) -> None
     )
     assert resp.status_code == 200
     assert resp.json()["choices"][0]["message"]["content"].strip()
+    logs = api.get(f"/api/v1/deployments/{dep_id}/logs/?lines=50").json()["instances"]
+    assert "llama" in logs[0]["text"].lower() or "uvicorn" in logs[0]["text"].lower(), logs
+    assert "uvicorn" in async_to_sync(_follow_logs)(personas["bob"], dep_id).lower()
+    assert async_to_sync(_follow_logs)(personas["charlie"], dep_id) == "refused"
     started = time.monotonic()
     assert api.post(f"/api/v1/deployments/{dep_id}/stop/").status_code == 202
     _wait_state(dep_id, State.STOPPED, 60)
