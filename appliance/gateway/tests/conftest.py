@@ -1,10 +1,16 @@
 """Real processes for the gateway tests: daphne serving the console against the test database, and
 synthetic engines (bench/synthetic_upstream.py) in threads of the test process, whose ``stats``
-show what the engine saw. Quota keys live in Redis database 12, emptied once per session.
+show what the engine saw.
+
+Quota and usage keys live in Redis database 12 under a prefix of their own per test session (the
+quotas app prefixes its keys with ``CONSOLE_ID``), so sessions run side by side by several people
+neither see nor drain each other's keys, and a new test database (whose ids start again at 1)
+never meets the counters of an old one.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -25,6 +31,13 @@ from bench.synthetic_upstream import SyntheticUpstream
 
 ROOT = Path(__file__).resolve().parents[3]
 REDIS_URL = os.environ.get("APPLIANCE_GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
+CONSOLE_ID = f"gwtest{os.getpid()}"
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child: if pytest is killed before its teardown, the kernel stops daphne too."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -55,7 +68,6 @@ def _wait_ready(base_url: str, proc: subprocess.Popen[bytes], log: Path) -> None
 @pytest.fixture(scope="session")
 def gateway_url(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Daphne running console.asgi against the test database; ``…/v1`` is the OpenAI base URL."""
-    redis.Redis.from_url(REDIS_URL).flushdb()  # ids restart with each test database; old counters must go
     port = free_port()
     log = tmp_path_factory.mktemp("daphne") / "daphne.log"
     env = {
@@ -64,12 +76,21 @@ def gateway_url(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) 
         "CONSOLE_ENV": "test",
         "APPLIANCE_QUOTA_REDIS_URL": REDIS_URL,
         "REDIS_URL": REDIS_URL,
+        "CONSOLE_ID": CONSOLE_ID,
         "CONSOLE_LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     }
     cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "console.asgi:application"]
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # only a prctl call between fork and exec
+        )
     base_url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(base_url, proc, log)
@@ -80,12 +101,17 @@ def gateway_url(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) 
             proc.wait(10)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(f"{CONSOLE_ID}:*", count=1000))
+        if keys:
+            client.delete(*keys)
 
 
 @pytest.fixture(autouse=True)
 def gateway_redis(settings: Any) -> Iterator[redis.Redis]:
     """This process reads the same quota keys as daphne (to drain usage records, for instance)."""
     settings.APPLIANCE_QUOTA_REDIS_URL = REDIS_URL
+    settings.CONSOLE_ID = CONSOLE_ID
     yield limiter.scripts().client
 
 

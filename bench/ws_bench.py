@@ -1,0 +1,168 @@
+"""Benchmark 3: many concurrent WebSocket chats held by one daphne process: errors and memory.
+
+    .venv/bin/python -m bench.ws_bench [--chats 1000] [--tokens 32] [--delay-ms 20]
+
+Creates one user and one session per chat (the socket authenticates by session cookie, as a
+browser does), starts the synthetic engine (paced: ``--delay-ms`` per token, so the answers
+overlap) and daphne, opens every socket (``ws/chat/``), then sends one message on each at once
+and waits for every answer's ``done``. Prints connection and chat errors, time to the first delta
+and to ``done``, and daphne's resident memory idle, with every socket held, and after the chats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from bench import harness
+
+MODEL = "synthetic"
+CONNECT_BATCH = 40  # below daphne's listen backlog (50), so no handshake waits on a SYN retry
+
+
+@dataclass
+class Chat:
+    cookie: str
+    socket: ClientConnection | None = None
+    first_delta: float | None = None
+    done: float | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def rss_mib(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def make_sessions(count: int) -> list[str]:
+    """``count`` users of department ``bench`` with a logged-in session each; their session keys."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from appliance.accounts.models import Department, User
+
+    dept = Department.objects.get(code="bench")
+    User.objects.filter(username__startswith="ws-bench-").delete()
+    users = User.objects.bulk_create(
+        [User(username=f"ws-bench-{i:05d}", department=dept, password="!") for i in range(count)]
+    )
+    keys = []
+    for user in users:
+        session = SessionStore()
+        session[SESSION_KEY], session[BACKEND_SESSION_KEY] = str(user.pk), "django.contrib.auth.backends.ModelBackend"
+        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        session.create()
+        keys.append(str(session.session_key))
+    return keys
+
+
+async def open_all(url: str, chats: list[Chat]) -> None:
+    async def one(chat: Chat) -> None:
+        try:
+            chat.socket = await connect(url, additional_headers={"Cookie": f"sessionid={chat.cookie}"}, open_timeout=60)
+            ready = json.loads(await asyncio.wait_for(chat.socket.recv(), 60))
+            if ready.get("type") != "ready":
+                chat.errors.append(f"first message {ready.get('type')}")
+        except Exception as exc:
+            chat.errors.append(f"connect: {type(exc).__name__}: {exc}")
+
+    for start in range(0, len(chats), CONNECT_BATCH):
+        await asyncio.gather(*(one(c) for c in chats[start : start + CONNECT_BATCH]))
+
+
+async def converse(chat: Chat, tokens: int, started: float) -> None:
+    if chat.socket is None:
+        return
+    try:
+        await chat.socket.send(json.dumps({"type": "send", "content": "Hello", "model": MODEL, "max_tokens": tokens}))
+        while chat.done is None:
+            event = json.loads(await asyncio.wait_for(chat.socket.recv(), 90))
+            kind = event.get("type")
+            if kind == "delta" and chat.first_delta is None:
+                chat.first_delta = time.perf_counter() - started
+            elif kind == "done":
+                chat.done = time.perf_counter() - started
+                if (event.get("message") or {}).get("status") != "complete":
+                    chat.errors.append(f"done with {(event.get('message') or {}).get('status')}")
+            elif kind == "error":
+                chat.errors.append(f"error event: {event.get('code')} {event.get('message')}")
+                return
+    except Exception as exc:
+        chat.errors.append(f"chat: {type(exc).__name__}: {exc}")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1) if ordered else float("nan")
+
+
+def summary(chats: list[Chat], memory: dict[str, float], wall: float) -> dict[str, Any]:
+    errors = [e for c in chats for e in c.errors]
+    firsts = [c.first_delta for c in chats if c.first_delta is not None]
+    dones = [c.done for c in chats if c.done is not None]
+    return {
+        "chats": len(chats),
+        "connected": sum(1 for c in chats if c.socket is not None),
+        "completed": len(dones),
+        "errors": len(errors),
+        "error_kinds": sorted({e.split(":")[0] for e in errors})[:5],
+        "first_delta_p50_ms": percentile(firsts, 0.5),
+        "first_delta_p99_ms": percentile(firsts, 0.99),
+        "done_p50_ms": percentile(dones, 0.5),
+        "done_p99_ms": percentile(dones, 0.99),
+        "wall_s": round(wall, 1),
+        **{f"rss_{k}_mib": round(v, 1) for k, v in memory.items()},
+        "rss_per_held_socket_kib": round((memory["held"] - memory["idle"]) * 1024 / max(1, len(chats)), 1),
+    }
+
+
+async def run(url: str, chats: list[Chat], tokens: int, pid: int) -> dict[str, Any]:
+    memory = {"idle": rss_mib(pid)}
+    await open_all(url, chats)
+    memory["held"] = rss_mib(pid)
+    started = time.perf_counter()
+    await asyncio.gather(*(converse(c, tokens, started) for c in chats))
+    wall = time.perf_counter() - started
+    memory["after_chats"] = rss_mib(pid)
+    await asyncio.gather(*(c.socket.close() for c in chats if c.socket is not None))
+    return summary(chats, memory, wall)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--chats", type=int, default=1000)
+    parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--delay-ms", type=float, default=20.0)
+    args = parser.parse_args()
+    harness.prepare_database()
+    harness.setup_django()
+    harness.flush_quota_redis()
+    engine_port, gateway_port = harness.free_port(), harness.free_port()
+    harness.bench_key({MODEL: ("vllm", [engine_port])})  # the deployment the chats use
+    cookies = make_sessions(args.chats)
+    chats = [Chat(cookie) for cookie in cookies]
+    with harness.synthetic(engine_port, tokens=args.tokens, token_delay_ms=args.delay_ms):
+        cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(gateway_port), "console.asgi:application"]
+        proc = harness.spawn("daphne-ws", cmd, harness.console_env())
+        try:
+            harness.wait_http(f"http://127.0.0.1:{gateway_port}/healthz", proc, "daphne")
+            print(
+                f"# {args.chats} chats, {args.tokens} tokens each at {args.delay_ms:g} ms a token, one daphne process"
+            )
+            result = asyncio.run(run(f"ws://127.0.0.1:{gateway_port}/ws/chat/", chats, args.tokens, proc.pid))
+            print(json.dumps(result))
+        finally:
+            harness.stop(proc)
+
+
+if __name__ == "__main__":
+    main()
