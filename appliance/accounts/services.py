@@ -102,7 +102,8 @@ def delete_department(actor: User, dept_id: int) -> None:
     dept = Department.objects.select_for_update().filter(pk=dept_id).first()
     if dept is None:
         raise NotFound("Department not found.")
-    if dept.children.exists() or dept.users.exists() or dept.gpu_units.exists():
+    holds_gpus = Department.objects.filter(pk=dept.pk, gpu_units__isnull=False).exists()
+    if dept.children.exists() or dept.users.exists() or holds_gpus:
         raise Conflict("The department still has sub-departments, users or GPU units.", code="department_in_use")
     before = audit_snapshot(dept)
     audit.record("department.delete", actor=actor, target=dept, before=before, department_id=dept.parent_id)
