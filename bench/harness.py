@@ -21,6 +21,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "mysql://root@127.0.0.1:3306/console_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+CONSOLE_ID = "bench"
 LOG_DIR = Path(os.environ.get("BENCH_LOG_DIR", "/tmp/appliance-bench"))
 
 
@@ -30,6 +31,7 @@ def console_env(**extra: str) -> dict[str, str]:
         "DATABASE_URL": DATABASE_URL,
         "REDIS_URL": REDIS_URL,
         "APPLIANCE_QUOTA_REDIS_URL": REDIS_URL,
+        "CONSOLE_ID": CONSOLE_ID,  # prefixes the quota keys: others' keys in the same database stay
         "CONSOLE_ENV": "development",
         "CONSOLE_DEBUG": "False",
         "CONSOLE_LOG_LEVEL": "WARNING",
@@ -135,6 +137,10 @@ def bench_key(models: dict[str, tuple[str, list[int]]]) -> str:
 
 
 def flush_quota_redis() -> None:
+    """Forget the benchmark's own quota counters and queued usage (keys under ``bench:``), nothing else."""
     import redis
 
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(f"{CONSOLE_ID}:*", count=1000))
+    if keys:
+        client.delete(*keys)

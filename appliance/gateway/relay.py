@@ -4,7 +4,8 @@ Streams are passed on as the engine's reads arrive: each read's complete SSE eve
 write, nothing waits for more. Only events that mention ``usage`` are parsed (one per stream);
 the rest are scanned for a text field to count chunks, which is the fallback when an engine sends
 no usage (llama-cpp-python ignores ``stream_options``). The gateway always asks the engine for
-the usage chunk and drops it again when the client did not ask for it.
+the usage chunk and drops it again when the client did not ask for it; when the client asked and
+the engine sent none, the gateway adds one from its own counts before ``[DONE]``.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
+import uuid
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
 
 from appliance.gateway.metering import Guard, UsageStatus
+from appliance.gateway.protocol import Call, Kind
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +50,10 @@ def record_usage(guard: Guard, usage: Any) -> None:
 class SseRelay:
     """The per-stream state: partial event carried between reads, and whether the client wants usage."""
 
-    def __init__(self, guard: Guard, include_usage: bool) -> None:
-        self.guard, self.include_usage = guard, include_usage
+    def __init__(self, guard: Guard, include_usage: bool, model: str = "", kind: Kind = Kind.CHAT) -> None:
+        self.guard, self.include_usage, self.model, self.kind = guard, include_usage, model, kind
         self.pending = b""
+        self.saw_usage = False
 
     def feed(self, data: bytes) -> bytes:
         """Complete events of ``pending + data``, processed; the incomplete tail is kept for the next read."""
@@ -66,6 +71,8 @@ class SseRelay:
     def event(self, event: bytes) -> bytes:
         if b'"usage"' in event and not any(marker in event for marker in _NULL_USAGE):
             return self._usage_event(event)
+        if event == DONE[:-2] and self.include_usage and not self.saw_usage:
+            return self._counted_usage() + DONE
         if _TEXT.search(event):
             self.guard.first_token()
             self.guard.add_completion_tokens(1)
@@ -79,6 +86,7 @@ class SseRelay:
         if not isinstance(payload, dict):
             return event + b"\n\n"
         record_usage(self.guard, payload.get("usage"))
+        self.saw_usage = True
         if self.include_usage:
             return event + b"\n\n"
         if not payload.get("choices"):
@@ -88,9 +96,18 @@ class SseRelay:
             self.guard.first_token()
         return sse(payload)
 
+    def _counted_usage(self) -> bytes:
+        """The usage chunk a client asked for and the engine did not send: the gateway's own counts
+        (chunks for the completion, the reservation's estimate for the prompt)."""
+        prompt, completion = self.guard.prompt_tokens, self.guard.completion_tokens
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        kind = "chat.completion.chunk" if self.kind is Kind.CHAT else "text_completion"
+        head = {"id": f"usage-{uuid.uuid4().hex}", "object": kind, "created": int(time.time()), "model": self.model}
+        return sse({**head, "choices": [], "usage": usage})
 
-async def relay_sse(response: httpx.Response, guard: Guard, include_usage: bool) -> AsyncGenerator[bytes, None]:
-    relay = SseRelay(guard, include_usage)
+
+async def relay_sse(response: httpx.Response, guard: Guard, call: Call) -> AsyncGenerator[bytes, None]:
+    relay = SseRelay(guard, call.include_usage, call.model, call.kind)
     try:
         async for data in response.aiter_raw():
             out = relay.feed(data)

@@ -35,7 +35,7 @@ class StreamedAnswer:
     def _source(self) -> AsyncGenerator[bytes, None]:
         if self.opened.endpoint.engine == OLLAMA:
             return translate_ollama.relay_ndjson(self.opened.response, self.call, self.guard)
-        return relay.relay_sse(self.opened.response, self.guard, self.call.include_usage)
+        return relay.relay_sse(self.opened.response, self.guard, self.call)
 
     async def _body(self) -> AsyncGenerator[bytes, None]:
         source = self._source()

@@ -95,6 +95,17 @@ def test_usage_on_a_chunk_with_choices_is_removed_from_that_chunk() -> None:
     assert (g.prompt_tokens, g.completion_tokens) == (9, 4)  # the estimate stays when the engine gives none
 
 
+def test_a_client_asking_for_usage_gets_the_counted_one_when_the_engine_sends_none() -> None:
+    g = guard()
+    relay = SseRelay(g, include_usage=True, model="m")
+    out = relay.feed(CHUNK + b"\n\n" + CHUNK + b"\n\ndata: [DONE]\n\n")
+    events = [e for e in out.split(b"\n\n") if e]
+    assert events[-1] == b"data: [DONE]"
+    usage = json.loads(events[-2][6:])
+    assert usage["choices"] == [] and usage["model"] == "m"
+    assert usage["usage"] == {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
+
+
 def test_empty_content_and_null_usage_are_not_counted() -> None:
     g = guard()
     SseRelay(g, include_usage=False).feed(b'data: {"choices":[{"delta":{"content":""}}],"usage":null}\n\n')
