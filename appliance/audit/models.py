@@ -38,8 +38,14 @@ class AuditRecord(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     actor_name = models.CharField(max_length=150)
+    # No database constraint: the record keeps the id of a department that was later deleted, as history.
     department = models.ForeignKey(
-        "accounts.Department", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "accounts.Department",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
     )
     action = models.CharField(max_length=64, db_index=True)
     target_type = models.CharField(max_length=64, db_index=True, blank=True)

@@ -216,3 +216,15 @@ def test_list_query_count_is_constant(api_as: Callable, departments: dict, endpo
         user = make_user(f"user{i}", "member", dept)
         client.post("/api/v1/api-keys/", {"name": f"k{i}", "user": user.pk}, format="json")
     assert count_queries() == first
+
+
+def test_empty_department_can_be_deleted_and_its_history_stays(api_as: Callable[[str], APIClient]) -> None:
+    client = api_as("root")
+    dept_id = client.post("/api/v1/departments/", {"code": "tmp", "name": "临时组"}, format="json").json()["id"]
+    assert client.delete(f"/api/v1/departments/{dept_id}/").status_code == 204
+    assert AuditRecord.objects.filter(department_id=dept_id).count() == 2  # create and delete
+
+
+def test_department_with_users_cannot_be_deleted(api_as: Callable[[str], APIClient], departments: dict) -> None:
+    resp = api_as("root").delete(f"/api/v1/departments/{departments['eng_ml'].pk}/")
+    assert resp.status_code == 409 and resp.json()["error"]["code"] == "department_in_use"
