@@ -3,8 +3,9 @@ from rest_framework.routers import DefaultRouter
 
 from appliance.accounts.api.views import ApiKeyViewSet, DepartmentViewSet, UserViewSet
 from appliance.audit.api.views import AuditLogViewSet
-from appliance.chat.api.views import ChatModelViewSet, ConversationViewSet
 from appliance.catalog.api.views import CapacityView, CatalogViewSet, ProfileViewSet
+from appliance.chat.api.views import ChatModelViewSet, ConversationViewSet
+from appliance.deployments.api.image_views import EngineImageViewSet, ImageImportViewSet, NodeImageViewSet
 from appliance.deployments.api.views import DeploymentViewSet
 from appliance.gpus.api.views import GpuQuotaViewSet, GpuUnitViewSet, GpuViewSet, NodeViewSet
 from appliance.quotas.api.views import QuotaViewSet, UsageViewSet
@@ -24,6 +25,10 @@ router.register("profiles", ProfileViewSet, basename="profile")
 router.register("quotas", QuotaViewSet, basename="quota")
 router.register("usage", UsageViewSet, basename="usagerecord")
 router.register("deployments", DeploymentViewSet, basename="deployment")
+# images/imports/ before images/, so "imports" is never read as an image id.
+router.register("images/imports", ImageImportViewSet, basename="imageimport")
+router.register("images", NodeImageViewSet, basename="nodeimage")
+router.register("engine-images", EngineImageViewSet, basename="engineimage")
 router.register("conversations", ConversationViewSet, basename="conversation")
 router.register("chat/models", ChatModelViewSet, basename="chatmodel")
 

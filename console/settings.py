@@ -262,6 +262,18 @@ CELERY_BEAT_SCHEDULE["deployments.reconcile-all"] = {
     "options": {"expires": APPLIANCE_RECONCILE_SECONDS},
 }
 APPLIANCE_LOGS_WAIT_SECONDS = env_int("APPLIANCE_LOGS_WAIT_SECONDS", 5, minimum=1)
+# Image imports (`docker load` of `docker save` tarballs on a node). The web process stores uploads here and
+# each node's worker reads from here: on a multi-node appliance it is shared storage mounted at this path on
+# the web host and on every node.
+APPLIANCE_IMAGE_IMPORT_DIR = env_str("APPLIANCE_IMAGE_IMPORT_DIR", "/var/lib/appliance/images")
+APPLIANCE_IMAGE_UPLOAD_MAX_BYTES = env_int("APPLIANCE_IMAGE_UPLOAD_MAX_BYTES", 64 * 1024**3, minimum=1)
+# A running import whose worker wrote no progress for this long is failed by the reaper (its worker died).
+APPLIANCE_IMAGE_IMPORT_STALE_SECONDS = env_int("APPLIANCE_IMAGE_IMPORT_STALE_SECONDS", 1800, minimum=60)
+CELERY_BEAT_SCHEDULE["images.reap-imports"] = {
+    "task": "images.reap_imports",
+    "schedule": 60.0,
+    "options": {"expires": 60},
+}
 
 # --- Chat portal (appliance/chat) ---------------------------------------------------------------
 INSTALLED_APPS.append("appliance.chat")

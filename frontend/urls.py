@@ -1,6 +1,6 @@
 from django.urls import path
 
-from frontend import catalog_views, deployment_views, gpu_views, usage_views, views
+from frontend import catalog_views, deployment_views, gpu_views, image_views, usage_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -31,4 +31,6 @@ urlpatterns = [
     path("deployments/new/", deployment_views.deployment_create, name="deployment-create"),
     path("deployments/<int:pk>/", deployment_views.deployment_detail, name="deployment-detail"),
     path("deployments/<int:pk>/<str:verb>/", deployment_views.deployment_action, name="deployment-action"),
+    path("images/", image_views.images, name="images"),
+    path("images/engines/<str:engine>/", image_views.engine_image, name="engine-image"),
 ]

@@ -32,6 +32,7 @@ MENU: list[MenuItem] = [
     MenuItem("capacity", _("Capacity planner"), ADMINS),
     MenuItem("usage", _("Usage"), ALL),
     MenuItem("deployments", _("Deployments"), ADMINS),
+    MenuItem("images", _("Images"), ADMINS),
 ]
 
 

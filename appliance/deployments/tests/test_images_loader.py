@@ -110,7 +110,7 @@ def test_progress_is_written_every_five_percent(node: Any, tarball: Path, person
     assert progress.writes == 19  # at 5, 10, … 95 %: not one write per chunk
     assert seen[9] == 10 and max(seen) == 95
     assert progress.percent == image_loader.READ_PROGRESS_CAP  # 100 % only once Docker says it loaded
-    assert _row(imp).bytes_read == 100 * MIB
+    assert _row(imp).bytes_read == 95 * MIB  # as of the last write; the end of the load writes the rest
 
 
 def test_checksum_mismatch_cuts_the_stream_before_its_end(

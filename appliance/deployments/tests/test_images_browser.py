@@ -1,0 +1,54 @@
+"""The import form in a real browser: the upload goes to the API with the session's CSRF token, the new
+import appears and its progress bar follows the row (the node's worker is played by the test)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from appliance.deployments.choices import ImportState
+from appliance.deployments.models import ImageImport
+from appliance.deployments.tests.factories import simulated_node
+from appliance.deployments.tests.test_images_api import make_tar
+from conftest import PASSWORD
+from tests.browser import conftest as browser_fixtures
+from workers.tasks import images as image_tasks
+
+# The browser fixtures live in tests/browser/conftest.py, which only covers tests/browser/.
+browser, page = browser_fixtures.browser, browser_fixtures.page
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_upload_from_the_page_and_watch_progress(
+    live_server: Any, page: Any, personas: dict, tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.APPLIANCE_IMAGE_IMPORT_DIR = str(tmp_path / "images")
+    queued: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(image_tasks.import_image, "apply_async", lambda *a, **kw: queued.append((a, kw)))
+    simulated_node("n1")
+    tarball = make_tar(tmp_path / "engine.tar")
+    base = live_server.url
+    page.goto(f"{base}/login/")
+    page.fill("input[name=username]", "root")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+
+    page.goto(f"{base}/images/")
+    page.set_input_files("#import-form input[name=file]", str(tarball))
+    page.click("#import-form button[type=submit]")
+    row = page.locator("#import-rows tr[data-import-id]").first
+    row.locator("[data-field=state]").filter(has_text="等待中").wait_for()
+    imp = ImageImport.objects.get()
+    assert imp.node.name == "n1" and Path(imp.path).read_bytes() == tarball.read_bytes()
+    assert queued and queued[0][1]["queue"] == "node.n1"
+
+    ImageImport.objects.filter(pk=imp.pk).update(state=ImportState.RUNNING, progress=40)
+    page.wait_for_function("document.querySelector('#import-rows progress').value == 40")
+    ImageImport.objects.filter(pk=imp.pk).update(state=ImportState.DONE, progress=100, loaded_tags=["x/y:1"])
+    row.locator("[data-field=tags]").filter(has_text="x/y:1").wait_for()
+    assert row.locator("[data-field=state]").inner_text() == "已完成"
+    assert page.locator("#import-rows progress").first.evaluate("p => p.value") == 100
