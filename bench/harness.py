@@ -136,6 +136,16 @@ def bench_key(models: dict[str, tuple[str, list[int]]]) -> str:
     return api_key(user)
 
 
+def machine_note() -> str:
+    """The conditions of a run: the load average and how long a fixed bit of Python takes right now
+    (about 10 µs on an idle recent core), since other work on a shared machine skews every figure."""
+    import timeit
+
+    loop_us = min(timeit.repeat("sum(range(1000))", number=2000, repeat=3)) / 2000 * 1e6
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"# machine: {os.cpu_count()} cores, load average {load}; sum(range(1000)) takes {loop_us:.1f} µs"
+
+
 def flush_quota_redis() -> None:
     """Forget the benchmark's own quota counters and queued usage (keys under ``bench:``), nothing else."""
     import redis

@@ -4,7 +4,8 @@
 
 Starts the synthetic engine and daphne (console.asgi, database ``console_bench``), then for each
 concurrency level runs the same bounded load directly against the engine and through ``/v1`` of
-the gateway (key check, routing, quota reserve/settle, usage record, relay), and prints
+the gateway (key check, routing, quota reserve/settle, usage record, relay) -- and with ``--ws``
+through the WebSocket chat (one socket per stream, a new conversation per message) -- and prints
 tokens/s and time to first token with their ratios. ``--delay-ms`` paces the engine (a realistic
 stream: one event per read); 0 streams as fast as the socket takes it. With a SmolLM2 engine
 container running (appliance/llamacpp-cpu), the same comparison runs once against it; without
@@ -19,7 +20,7 @@ import json
 import subprocess
 from typing import Any
 
-from bench import harness, loadgen
+from bench import harness, loadgen, ws_bench
 
 MODEL = "synthetic"
 LIVE_IMAGE = "appliance/llamacpp-cpu:latest"
@@ -47,17 +48,23 @@ async def compare(
     return straight, through
 
 
-def report(direct: loadgen.Outcome, gateway: loadgen.Outcome) -> dict[str, Any]:
-    d, g = direct.summary(), gateway.summary()
-    ratios = {
-        "tokens_per_s_ratio": round(g["tokens_per_s"] / d["tokens_per_s"], 3) if d["tokens_per_s"] else None,
-        "ttft_p50_added_ms": round(g["ttft_p50_ms"] - d["ttft_p50_ms"], 2),
-        "ttft_p99_added_ms": round(g["ttft_p99_ms"] - d["ttft_p99_ms"], 2),
-    }
-    for row in (d, g):
+def report(direct: loadgen.Outcome, *others: loadgen.Outcome) -> dict[str, Any]:
+    """Each row, then each other path's tokens/s as a ratio of direct and its added time to first token."""
+    d = direct.summary()
+    print(json.dumps(d))
+    result: dict[str, Any] = {"direct": d}
+    for outcome in others:
+        row = outcome.summary()
         print(json.dumps(row))
-    print(json.dumps({"concurrency": direct.concurrency, **ratios}))
-    return {"direct": d, "gateway": g, **ratios}
+        ratios = {
+            "path": row["label"],
+            "tokens_per_s_ratio": round(row["tokens_per_s"] / d["tokens_per_s"], 3) if d["tokens_per_s"] else None,
+            "ttft_p50_added_ms": round(row["ttft_p50_ms"] - d["ttft_p50_ms"], 2),
+            "ttft_p99_added_ms": round(row["ttft_p99_ms"] - d["ttft_p99_ms"], 2),
+        }
+        print(json.dumps({"concurrency": direct.concurrency, **ratios}))
+        result[row["label"]] = {**row, **ratios}
+    return result
 
 
 def live_engine_port() -> int | None:
@@ -85,8 +92,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8, help="of load per level and target")
     parser.add_argument("--delay-ms", type=float, default=0.0)
     parser.add_argument("--live-tokens", type=int, default=32)
+    parser.add_argument("--ws", action="store_true", help="also through the WebSocket chat (ws/chat/)")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
+    print(harness.machine_note(), flush=True)
     harness.prepare_database()
     harness.setup_django()
     harness.flush_quota_redis()
@@ -101,6 +110,9 @@ def main() -> None:
         for level in levels:
             print(f"# synthetic engine, {args.tokens} tokens per stream, delay {args.delay_ms} ms, concurrency {level}")
             pair = asyncio.run(compare(engine_port, gateway_port, key, chat(MODEL, args.tokens), level, args.seconds))
+            if args.ws:
+                url = f"ws://127.0.0.1:{gateway_port}/ws/chat/"
+                pair += (asyncio.run(ws_bench.load(url, ws_bench.make_sessions(level), args.tokens, args.seconds)),)
             results.append(report(*pair))
         if live_port is None:
             print(f"# live SmolLM2: skipped, no running container of {LIVE_IMAGE}")

@@ -21,7 +21,8 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench import harness
+from bench import harness, loadgen
+from bench.synthetic_upstream import TOKEN
 
 MODEL = "synthetic"
 CONNECT_BATCH = 40  # below daphne's listen backlog (50), so no handshake waits on a SYN retry
@@ -51,10 +52,10 @@ def make_sessions(count: int) -> list[str]:
     from appliance.accounts.models import Department, User
 
     dept = Department.objects.get(code="bench")
-    User.objects.filter(username__startswith="ws-bench-").delete()
-    users = User.objects.bulk_create(
-        [User(username=f"ws-bench-{i:05d}", department=dept, password="!") for i in range(count)]
-    )
+    names = [f"ws-bench-{i:05d}" for i in range(count)]
+    have = set(User.objects.filter(username__in=names).values_list("username", flat=True))
+    User.objects.bulk_create([User(username=n, department=dept, password="!") for n in names if n not in have])
+    users = list(User.objects.filter(username__in=names))
     keys = []
     for user in users:
         session = SessionStore()
@@ -100,6 +101,44 @@ async def converse(chat: Chat, tokens: int, started: float) -> None:
         chat.errors.append(f"chat: {type(exc).__name__}: {exc}")
 
 
+async def _one_chat(socket: ClientConnection, tokens: int) -> loadgen.Sample:
+    started = time.perf_counter()
+    await socket.send(json.dumps({"type": "send", "content": "Hello", "model": MODEL, "max_tokens": tokens}))
+    first, text = None, ""
+    while True:
+        event = json.loads(await asyncio.wait_for(socket.recv(), 90))
+        if event.get("type") == "delta":
+            first = first if first is not None else time.perf_counter() - started
+            text += event.get("content") or ""
+        elif event.get("type") == "done":
+            ok = (event.get("message") or {}).get("status") == "complete"
+            return loadgen.Sample(200 if ok else 500, time.perf_counter() - started, first, len(text) // len(TOKEN))
+        elif event.get("type") == "error":
+            return loadgen.Sample(500, time.perf_counter() - started, first, 0)
+
+
+async def load(url: str, cookies: list[str], tokens: int, seconds: float) -> loadgen.Outcome:
+    """One socket per cookie, each chatting back to back for ``seconds``: the relay through the chat."""
+    chats = [Chat(cookie) for cookie in cookies]
+    await open_all(url, chats)
+    outcome = loadgen.Outcome("websocket", len(chats), 0.0)
+    outcome.errors += [e for c in chats for e in c.errors]
+    started = time.perf_counter()
+
+    async def worker(chat: Chat) -> None:
+        while chat.socket is not None and time.perf_counter() < started + seconds:
+            try:
+                outcome.samples.append(await _one_chat(chat.socket, tokens))
+            except Exception as exc:
+                outcome.errors.append(f"{type(exc).__name__}: {exc}")
+                return
+
+    await asyncio.gather(*(worker(c) for c in chats))
+    outcome.wall = time.perf_counter() - started
+    await asyncio.gather(*(c.socket.close() for c in chats if c.socket is not None))
+    return outcome
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1) if ordered else float("nan")
@@ -143,6 +182,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--delay-ms", type=float, default=20.0)
     args = parser.parse_args()
+    print(harness.machine_note(), flush=True)
     harness.prepare_database()
     harness.setup_django()
     harness.flush_quota_redis()
