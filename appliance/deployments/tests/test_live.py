@@ -20,6 +20,8 @@ from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from rest_framework.test import APIClient
 
+from appliance.audit.models import AuditRecord
+from appliance.audit.services import verify_chain
 from appliance.deployments.choices import State
 from appliance.deployments.consumers import LogsConsumer
 from appliance.deployments.models import Deployment, Event, Instance, NodeImage, PortLease
@@ -128,6 +130,11 @@ def test_create_chat_stop(console: dict, api_as: Any, departments: dict, persona
     assert resp.status_code == 409 and resp.json()["error"]["code"] == "already_stopped"
     events = [e["to_state"] for e in reversed(api.get(f"/api/v1/deployments/{dep_id}/events/").json()["results"])]
     assert events == ["pending", "scheduled", "creating", "starting", "running", "stopping", "stopped"]
+    # The worker's audit records carry the request id of the API call that queued its work.
+    created = AuditRecord.objects.get(action="deployment.create", target_id=str(dep_id))
+    by_worker = AuditRecord.objects.get(action="deployment.creating", target_id=str(dep_id))
+    assert by_worker.via == "task" and by_worker.request_id == created.request_id != ""
+    assert verify_chain().ok
 
 
 def test_container_killed_from_outside_fails(console: dict, api_as: Any, departments: dict) -> None:
