@@ -11,6 +11,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from appliance.gateway.asgi import gateway_fast_path  # noqa: E402
 from appliance.gateway.server import memoise_twisted_content_type  # noqa: E402
 from console.routing import websocket_urlpatterns  # noqa: E402
 
@@ -18,7 +19,8 @@ memoise_twisted_content_type()
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # /v1/ (the OpenAI-compatible gateway) goes straight to its async views; see appliance/gateway/asgi.py.
+        "http": gateway_fast_path(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -16,13 +16,17 @@ def client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
+def request_id_from(incoming: str) -> str:
+    """The client's X-Request-ID when it looks like an id, else a new one."""
+    return incoming if _VALID_REQUEST_ID.match(incoming) else new_request_id()
+
+
 class RequestIdMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        incoming = request.headers.get("X-Request-ID", "")
-        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else new_request_id()
+        request_id = request_id_from(request.headers.get("X-Request-ID", ""))
         via = "api" if request.path.startswith(("/api/", "/v1/")) else "web"
         if request.path.startswith("/django-admin/"):
             via = "admin"

@@ -6,16 +6,23 @@ The key lookup (accounts.services.authenticate_key), the replicas the key's user
 per key and model, so a busy integration costs no database work and no thread hop per request.
 The price is that a revoked key, a stopped replica or a changed quota takes up to that long to be
 seen by each web process; a stopped replica is also caught by the retry on connection failure.
+Concurrent misses of one key share a lookup, and at most ``_CONCURRENT_LOOKUPS`` run at once, so a
+burst of new clients cannot exhaust the database's connections.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.conf import settings
+from django.db import connections
 
 from appliance.accounts.models import User
 from appliance.accounts.services import authenticate_key
@@ -23,7 +30,10 @@ from appliance.deployments.routing import Endpoint, endpoints, model_names, usab
 from appliance.gateway import metering
 from appliance.gateway.errors import model_not_found, no_upstream, unauthorized
 
+T = TypeVar("T")
 _MAX_ENTRIES = 10_000  # a bound, not a tuning knob: keys times models in use stays far below it
+# Lookups (each a database connection in its own thread) run at once per process, whatever the load.
+_CONCURRENT_LOOKUPS = 8
 
 
 @dataclass(frozen=True)
@@ -72,20 +82,64 @@ def _resolve(secret: str, model: str) -> Route:
     return Route(principal, found, tuple(metering.scopes_for(user)))
 
 
-async def route(secret: str, model: str) -> Route:
-    """The caller and the replicas of ``model`` they may use; raises a 401, 404 or 503 GatewayError."""
+def _closing(fn: Callable[..., T]) -> Callable[..., T]:
+    def run(*args: Any) -> T:
+        try:
+            return fn(*args)
+        finally:
+            connections.close_all()
+
+    return run
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Database work in a thread of its own whose connections are closed after it: what Django's
+    handler does per request, which the ASGI fast path (asgi.py) skips, as it skips request_finished."""
+    async with ThreadSensitiveContext():
+        return await sync_to_async(_closing(fn))(*args)
+
+
+class _Lookups:
+    """This event loop's lookups in progress, and the bound on how many run at once."""
+
+    def __init__(self) -> None:
+        self.pending: dict[tuple[str, str], asyncio.Task[Route]] = {}
+        self.slots = asyncio.Semaphore(_CONCURRENT_LOOKUPS)
+
+
+_lookups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Lookups] = weakref.WeakKeyDictionary()
+
+
+async def _lookup(cache_key: tuple[str, str], secret: str, model: str) -> Route:
+    state = _lookups[asyncio.get_running_loop()]
+    async with state.slots:
+        found = await in_thread(_resolve, secret, model)
     ttl = settings.APPLIANCE_GATEWAY_CACHE_SECONDS
-    cache_key = (hashlib.sha256(secret.encode()).hexdigest(), model)
-    now = time.monotonic()
-    hit = _cache.get(cache_key)
-    if hit is not None and hit[0] > now:
-        return hit[1]
-    found = await sync_to_async(_resolve)(secret, model)
     if ttl > 0:
         if len(_cache) >= _MAX_ENTRIES:
             _cache.clear()
-        _cache[cache_key] = (now + ttl, found)
+        _cache[cache_key] = (time.monotonic() + ttl, found)
     return found
+
+
+async def route(secret: str, model: str) -> Route:
+    """The caller and the replicas of ``model`` they may use; raises a 401, 404 or 503 GatewayError.
+
+    Requests that miss the cache together share one lookup (when an entry expires under load, all
+    the requests in flight for that key would otherwise open a database connection each).
+    """
+    cache_key = (hashlib.sha256(secret.encode()).hexdigest(), model)
+    hit = _cache.get(cache_key)
+    if hit is not None and hit[0] > time.monotonic():
+        return hit[1]
+    state = _lookups.setdefault(asyncio.get_running_loop(), _Lookups())
+    task = state.pending.get(cache_key)
+    if task is None:
+        task = asyncio.ensure_future(_lookup(cache_key, secret, model))
+        state.pending[cache_key] = task
+        task.add_done_callback(lambda _done: state.pending.pop(cache_key, None))
+    # Shielded: one waiter's client leaving must not cancel the lookup the others wait for.
+    return await asyncio.shield(task)
 
 
 def _models(secret: str) -> list[tuple[str, int]]:
@@ -99,4 +153,4 @@ def _models(secret: str) -> list[tuple[str, int]]:
 
 async def models(secret: str) -> list[tuple[str, int]]:
     """(served model name, creation time) of every running deployment the key's user may use."""
-    return await sync_to_async(_models)(secret)
+    return await in_thread(_models, secret)

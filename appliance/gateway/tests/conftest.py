@@ -10,6 +10,7 @@ never meets the counters of an old one.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -65,11 +66,10 @@ def _wait_ready(base_url: str, proc: subprocess.Popen[bytes], log: Path) -> None
     raise RuntimeError(f"daphne did not start: {log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="session")
-def gateway_url(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Daphne running console.asgi against the test database; ``…/v1`` is the OpenAI base URL."""
+@contextlib.contextmanager
+def _daphne(log: Path, **extra_env: str) -> Iterator[str]:
+    """Daphne running console.asgi against the test database; yields its base URL."""
     port = free_port()
-    log = tmp_path_factory.mktemp("daphne") / "daphne.log"
     env = {
         **os.environ,
         "DATABASE_URL": database_url(),
@@ -79,6 +79,7 @@ def gateway_url(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) 
         "CONSOLE_ID": CONSOLE_ID,
         "CONSOLE_LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
+        **extra_env,
     }
     cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "console.asgi:application"]
     with open(log, "wb") as out:
@@ -101,10 +102,27 @@ def gateway_url(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) 
             proc.wait(10)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def gateway_url(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The console as deployed (``/v1/`` on the ASGI fast path); ``…/v1`` is the OpenAI base URL."""
+    try:
+        with _daphne(tmp_path_factory.mktemp("daphne") / "daphne.log") as base_url:
+            yield base_url
+    finally:
         client = redis.Redis.from_url(REDIS_URL)
         keys = list(client.scan_iter(f"{CONSOLE_ID}:*", count=1000))
         if keys:
             client.delete(*keys)
+
+
+@pytest.fixture(scope="session")
+def django_path_url(gateway_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The same views through Django's handler and middleware (``APPLIANCE_GATEWAY_FAST_PATH=False``)."""
+    log = tmp_path_factory.mktemp("daphne") / "daphne-django-path.log"
+    with _daphne(log, APPLIANCE_GATEWAY_FAST_PATH="False") as base_url:
+        yield base_url
 
 
 @pytest.fixture(autouse=True)

@@ -154,3 +154,11 @@ def test_usage_record_of_a_finished_stream_has_the_engine_counts(
     record = wait_for(lambda: _drained_records(model="m1"), what="the usage record")[0]
     assert (record.status, record.completion_tokens) == ("ok", 7)
     assert record.deployment_id is not None and record.api_key_id is not None
+
+
+def test_the_fast_path_keeps_the_request_id_and_answers_unknown_routes(gateway_url: str) -> None:
+    answer = httpx.get(f"{gateway_url}/v1/embeddings", headers={"X-Request-ID": "client-chosen-id-1"})
+    assert answer.status_code == 404 and answer.json()["error"]["code"] == "unknown_url"
+    assert answer.headers["X-Request-ID"] == "client-chosen-id-1"
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert "X-Console-Overhead-Ms" in answer.headers

@@ -1,0 +1,146 @@
+"""``/v1/`` from the ASGI server straight to the gateway's views, past Django's request handler.
+
+Why: under daphne, Django's handler runs the console's middleware (sessions, CSRF, locale, auth,
+messages: synchronous) and the request_started/finished signals in a thread created for each
+request, handing the request between that thread and the event loop several times. For the
+gateway, whose views are async, use none of that middleware and rarely touch the database, those
+handoffs were most of a request's cost: measured with 32 concurrent streams on the 2-core test
+machine, 1.6-2.9 times the throughput this way (docs/performance.md). What the middleware gave
+the gateway is kept here: the request id (X-Request-ID, and the context for log lines) and the
+client-disconnect handling of Django's ASGI handler. The views, their URL conf (also mounted in
+console/urls.py, which Django's handler uses when this is off) and Django's request and response
+objects are the same; ``APPLIANCE_GATEWAY_FAST_PATH=False`` sends ``/v1/`` through Django again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
+from typing import Any, cast
+
+from asgiref.sync import ThreadSensitiveContext
+from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.urls import Resolver404, resolve
+
+from appliance.core.context import RequestContext, reset_context, set_context
+from appliance.core.middleware import client_ip, request_id_from
+from appliance.gateway.errors import GatewayError
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[..., Awaitable[None]]  # loose: Django's and Channels' own annotations differ
+
+PREFIX = "/v1/"
+URLCONF = "appliance.gateway.root_urls"
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def gateway_fast_path(app: ASGIApp) -> ASGIApp:
+    """Wrap the console's HTTP application: ``/v1/`` goes to the gateway, everything else to ``app``."""
+
+    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(PREFIX) and settings.APPLIANCE_GATEWAY_FAST_PATH:
+            await serve(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    return dispatch
+
+
+async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+    try:
+        body = await _read_body(receive)
+    except BodyTooLarge:
+        await _send(GatewayError(413, "The request body is too large.", code="request_too_large").response(), send)
+        return
+    if body is None:
+        return  # the client left before sending its request
+    request = ASGIRequest(scope, io.BytesIO(body))
+    request_id = request_id_from(request.headers.get("X-Request-ID", ""))
+    request.request_id = request_id  # type: ignore[attr-defined]
+    user_agent = request.headers.get("User-Agent", "")[:255]
+    token = set_context(RequestContext(request_id, client_ip(request), user_agent, via="api"))
+    try:
+        # Synchronous work of this request (rare: quota fallbacks) gets a thread of its own that
+        # ends with it, as under Django's handler; no thread is started unless some is needed.
+        async with ThreadSensitiveContext():
+            await _until_disconnect(_process(request, send), receive)
+    finally:
+        reset_context(token)
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        part = message.get("body", b"")
+        size += len(part)
+        if size > settings.APPLIANCE_GATEWAY_MAX_BODY_BYTES:
+            raise BodyTooLarge
+        parts.append(part)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+async def _until_disconnect(work: Awaitable[None], receive: Receive) -> None:
+    """Run ``work``; if the client disconnects first, cancel it (the view, or the stream it relays)."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, gone):
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _process(request: ASGIRequest, send: Send) -> None:
+    try:
+        match = resolve(request.path_info, urlconf=URLCONF)
+        response = await match.func(request, *match.args, **match.kwargs)
+    except Resolver404:
+        response = GatewayError(404, f"Unknown endpoint {request.path}.", code="unknown_url").response()
+    except Exception:
+        logger.exception("gateway: %s %s failed", request.method, request.path)
+        response = GatewayError(500, "Internal error in the gateway.", type="server_error", code="internal").response()
+    response["X-Request-ID"] = request.request_id  # type: ignore[attr-defined]
+    response["X-Content-Type-Options"] = "nosniff"  # as SecurityMiddleware sets it on the Django path
+    await _send(response, send)
+
+
+async def _send(response: HttpResponseBase, send: Send) -> None:
+    headers = [(name.encode("ascii"), value.encode("latin-1")) for name, value in response.items()]
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    if isinstance(response, HttpResponse):
+        await send({"type": "http.response.body", "body": response.content})
+        return
+    # StreamingHttpResponse.__aiter__ is an async generator; closing it on the way out, as Django's
+    # handler does, reaches the relay's cleanup.
+    content = cast(AsyncGenerator[bytes, None], cast(StreamingHttpResponse, response).__aiter__())
+    try:
+        async for part in content:
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+    finally:
+        await content.aclose()
+    await send({"type": "http.response.body"})
