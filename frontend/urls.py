@@ -1,9 +1,11 @@
 from django.urls import path
 
+from appliance.chat.views import chat_page
 from frontend import catalog_views, deployment_views, gpu_views, image_views, usage_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("chat/", chat_page, name="chat"),
     path("login/", views.login_view, name="login"),
     path("logout/", views.logout_view, name="logout"),
     path("password/", views.password_change, name="password"),

@@ -85,8 +85,3 @@ class ErrorCode(models.TextChoices):
 def user_group(user_id: int) -> str:
     """Every socket of a user joins this group; generations publish their deltas to it."""
     return f"chat.user.{user_id}"
-
-
-def generation_group(message_id: int) -> str:
-    """The running generation of an assistant message listens here for stop requests."""
-    return f"chat.gen.{message_id}"

@@ -15,9 +15,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from appliance.accounts.models import User
-from appliance.chat import generation, live, protocol, services
+from appliance.chat import generation, live, metering, protocol, services, stops
 from appliance.chat.api.serializers import conversation_data, message_data
-from appliance.chat.choices import ErrorCode, Status, generation_group, user_group
+from appliance.chat.choices import ErrorCode, Status, user_group
 from appliance.core.exceptions import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -97,9 +97,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         for message in messages:
             if message["status"] == Status.STREAMING:
                 await _overlay(message)
+        quota = await _remaining(user.pk)
         await self.send_json(
-            {"type": "conversation", "conversation": conversation, "messages": messages, "ref": data.get("ref")}
-        )
+            {"type": "conversation", "conversation": conversation, "messages": messages, "quota": quota,
+             "ref": data.get("ref")}
+        )  # fmt: skip
 
     async def do_send(self, user: User, data: dict[str, Any]) -> None:
         conversation_id = protocol.optional_integer(data, "conversation_id")
@@ -122,10 +124,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         message = await database_sync_to_async(services.stoppable)(user, protocol.integer(data, "message_id"))
         if message.status != Status.STREAMING:
             return  # already over: its "done" event is on its way or was sent
-        # Both paths: the group reaches the generation at once in whichever process runs it; the flag
-        # is read at its next batch even if the group message were lost.
-        await live.request_stop(message.pk)
-        await self.channel_layer.group_send(generation_group(message.pk), {"type": "chat.stop"})
+        await stops.request(message.pk)
 
     async def do_ping(self, user: User, data: dict[str, Any]) -> None:
         await self.send_json({"type": "pong", "ref": data.get("ref")})
@@ -167,6 +166,14 @@ HANDLERS: dict[str, Handler] = {
     "stop": ChatConsumer.do_stop,
     "ping": ChatConsumer.do_ping,
 }
+
+
+async def _remaining(user_id: int) -> dict[str, Any]:
+    try:
+        return await metering.aremaining(user_id)
+    except Exception:
+        logger.warning("chat: remaining quota unavailable", exc_info=True)
+        return {"available": False}
 
 
 def _snapshot(user: User, conversation_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -8,9 +8,9 @@ in Redis (``live``), so any socket of the user in any process picks it up. If th
 the heartbeat lapses and ``services.recover_orphans`` keeps the text and marks it interrupted.
 
 Deltas reach the user's group in batches (20 pieces or 50 ms, whichever first); the database is
-written every few seconds and at the end, never per token. A stop request arrives on the
-generation's own group (from any process) or as a Redis flag read at each batch; either way the
-stream task is cancelled, which closes the HTTP connection so the engine stops generating.
+written every few seconds and at the end, never per token. A stop request reaches the
+generation's process by Redis pub/sub, or as a Redis flag read at each batch (``stops``); either way
+the stream task is cancelled, which closes the HTTP connection so the engine stops generating.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from appliance.chat import answers, live, metering, upstream
+from appliance.chat import answers, live, metering, stops, upstream
 from appliance.chat.api.serializers import message_data
 from appliance.chat.choices import (
     BATCH_MAX_DELAY_SECONDS,
@@ -35,7 +35,6 @@ from appliance.chat.choices import (
     HEARTBEAT_SECONDS,
     ErrorCode,
     Status,
-    generation_group,
     user_group,
 )
 from appliance.chat.planning import Job
@@ -44,6 +43,8 @@ from appliance.chat.reasoning import Change, ThinkSplitter
 logger = logging.getLogger(__name__)
 
 _running: dict[int, asyncio.Task[None]] = {}
+# A database that refuses a connection for a moment must not turn a finished answer into an orphan.
+STORE_RETRY_PAUSES = (0.5, 1.0, 2.0, 4.0, 0.0)
 
 
 def start(job: Job) -> asyncio.Task[None]:
@@ -131,7 +132,7 @@ class Generation:
 
     async def run(self) -> None:
         beat = asyncio.create_task(self._heartbeat())
-        watcher = asyncio.create_task(self._watch_stop())
+        watcher = asyncio.create_task(stops.wait(self.job.message_id))
         stream = asyncio.create_task(self._stream())
         try:
             await asyncio.wait({stream, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -149,18 +150,6 @@ class Generation:
         while True:
             await live.heartbeat(self.job.message_id)
             await asyncio.sleep(HEARTBEAT_SECONDS)
-
-    async def _watch_stop(self) -> None:
-        """Returns when a stop request arrives on this generation's group."""
-        channel = await self.layer.new_channel()
-        group = generation_group(self.job.message_id)
-        await self.layer.group_add(group, channel)
-        try:
-            while (await self.layer.receive(channel)).get("type") != "chat.stop":
-                pass
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self.layer.group_discard(group, channel))
 
     async def _stream(self) -> None:
         try:
@@ -288,16 +277,22 @@ class Generation:
         job = self.job
         self._end_text(natural=False)
         self.batch.take()  # the final message below carries the whole text
-        try:
-            message = await database_sync_to_async(_store)(job.message_id, self._final())
-            if message is not None:
-                quota = await _remaining(job.user_id)
-                event = {"conversation_id": job.conversation_id, "message": message, "quota": quota}
-                await self.layer.group_send(user_group(job.user_id), {"type": "chat.done", **event})
-        except Exception:
-            # The text stays in Redis without a heartbeat: the reaper stores it.
-            logger.exception("chat: could not store answer %s", job.message_id)
-            return
+        final = self._final()
+        for attempt, pause in enumerate(STORE_RETRY_PAUSES):
+            try:
+                message = await database_sync_to_async(_store)(job.message_id, final)
+                break
+            except Exception:
+                if attempt == len(STORE_RETRY_PAUSES) - 1:
+                    # The text stays in Redis and its heartbeat lapses: the reaper stores it.
+                    logger.exception("chat: could not store answer %s", job.message_id)
+                    return
+                logger.warning("chat: storing answer %s failed; retrying", job.message_id, exc_info=True)
+                await asyncio.sleep(pause)
+        if message is not None:
+            quota = await _remaining(job.user_id)
+            event = {"conversation_id": job.conversation_id, "message": message, "quota": quota}
+            await self.layer.group_send(user_group(job.user_id), {"type": "chat.done", **event})
         await live.end(job.message_id)
 
 

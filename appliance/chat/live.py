@@ -5,7 +5,7 @@ Per assistant message ``m``:
 - ``chat:live:m`` hash: ``seq`` (the last batch published), ``reasoning_ms`` once thinking ended;
 - ``chat:live:m:r`` / ``chat:live:m:c``: reasoning and answer so far (APPENDed batch by batch);
 - ``chat:live:m:hb``: heartbeat of the generation, expiring soon after its process stops;
-- ``chat:live:m:stop``: a stop request, checked at every batch.
+- ``chat:live:m:stop``: a stop request, checked at every batch (see ``stops``).
 
 A batch is appended and its ``seq`` set in one MULTI, so a snapshot (read in one MULTI too) and the
 deltas published after it never overlap nor leave a gap: the browser drops deltas whose ``seq`` is
@@ -32,6 +32,10 @@ _sync_client: redis.Redis | None = None
 def _keys(message_id: int) -> tuple[str, str, str, str, str]:
     base = f"chat:live:{message_id}"
     return base, f"{base}:r", f"{base}:c", f"{base}:hb", f"{base}:stop"
+
+
+def stop_key(message_id: int) -> str:
+    return _keys(message_id)[4]
 
 
 def aclient() -> aioredis.Redis:
@@ -97,14 +101,6 @@ def snapshot_sync(message_id: int) -> LiveState | None:
     return _state(pipe.execute())
 
 
-def request_stops(message_ids: list[int]) -> None:
-    if message_ids:
-        pipe = client().pipeline(transaction=False)
-        for m in message_ids:
-            pipe.set(_keys(m)[4], 1, ex=LIVE_TTL_SECONDS)
-        pipe.execute()
-
-
 def discard(message_id: int) -> None:
     client().delete(*_keys(message_id))
 
@@ -139,10 +135,6 @@ async def snapshot(message_id: int) -> LiveState | None:
     pipe = aclient().pipeline(transaction=True)
     pipe.hgetall(base).get(r).get(c)
     return _state(await pipe.execute())
-
-
-async def request_stop(message_id: int) -> None:
-    await aclient().set(_keys(message_id)[4], 1, ex=LIVE_TTL_SECONDS)
 
 
 async def end(message_id: int) -> None:

@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 
 from appliance.accounts.models import User
 from appliance.audit import services as audit
-from appliance.chat import answers, live
+from appliance.chat import answers, live, stops
 from appliance.chat.choices import (
     TITLE_FROM_FIRST_MESSAGE_CHARS,
     TITLE_MAX,
@@ -200,4 +200,4 @@ def delete_conversation(user: User, conversation_id: int) -> None:
         department_id=user.department_id, before=before,
     )  # fmt: skip
     conversation.delete()
-    transaction.on_commit(lambda: live.request_stops(streaming))
+    transaction.on_commit(lambda: stops.request_sync(streaming))

@@ -20,6 +20,7 @@ class MenuItem:
 
 MENU: list[MenuItem] = [
     MenuItem("home", _("Overview"), ALL),
+    MenuItem("chat", _("Chat"), ALL),
     MenuItem("departments", _("Departments"), ADMINS),
     MenuItem("users", _("Users"), ADMINS),
     MenuItem("api-keys", _("API keys"), ALL),

@@ -49,4 +49,4 @@ def engine(fake_engine: FakeEngine) -> FakeEngine:
 @pytest.fixture
 def eng_model(personas: dict[str, User], engine: FakeEngine) -> Deployment:
     """The fake engine, deployed for the 研发部 (eng) department: alice, bob and carol (a sub-department) may use it."""
-    return running_deployment(personas["alice"].department, personas["alice"], engine.model, engine.port)  # type: ignore[arg-type]
+    return running_deployment(personas["alice"].department, personas["alice"], engine.model, engine.port)

@@ -25,7 +25,7 @@ def profile_version(chat_defaults: dict[str, float] | None = None) -> ProfileVer
 
 
 def running_deployment(
-    department: Department,
+    department: Department | None,
     created_by: User,
     served_model_name: str,
     port: int,
@@ -33,6 +33,7 @@ def running_deployment(
     model_slug: str = SMOLLM2,
     chat_defaults: dict[str, float] | None = None,
 ) -> Deployment:
+    assert department is not None
     n = next(_serial)
     deployment = Deployment.objects.create(
         name=f"chat-{n}", department=department, profile_version=profile_version(chat_defaults), engine="llamacpp",

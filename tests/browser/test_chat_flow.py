@@ -1,0 +1,173 @@
+"""A member chats in headless Chromium: daphne (HTTP + WebSocket) against the test database, and a fake
+engine registered as a running deployment of the member's department."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from django.db import connection
+
+from appliance.accounts.models import User
+from appliance.chat.tests.factories import R1_DISTILL, running_deployment
+from appliance.chat.tests.fake_engine import FakeEngine, Script
+from conftest import PASSWORD
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_URL = "redis://127.0.0.1:6379/11"
+ANSWER = [
+    "<think>\n", "用户在", "打招呼。", "\n</think>\n\n", "你好！这是 **粗体**，", "公式 $E=mc^2$。\n\n",
+    "```python\nprint('hi')\n```\n", "<img src=x onerror=\"window.pwned=1\">",
+]  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def console_url(tmp_path: Path) -> Iterator[str]:
+    """Daphne serving the console (static files included) on the test database."""
+    db = connection.settings_dict
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"mysql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "CONSOLE_ENV": "test",
+        "CHANNELS_REDIS_URL": REDIS_URL,
+        "CHAT_REDIS_URL": REDIS_URL,
+        "APPLIANCE_QUOTA_REDIS_URL": REDIS_URL,
+        "CONSOLE_LOG_LEVEL": "WARNING",
+    }
+    log = tmp_path / "daphne.log"
+    cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "tests.browser.chat_asgi:application"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(url, proc, log)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def _wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"daphne exited: {log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"daphne did not start: {log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def engine() -> Iterator[FakeEngine]:
+    server = FakeEngine(model="deepseek-r1-7b").start()
+    yield server
+    server.stop()
+
+
+_STREAMING_TEXT = """([part, text]) => [...document.querySelectorAll(
+    `[data-testid=assistant-message][data-status=streaming] ${part}`)].some((e) => e.textContent.includes(text))"""
+
+
+def _log_in_and_open_chat(page: Any, url: str, username: str) -> None:
+    page.goto(f"{url}/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/")
+    page.click("nav >> text=对话")
+    page.wait_for_selector("[data-testid=connection] >> text=已连接")
+
+
+def test_member_picks_the_model_sends_and_sees_the_answer_stream(
+    console_url: str, page: Any, personas: dict[str, User], engine: FakeEngine
+) -> None:
+    alice = personas["alice"]
+    running_deployment(alice.department, alice, engine.model, engine.port, model_slug=R1_DISTILL)
+    engine.default = Script(content=ANSWER, delay=0.25)
+    _log_in_and_open_chat(page, console_url, "bob")
+
+    page.wait_for_selector(f"[data-testid=model-picker] option[value='{engine.model}']", state="attached")
+    page.select_option("[data-testid=model-picker]", engine.model)
+    page.select_option("[data-testid=task-picker]", "code")
+    assert page.get_attribute("[data-testid=temperature]", "placeholder") == "默认 0.0"
+    page.fill("[data-testid=composer]", "你好")
+    page.press("[data-testid=composer]", "Enter")
+
+    # The streaming message is redrawn at every batch, so these watch the page itself rather than an element.
+    page.wait_for_function(_STREAMING_TEXT, arg=["[data-testid=reasoning] summary", "思考中…"])
+    page.wait_for_function(_STREAMING_TEXT, arg=["[data-testid=answer]", "你好！"])  # the answer, still streaming
+    assert page.is_visible("[data-testid=stop]")
+
+    done = page.locator("[data-testid=assistant-message][data-status=complete]")
+    done.wait_for(timeout=20_000)
+    assert done.locator("[data-testid=answer] strong").inner_text() == "粗体"
+    assert done.locator(".katex").count() == 1
+    assert done.locator("pre code.hljs").count() == 1
+    assert done.locator("img[onerror]").count() == 0 and page.evaluate("window.pwned") is None
+    summary = done.locator("[data-testid=reasoning] summary").inner_text()
+    assert re.fullmatch(r"已深度思考（用时 \d+ 秒）", summary), summary
+    assert done.locator("[data-testid=reasoning]").get_attribute("open") is None  # folded once answered
+    stats = done.locator("[data-testid=stats]").inner_text()
+    assert "输入 11 · 输出 8 tokens" in stats and "tokens/秒" in stats and "首字" in stats and "配额" in stats
+    assert engine.seen.bodies[-1]["temperature"] == 0.0
+    page.wait_for_selector("[data-testid=conversations] li >> text=你好")
+
+    page.reload()  # the conversation is in the address and comes back as it was
+    page.locator("[data-testid=assistant-message][data-status=complete] strong").wait_for()
+    page.click("[data-testid=regenerate]")
+    page.wait_for_function(_STREAMING_TEXT, arg=["[data-testid=answer]", "你好"])
+    page.locator("[data-testid=assistant-message][data-status=complete]").wait_for(timeout=20_000)
+    assert page.locator("[data-testid=assistant-message]").count() == 1
+    assert len(engine.seen.bodies) == 2
+
+
+def test_a_reload_during_the_answer_picks_it_up(
+    console_url: str, page: Any, personas: dict[str, User], engine: FakeEngine
+) -> None:
+    running_deployment(personas["alice"].department, personas["alice"], engine.model, engine.port)
+    words = [f"词{i} " for i in range(30)]
+    engine.default = Script(content=words, delay=0.1)
+    _log_in_and_open_chat(page, console_url, "bob")
+    page.wait_for_selector(f"[data-testid=model-picker] option[value='{engine.model}']", state="attached")
+    page.fill("[data-testid=composer]", "数到三十")
+    page.click("[data-testid=send]")
+    page.wait_for_function(_STREAMING_TEXT, arg=["[data-testid=answer]", "词3"])
+    page.wait_for_url(re.compile(r"\?c=\d+"))
+
+    page.reload()
+    page.wait_for_function(_STREAMING_TEXT, arg=["[data-testid=answer]", "词"])
+    done = page.locator("[data-testid=assistant-message][data-status=complete] [data-testid=answer]")
+    done.wait_for(timeout=20_000)
+    assert done.inner_text().split() == [w.strip() for w in words]
+
+    page.click("[data-testid=new-chat]")
+    assert page.locator("[data-testid=assistant-message]").count() == 0
+    page.fill("[data-testid=chat-search]", "三十")
+    page.wait_for_selector("[data-testid=conversations] li >> text=数到三十")
