@@ -39,7 +39,7 @@
     heardAt: Date.now(),
   };
 
-  const fmt = (template, values) => template.replace(/%\((\w+)\)s/g, (_m, key) => String(values[key] ?? ""));
+  const fmt = window.ChatRender.fmt;
   const find = (id) => state.messages.find((m) => m.id === id);
   const streamingMessage = () => state.messages.find((m) => m.role === "assistant" && m.status === "streaming");
 
@@ -368,150 +368,6 @@
     ui.stop.hidden = !busy;
   }
 
-  function build(message) {
-    const element = document.createElement("div");
-    element.className = `chat-msg ${message.role}`;
-    element.dataset.id = message.id;
-    element.dataset.testid = `${message.role}-message`;
-    fill(element, message);
-    return element;
-  }
-
-  function fill(element, message) {
-    element.dataset.status = message.status;
-    element.classList.toggle("streaming", message.status === "streaming");
-    element.replaceChildren(...(message.role === "user" ? userParts(message) : assistantParts(message)));
-  }
-
-  function userParts(message) {
-    const bubble = document.createElement("div");
-    bubble.className = "bubble";
-    bubble.textContent = message.content;
-    const actions = document.createElement("div");
-    actions.className = "actions";
-    if (!streamingMessage()) actions.append(textButton(S.edit, () => startEdit(message), "edit"));
-    return [bubble, actions];
-  }
-
-  function startEdit(message) {
-    const element = ui.messages.querySelector(`[data-id="${message.id}"]`);
-    const box = document.createElement("div");
-    box.className = "edit";
-    const area = document.createElement("textarea");
-    area.value = message.content;
-    area.rows = 3;
-    const save = textButton(S.saveSend, () => act({ type: "edit", message_id: message.id, content: area.value, ...settings() }), "save-edit");
-    box.append(area, save, textButton(S.cancel, () => fill(element, message)));
-    element.replaceChildren(box);
-    area.focus();
-  }
-
-  function textButton(text, action, testid) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.textContent = text;
-    if (testid) button.dataset.testid = testid;
-    button.addEventListener("click", action);
-    return button;
-  }
-
-  function assistantParts(message) {
-    const parts = [];
-    const streaming = message.status === "streaming";
-    if (message.reasoning) parts.push(reasoningPart(message, streaming));
-    const answer = document.createElement("div");
-    answer.className = "answer";
-    answer.dataset.testid = "answer";
-    window.ChatMarkdown.render(answer, message.content);
-    parts.push(answer);
-    if (["failed", "stopped", "interrupted"].includes(message.status)) parts.push(problemPart(message));
-    if (!streaming) parts.push(statsPart(message), assistantActions(message));
-    return parts;
-  }
-
-  function reasoningPart(message, streaming) {
-    const details = document.createElement("details");
-    details.className = "reasoning";
-    details.dataset.testid = "reasoning";
-    const thinking = streaming && !message.content;
-    const initial = state.reasoningOpen.get(message.id) ?? thinking; // open while thinking, then folded
-    details.open = initial;
-    const summary = document.createElement("summary");
-    const seconds = Math.max(1, Math.round((message.reasoning_ms || 0) / 1000));
-    summary.textContent = thinking ? S.thinking : fmt(S.thought, { seconds });
-    const text = document.createElement("div");
-    text.className = "text";
-    text.textContent = message.reasoning;
-    details.append(summary, text);
-    // "toggle" also fires for the value set above; only the reader's own clicks are remembered.
-    details.addEventListener("toggle", () => details.open !== initial && state.reasoningOpen.set(message.id, details.open));
-    return details;
-  }
-
-  function problemPart(message) {
-    const line = document.createElement("p");
-    line.className = `problem ${message.status}`;
-    line.dataset.testid = "problem";
-    if (message.status === "stopped") line.textContent = S.stopped;
-    else {
-      const reason = config.errors[message.error_code] || message.error_code;
-      line.textContent = fmt(S.failed, { reason });
-      if (message.error_detail) line.title = message.error_detail;
-    }
-    return line;
-  }
-
-  function statsPart(message) {
-    const line = document.createElement("div");
-    line.className = "stats";
-    line.dataset.testid = "stats";
-    const bits = [];
-    if (message.completion_tokens != null) {
-      const usage = fmt(S.usage, { prompt: message.prompt_tokens ?? "?", completion: message.completion_tokens });
-      bits.push(message.usage_estimated ? `${usage} ${S.estimated}` : usage);
-    }
-    if (message.ttft_ms != null) bits.push(fmt(S.ttft, { seconds: (message.ttft_ms / 1000).toFixed(2) }));
-    if (message.tokens_per_second != null) bits.push(fmt(S.speed, { rate: message.tokens_per_second }));
-    const last = [...state.messages].reverse().find((m) => m.role === "assistant");
-    if (last && last.id === message.id) bits.push(...quotaBits());
-    line.textContent = bits.join(" · ");
-    return line;
-  }
-
-  function quotaBits() {
-    const quota = state.quota;
-    if (!quota || !quota.available) return [];
-    const bits = [];
-    if (quota.tokens_per_day) bits.push(fmt(S.quotaDay, { tokens: quota.tokens_per_day.remaining.toLocaleString() }));
-    if (quota.tokens_per_month) bits.push(fmt(S.quotaMonth, { tokens: quota.tokens_per_month.remaining.toLocaleString() }));
-    return bits.length ? bits : [S.quotaUnlimited];
-  }
-
-  function assistantActions(message) {
-    const actions = document.createElement("div");
-    actions.className = "actions";
-    const copy = textButton(S.copy, async () => {
-      await copyText(message.content);
-      copy.textContent = S.copied;
-      setTimeout(() => (copy.textContent = S.copy), 1500);
-    });
-    actions.append(copy);
-    const current = state.messages.filter((m) => !m.superseded);
-    if (current[current.length - 1] === message) {
-      actions.append(textButton(S.regenerate, () => act({ type: "regenerate", message_id: message.id, ...settings() }), "regenerate"));
-    }
-    return actions;
-  }
-
-  async function copyText(text) {
-    if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
-    const area = Object.assign(document.createElement("textarea"), { value: text });
-    document.body.append(area);
-    area.select();
-    document.execCommand("copy");
-    area.remove();
-  }
-
   function showNotice(text) {
     ui.notice.textContent = text;
     ui.notice.hidden = false;
@@ -520,6 +376,14 @@
   function hideNotice() {
     ui.notice.hidden = true;
   }
+
+  const { build, fill } = window.ChatRender.create({
+    config,
+    state,
+    busy: () => Boolean(streamingMessage()),
+    edit: (message, content) => act({ type: "edit", message_id: message.id, content, ...settings() }),
+    regenerate: (message) => act({ type: "regenerate", message_id: message.id, ...settings() }),
+  });
 
   // --- wiring -------------------------------------------------------------------------------------
 

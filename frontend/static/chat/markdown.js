@@ -42,7 +42,8 @@
     const formulas = [];
     let html = window.marked.parse(protectMath(text, formulas), { gfm: true, breaks: false });
     html = html.replace(/CHATMATH(\d+)END/g, (_m, i) => formulas[Number(i)] ?? "");
-    return window.DOMPurify.sanitize(html, { USE_PROFILES: { html: true } });
+    // KaTeX draws roots and stretchy arrows with inline SVG; DOMPurify keeps SVG free of scripts.
+    return window.DOMPurify.sanitize(html, { USE_PROFILES: { html: true, svg: true } });
   }
 
   function render(element, text) {

@@ -1,0 +1,100 @@
+"""Chat answers are metered like gateway requests; answers of a dead process are recovered, not lost."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+
+from appliance.accounts.models import User
+from appliance.chat import answers, live, services
+from appliance.chat.models import Conversation, Message
+from appliance.chat.tests.fake_engine import FakeEngine, Script
+from appliance.chat.tests.wsclient import finish, open_socket, receive_until, send
+from appliance.deployments.models import Deployment
+from appliance.quotas.drain import drain
+from appliance.quotas.models import Quota, UsageRecord
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.mark.asyncio
+async def test_an_answer_is_charged_and_shows_what_is_left(
+    personas: dict[str, User], engine: FakeEngine, eng_model: Deployment
+) -> None:
+    await Quota.objects.acreate(department=personas["bob"].department, tokens_per_day=100_000)
+    socket = await open_socket(personas["bob"])
+    await send(socket, engine.model, "hi", max_tokens=64)
+    _deltas, done = await finish(socket)
+    await socket.disconnect()
+    assert done["quota"]["tokens_per_day"] == {"limit": 100_000, "used": 15, "remaining": 99_985, "scope": "研发部"}
+    await sync_to_async(drain)()
+    record = await UsageRecord.objects.aget(user=personas["bob"])
+    assert (record.status, record.prompt_tokens, record.completion_tokens) == ("ok", 11, 4)
+    assert record.deployment_id == eng_model.pk and record.model == engine.model
+
+
+@pytest.mark.asyncio
+async def test_a_used_up_quota_refuses_before_the_engine_is_called(
+    personas: dict[str, User], engine: FakeEngine, eng_model: Deployment
+) -> None:
+    await Quota.objects.acreate(department=personas["bob"].department, tokens_per_day=20)
+    socket = await open_socket(personas["bob"])
+    await send(socket, engine.model, "hi", max_tokens=64)
+    _deltas, done = await finish(socket)
+    await socket.disconnect()
+    assert (done["message"]["status"], done["message"]["error_code"]) == ("failed", "quota_exceeded")
+    assert engine.seen.bodies == []
+
+
+@pytest.mark.asyncio
+async def test_a_stopped_answer_is_settled_as_cancelled(
+    personas: dict[str, User], engine: FakeEngine, eng_model: Deployment
+) -> None:
+    engine.default = Script(content=["x"] * 300, delay=0.02)
+    socket = await open_socket(personas["bob"])
+    started = await send(socket, engine.model, "go")
+    await receive_until(socket, "delta")
+    await socket.send_json_to({"type": "stop", "message_id": started["messages"][1]["id"]})
+    _deltas, done = await finish(socket)
+    await socket.disconnect()
+    await sync_to_async(drain)()
+    record = await UsageRecord.objects.aget(user=personas["bob"])
+    assert record.status == "cancelled" and 0 < record.completion_tokens < 300
+    assert done["message"]["completion_tokens"] == record.completion_tokens
+
+
+@pytest.mark.asyncio
+async def test_deleting_a_conversation_stops_its_answer(
+    personas: dict[str, User], engine: FakeEngine, eng_model: Deployment
+) -> None:
+    engine.default = Script(content=["x"] * 300, delay=0.02)
+    socket = await open_socket(personas["bob"])
+    started = await send(socket, engine.model, "go")
+    await receive_until(socket, "delta")
+    await sync_to_async(services.delete_conversation)(personas["bob"], started["conversation"]["id"])
+    await socket.disconnect()
+    assert await asyncio.to_thread(engine.disconnected.wait, 5)
+    assert not await Message.objects.filter(pk=started["messages"][1]["id"]).aexists()
+
+
+def test_an_orphaned_answer_keeps_its_text_and_is_marked_interrupted(personas: dict[str, User]) -> None:
+    conversation = Conversation.objects.create(user=personas["bob"], title="t")
+    old = Message.objects.create(conversation=conversation, role="assistant", status="streaming", content="stale")
+    Message.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    young = Message.objects.create(conversation=conversation, role="assistant", status="streaming")
+    live.begin(old.pk)
+    live.client().append(f"chat:live:{old.pk}:c", "the text it streamed")
+    live.client().delete(f"chat:live:{old.pk}:hb")  # its process died: no more heartbeat
+
+    from workers.tasks.chat import recover_orphaned_answers
+
+    assert recover_orphaned_answers() == 1
+    old.refresh_from_db()
+    assert (old.status, old.error_code, old.content) == ("interrupted", "interrupted", "the text it streamed")
+    assert Message.objects.get(pk=young.pk).status == "streaming"  # too young to judge
+    assert live.snapshot_sync(old.pk) is None
+    assert answers.recover_orphans() == 0
