@@ -6,14 +6,14 @@ ADMIN_USER ?= admin
 
 .PHONY: run test engine venv venv-dev assets messages lint check-migrations pytest clean
 
-.venv/.stamp-run: pyproject.toml
+.venv/.stamp-run: pyproject.toml constraints.txt
 	python3 -m venv .venv
 	.venv/bin/pip install -q --upgrade pip
-	.venv/bin/pip install -q -e .
+	.venv/bin/pip install -q -c constraints.txt -e .
 	touch $@
 
 .venv/.stamp-dev: .venv/.stamp-run
-	.venv/bin/pip install -q -e '.[dev]'
+	.venv/bin/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
 venv: .venv/.stamp-run
