@@ -112,9 +112,9 @@ def synthetic(port: int, *, tokens: int = 128, token_delay_ms: float = 0.0) -> c
     return process(f"synthetic-{port}", cmd, f"http://127.0.0.1:{port}/health")
 
 
-def daphne(port: int) -> contextlib.AbstractContextManager[None]:
+def daphne(port: int, name: str = "daphne", **env: str) -> contextlib.AbstractContextManager[None]:
     cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "console.asgi:application"]
-    return process("daphne", cmd, f"http://127.0.0.1:{port}/healthz", console_env())
+    return process(name, cmd, f"http://127.0.0.1:{port}/healthz", console_env(**env))
 
 
 def bench_key(models: dict[str, tuple[str, list[int]]]) -> str:

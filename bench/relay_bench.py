@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import subprocess
 from typing import Any
@@ -36,16 +37,19 @@ def chat(model: str, tokens: int) -> dict[str, Any]:
 
 
 async def compare(
-    engine_port: int, gateway_port: int, key: str, body: dict[str, Any], level: int, seconds: float
-) -> tuple[loadgen.Outcome, loadgen.Outcome]:
+    engine_port: int, gateways: dict[str, int], key: str, body: dict[str, Any], level: int, seconds: float
+) -> tuple[loadgen.Outcome, ...]:
+    """Direct, then each gateway (label → port), the same load for ``seconds`` each."""
     direct = loadgen.request_bytes("127.0.0.1", engine_port, "/v1/chat/completions", body, {})
-    auth = {"Authorization": f"Bearer {key}"}
-    proxied = loadgen.request_bytes("127.0.0.1", gateway_port, "/v1/chat/completions", body, auth)
-    # A short warm-up per level fills the gateway's key cache and its connection pool.
-    await loadgen.run("warm-up", "127.0.0.1", gateway_port, proxied, concurrency=level, seconds=1)
-    straight = await loadgen.run("direct", "127.0.0.1", engine_port, direct, concurrency=level, seconds=seconds)
-    through = await loadgen.run("gateway", "127.0.0.1", gateway_port, proxied, concurrency=level, seconds=seconds)
-    return straight, through
+    outcomes = [await loadgen.run("direct", "127.0.0.1", engine_port, direct, concurrency=level, seconds=seconds)]
+    for label, port in gateways.items():
+        proxied = loadgen.request_bytes(
+            "127.0.0.1", port, "/v1/chat/completions", body, {"Authorization": f"Bearer {key}"}
+        )
+        # A short warm-up fills the gateway's key cache and its connection pool.
+        await loadgen.run("warm-up", "127.0.0.1", port, proxied, concurrency=level, seconds=1)
+        outcomes.append(await loadgen.run(label, "127.0.0.1", port, proxied, concurrency=level, seconds=seconds))
+    return tuple(outcomes)
 
 
 def report(direct: loadgen.Outcome, *others: loadgen.Outcome) -> dict[str, Any]:
@@ -93,33 +97,44 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=0.0)
     parser.add_argument("--live-tokens", type=int, default=32)
     parser.add_argument("--ws", action="store_true", help="also through the WebSocket chat (ws/chat/)")
+    parser.add_argument(
+        "--django-path", action="store_true", help="also the gateway through Django's handler (fast path off)"
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     print(harness.machine_note(), flush=True)
     harness.prepare_database()
     harness.setup_django()
     harness.flush_quota_redis()
-    engine_port, gateway_port = harness.free_port(), harness.free_port()
+    engine_port, gateway_port, django_port = harness.free_port(), harness.free_port(), harness.free_port()
+    gateways = {"gateway": gateway_port, **({"gateway-django-path": django_port} if args.django_path else {})}
     live_port = live_engine_port()
     models = {MODEL: ("vllm", [engine_port])}
     if live_port:
         models["smollm2-135m-instruct-q4_1"] = ("llamacpp", [live_port])
     key = harness.bench_key(models)
     results: list[dict[str, Any]] = []
-    with harness.synthetic(engine_port, tokens=args.tokens, token_delay_ms=args.delay_ms), harness.daphne(gateway_port):
+    with contextlib.ExitStack() as running:
+        running.enter_context(harness.synthetic(engine_port, tokens=args.tokens, token_delay_ms=args.delay_ms))
+        running.enter_context(harness.daphne(gateway_port))
+        if args.django_path:
+            running.enter_context(
+                harness.daphne(django_port, "daphne-django-path", APPLIANCE_GATEWAY_FAST_PATH="False")
+            )
         for level in levels:
             print(f"# synthetic engine, {args.tokens} tokens per stream, delay {args.delay_ms} ms, concurrency {level}")
-            pair = asyncio.run(compare(engine_port, gateway_port, key, chat(MODEL, args.tokens), level, args.seconds))
+            rows = asyncio.run(compare(engine_port, gateways, key, chat(MODEL, args.tokens), level, args.seconds))
             if args.ws:
                 url = f"ws://127.0.0.1:{gateway_port}/ws/chat/"
-                pair += (asyncio.run(ws_bench.load(url, ws_bench.make_sessions(level), args.tokens, args.seconds)),)
-            results.append(report(*pair))
+                rows += (asyncio.run(ws_bench.load(url, ws_bench.make_sessions(level), args.tokens, args.seconds)),)
+            results.append(report(*rows))
         if live_port is None:
             print(f"# live SmolLM2: skipped, no running container of {LIVE_IMAGE}")
         else:
             print(f"# live SmolLM2 on port {live_port}, {args.live_tokens} tokens per stream, concurrency 1")
             body = chat("smollm2-135m-instruct-q4_1", args.live_tokens)
-            results.append(report(*asyncio.run(compare(live_port, gateway_port, key, body, 1, args.seconds))))
+            live = {"gateway": gateway_port}
+            results.append(report(*asyncio.run(compare(live_port, live, key, body, 1, args.seconds))))
 
 
 if __name__ == "__main__":

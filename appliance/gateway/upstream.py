@@ -1,7 +1,13 @@
-"""HTTP to the engines: one pooled ``httpx.AsyncClient`` per event loop, replica choice and retry.
+"""HTTP to the engines: pooled ``httpx.AsyncClient``s shared by the process, replica choice, retry.
 
-One client per process (per event loop: asyncio clients belong to the loop that made them) keeps
-HTTP/1.1 connections to the engines alive between requests, so a request costs no TCP handshake.
+The clients (per event loop: asyncio clients belong to the loop that made them) keep HTTP/1.1
+connections to the engines alive between requests, so a request costs no TCP handshake. There are
+a few of them rather than one because httpcore (1.0.9) re-examines its whole pool on every request
+and response, at a cost that grows with the square of the pool's connections
+(``AsyncConnectionPool._assign_requests_to_connections``): with 256 streams in one pool that scan
+took over half of the gateway's CPU. Requests take the clients in turn, each holding a share of
+``APPLIANCE_GATEWAY_MAX_CONNECTIONS``, so each scan stays small.
+
 A request is retried on another replica only while nothing has come back yet (connection refused,
 reset, or closed before the response line): the engine has not answered, so nothing can have
 reached the client twice. A slow engine (read timeout) is not retried: it may still be working.
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import json
 import logging
 import weakref
@@ -31,7 +38,26 @@ logger = logging.getLogger(__name__)
 RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 _HEADERS = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
 _KEPT_STATUSES = frozenset({400, 413, 422})  # the client's fault, said by the engine: passed on as is
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+POOLS = 8
+
+
+class _Pools:
+    def __init__(self) -> None:
+        self.timeout = _timeout()
+        self.extensions = {"timeout": self.timeout.as_dict()}
+        size = -(-settings.APPLIANCE_GATEWAY_MAX_CONNECTIONS // POOLS)  # rounded up
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=60)
+        self.clients = [
+            httpx.AsyncClient(timeout=self.timeout, limits=limits, trust_env=False, follow_redirects=False)
+            for _ in range(POOLS)
+        ]
+        self.turn = itertools.count()
+
+    def next(self) -> httpx.AsyncClient:
+        return self.clients[next(self.turn) % POOLS]
+
+
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pools] = weakref.WeakKeyDictionary()
 
 
 def _timeout() -> httpx.Timeout:
@@ -44,14 +70,11 @@ def _timeout() -> httpx.Timeout:
     )
 
 
-def client() -> httpx.AsyncClient:
+def pools() -> _Pools:
     loop = asyncio.get_running_loop()
-    found = _clients.get(loop)
-    if found is None or found.is_closed:
-        size = settings.APPLIANCE_GATEWAY_MAX_CONNECTIONS
-        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=60)
-        found = httpx.AsyncClient(timeout=_timeout(), limits=limits, trust_env=False, follow_redirects=False)
-        _clients[loop] = found
+    found = _pools.get(loop)
+    if found is None:
+        found = _pools[loop] = _Pools()
     return found
 
 
@@ -63,15 +86,15 @@ def _url(base_url: str, path: str) -> httpx.URL:
 def _request(endpoint: Endpoint, path: str, content: bytes, headers: dict[str, str]) -> httpx.Request:
     """A request built without ``client.build_request``, whose URL parsing and header merging cost
     several times the request itself; the timeouts travel in the extension httpcore reads."""
-    extensions = {"timeout": client().timeout.as_dict()}
+    extensions = pools().extensions
     return httpx.Request("POST", _url(endpoint.base_url, path), content=content, headers=headers, extensions=extensions)
 
 
 async def aclose() -> None:
-    """Close this loop's client (ASGI shutdown, end of a test's event loop)."""
-    found = _clients.pop(asyncio.get_running_loop(), None)
+    """Close this loop's clients (ASGI shutdown, end of a test's event loop)."""
+    found = _pools.pop(asyncio.get_running_loop(), None)
     if found is not None:
-        await found.aclose()
+        await asyncio.gather(*(c.aclose() for c in found.clients))
 
 
 @dataclass
@@ -99,7 +122,7 @@ async def open_first(endpoints: Sequence[Endpoint], build: Builder, request_id: 
         request = _request(endpoint, path, content, headers)
         balancer.acquire(endpoint)
         try:
-            response = await client().send(request, stream=True)
+            response = await pools().next().send(request, stream=True)
         except RETRYABLE as exc:
             balancer.release(endpoint)
             failures.append(f"{endpoint.base_url}: {type(exc).__name__}")
