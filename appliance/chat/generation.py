@@ -136,6 +136,10 @@ class Generation:
         stream = asyncio.create_task(self._stream())
         try:
             await asyncio.wait({stream, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if not stream.done() and watcher.exception() is not None:
+                # Listening failed (Redis): no stop was asked; stops still arrive through the flag.
+                logger.warning("chat: stop listener of %s failed", self.job.message_id, exc_info=watcher.exception())
+                await asyncio.wait({stream})
             if not stream.done():
                 self.progress.status = Status.STOPPED
                 stream.cancel()
@@ -148,7 +152,10 @@ class Generation:
 
     async def _heartbeat(self) -> None:
         while True:
-            await live.heartbeat(self.job.message_id)
+            try:
+                await live.heartbeat(self.job.message_id)
+            except Exception:
+                logger.warning("chat: heartbeat of %s failed", self.job.message_id, exc_info=True)
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
     async def _stream(self) -> None:

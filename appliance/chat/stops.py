@@ -10,6 +10,7 @@ waits in Redis can drop a message meant for another socket of the same process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import weakref
 from asyncio import AbstractEventLoop
@@ -42,8 +43,9 @@ async def wait(message_id: int) -> None:
     _ensure_listener()
     event = _waiters[message_id] = asyncio.Event()
     try:
-        if await live.aclient().exists(live.stop_key(message_id)):
-            return  # requested before this process listened
+        with contextlib.suppress(Exception):  # Redis unreachable: the event below still works once it is back
+            if await live.aclient().exists(live.stop_key(message_id)):
+                return  # requested before this process listened
         await event.wait()
     finally:
         _waiters.pop(message_id, None)
