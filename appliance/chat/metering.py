@@ -16,8 +16,8 @@ from asgiref.sync import sync_to_async
 
 from appliance.accounts.models import User
 from appliance.core.exceptions import ServiceError
+from appliance.quotas import limiter, usage
 from appliance.quotas import services as quota_services
-from appliance.quotas import usage
 
 QUOTA_LIMITS = ("tokens_per_day", "tokens_per_month")
 _USED = {"tokens_per_day": "tokens_today", "tokens_per_month": "tokens_this_month"}
@@ -45,6 +45,11 @@ class Admission:
 def _scopes(user_id: int) -> list[Any]:
     user = User.objects.select_related("department").get(pk=user_id)
     return quota_services.scopes_for(user)
+
+
+def max_tokens_cap(user: User) -> int | None:
+    """The smallest ``max_tokens_per_request`` among the user's quotas (None: no cap)."""
+    return limiter.max_tokens_cap(quota_services.scopes_for(user))
 
 
 @asynccontextmanager

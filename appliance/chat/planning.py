@@ -20,7 +20,7 @@ from appliance.chat.choices import (
     Status,
     Task,
 )
-from appliance.chat.metering import Admission
+from appliance.chat.metering import Admission, max_tokens_cap
 from appliance.chat.models import Conversation
 from appliance.core.exceptions import PermissionDenied
 from appliance.deployments import routing
@@ -123,7 +123,10 @@ def estimate_tokens(messages: list[dict[str, str]]) -> int:
 def plan(user: User, conversation: Conversation, message_id: int, choice: ModelChoice) -> Job:
     task = conversation.task if conversation.task in Task.values else DEFAULT_TASK
     temperature = conversation.temperature if conversation.temperature is not None else choice.temperature_for(task)
-    max_tokens = min(conversation.max_tokens or choice.default_max_tokens, MAX_TOKENS_LIMIT)
+    # The default respects the quota's cap; a budget the user set explicitly is refused by the quota instead.
+    cap = max_tokens_cap(user)
+    default = choice.default_max_tokens if cap is None else max(1, min(choice.default_max_tokens, cap))
+    max_tokens = min(conversation.max_tokens or default, MAX_TOKENS_LIMIT)
     messages = history(conversation)
     payload = {
         "model": choice.name, "messages": messages, "stream": True, "temperature": temperature,

@@ -51,6 +51,21 @@ async def test_a_used_up_quota_refuses_before_the_engine_is_called(
 
 
 @pytest.mark.asyncio
+async def test_the_default_max_tokens_follows_the_quotas_cap(
+    personas: dict[str, User], engine: FakeEngine, eng_model: Deployment
+) -> None:
+    await Quota.objects.acreate(department=personas["bob"].department, max_tokens_per_request=100)
+    socket = await open_socket(personas["bob"])
+    await send(socket, engine.model, "hi")
+    await finish(socket)
+    reply = await send(socket, engine.model, "again", max_tokens=500)  # explicit and above the cap
+    _deltas, done = await finish(socket)
+    await socket.disconnect()
+    assert engine.seen.bodies[0]["max_tokens"] == 100 and len(engine.seen.bodies) == 1
+    assert reply["type"] == "started" and done["message"]["error_code"] == "max_tokens_exceeded"
+
+
+@pytest.mark.asyncio
 async def test_a_stopped_answer_is_settled_as_cancelled(
     personas: dict[str, User], engine: FakeEngine, eng_model: Deployment
 ) -> None:
