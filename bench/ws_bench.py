@@ -80,13 +80,17 @@ async def open_all(url: str, chats: list[Chat]) -> None:
         await asyncio.gather(*(one(c) for c in chats[start : start + CONNECT_BATCH]))
 
 
-async def converse(chat: Chat, tokens: int, started: float) -> None:
+async def converse(chat: Chat, tokens: int, started: float, deadline: float) -> None:
     if chat.socket is None:
         return
     try:
         await chat.socket.send(json.dumps({"type": "send", "content": "Hello", "model": MODEL, "max_tokens": tokens}))
         while chat.done is None:
-            event = json.loads(await asyncio.wait_for(chat.socket.recv(), 90))
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                chat.errors.append("unfinished: no done within the run's limit")
+                return
+            event = json.loads(await asyncio.wait_for(chat.socket.recv(), left))
             kind = event.get("type")
             if kind == "delta" and chat.first_delta is None:
                 chat.first_delta = time.perf_counter() - started
@@ -101,12 +105,12 @@ async def converse(chat: Chat, tokens: int, started: float) -> None:
         chat.errors.append(f"chat: {type(exc).__name__}: {exc}")
 
 
-async def _one_chat(socket: ClientConnection, tokens: int) -> loadgen.Sample:
+async def _one_chat(socket: ClientConnection, tokens: int, limit: float = 30.0) -> loadgen.Sample:
     started = time.perf_counter()
     await socket.send(json.dumps({"type": "send", "content": "Hello", "model": MODEL, "max_tokens": tokens}))
     first, text = None, ""
     while True:
-        event = json.loads(await asyncio.wait_for(socket.recv(), 90))
+        event = json.loads(await asyncio.wait_for(socket.recv(), limit))
         if event.get("type") == "delta":
             first = first if first is not None else time.perf_counter() - started
             text += event.get("content") or ""
@@ -164,12 +168,12 @@ def summary(chats: list[Chat], memory: dict[str, float], wall: float) -> dict[st
     }
 
 
-async def run(url: str, chats: list[Chat], tokens: int, pid: int) -> dict[str, Any]:
+async def run(url: str, chats: list[Chat], tokens: int, pid: int, limit: float) -> dict[str, Any]:
     memory = {"idle": rss_mib(pid)}
     await open_all(url, chats)
     memory["held"] = rss_mib(pid)
     started = time.perf_counter()
-    await asyncio.gather(*(converse(c, tokens, started) for c in chats))
+    await asyncio.gather(*(converse(c, tokens, started, started + limit) for c in chats))
     wall = time.perf_counter() - started
     memory["after_chats"] = rss_mib(pid)
     await asyncio.gather(*(c.socket.close() for c in chats if c.socket is not None))
@@ -181,6 +185,7 @@ def main() -> None:
     parser.add_argument("--chats", type=int, default=1000)
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--delay-ms", type=float, default=20.0)
+    parser.add_argument("--limit", type=float, default=60.0, help="seconds the chats get to finish")
     args = parser.parse_args()
     print(harness.machine_note(), flush=True)
     harness.prepare_database()
@@ -198,7 +203,8 @@ def main() -> None:
             print(
                 f"# {args.chats} chats, {args.tokens} tokens each at {args.delay_ms:g} ms a token, one daphne process"
             )
-            result = asyncio.run(run(f"ws://127.0.0.1:{gateway_port}/ws/chat/", chats, args.tokens, proc.pid))
+            url = f"ws://127.0.0.1:{gateway_port}/ws/chat/"
+            result = asyncio.run(run(url, chats, args.tokens, proc.pid, args.limit))
             print(json.dumps(result))
         finally:
             harness.stop(proc)

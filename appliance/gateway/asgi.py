@@ -4,8 +4,8 @@ Why: under daphne, Django's handler runs the console's middleware (sessions, CSR
 messages: synchronous) and the request_started/finished signals in a thread created for each
 request, handing the request between that thread and the event loop several times. For the
 gateway, whose views are async, use none of that middleware and rarely touch the database, those
-handoffs were most of a request's cost: on the 2-core test machine, twice the streams per second
-at 64 concurrent streams this way (docs/performance.md). What the middleware gave
+handoffs were most of a request's cost: on the 2-core test machine, 1.3-1.7 times the streams per
+second and half the time to first token this way (docs/performance.md). What the middleware gave
 the gateway is kept here: the request id (X-Request-ID, and the context for log lines) and the
 client-disconnect handling of Django's ASGI handler. The views, their URL conf (also mounted in
 console/urls.py, which Django's handler uses when this is off) and Django's request and response
