@@ -100,20 +100,35 @@ def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 3) if b else None
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=8, help="of load per target and kind of request")
     parser.add_argument("--tokens", type=int, default=16)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def both_kinds(args: argparse.Namespace, targets: dict[str, tuple[int, dict[str, str]]]) -> None:
+    for stream in (True, False):
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": args.tokens}
+        print(
+            f"# {'streamed' if stream else 'whole'} chat, {args.tokens} tokens, "
+            f"concurrency {args.concurrency}, {args.seconds:g} s of load per target"
+        )
+        asyncio.run(measure(targets, {**body, "stream": stream}, args))
+
+
+def main() -> None:
+    args = arguments()
     exe = ensure_litellm()
+    print(harness.machine_note(), flush=True)
     harness.prepare_database()
     harness.setup_django()
     harness.flush_quota_redis()
     engine_port, gateway_port, litellm_port = harness.free_port(), harness.free_port(), harness.free_port()
     key = harness.bench_key({MODEL: ("vllm", [engine_port])})
     cmd = [str(exe), "--config", str(litellm_config(engine_port)), "--port", str(litellm_port), "--num_workers", "1"]
-    litellm = harness.spawn("litellm", cmd, litellm_env())
+    litellm = harness.spawn("litellm", cmd, litellm_env())  # starts slowly: in parallel with the rest
     try:
         with harness.synthetic(engine_port, tokens=args.tokens), harness.daphne(gateway_port):
             started = time.monotonic()
@@ -124,18 +139,7 @@ def main() -> None:
                 "gateway": (gateway_port, {"Authorization": f"Bearer {key}"}),
                 "litellm": (litellm_port, {"Authorization": f"Bearer {MASTER_KEY}"}),
             }
-            for stream in (True, False):
-                body = {
-                    "model": MODEL,
-                    "messages": [{"role": "user", "content": "hi"}],
-                    "max_tokens": args.tokens,
-                    "stream": stream,
-                }
-                print(
-                    f"# {'streamed' if stream else 'whole'} chat, {args.tokens} tokens, "
-                    f"concurrency {args.concurrency}, {args.seconds:g} s of load per target"
-                )
-                asyncio.run(measure(targets, body, args))
+            both_kinds(args, targets)
     finally:
         harness.stop(litellm)
 

@@ -25,6 +25,7 @@ from bench import harness, loadgen, ws_bench
 
 MODEL = "synthetic"
 LIVE_IMAGE = "appliance/llamacpp-cpu:latest"
+LIVE_MODEL = "smollm2-135m-instruct-q4_1"  # the image's --model_alias
 
 
 def chat(model: str, tokens: int) -> dict[str, Any]:
@@ -89,7 +90,7 @@ def live_engine_port() -> int | None:
     return None
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--levels", default="1,64,256")
@@ -100,8 +101,30 @@ def main() -> None:
     parser.add_argument(
         "--django-path", action="store_true", help="also the gateway through Django's handler (fast path off)"
     )
-    args = parser.parse_args()
-    levels = [int(x) for x in args.levels.split(",")]
+    return parser.parse_args()
+
+
+def synthetic_levels(args: argparse.Namespace, engine_port: int, gateways: dict[str, int], key: str) -> None:
+    for level in (int(x) for x in args.levels.split(",")):
+        print(f"# synthetic engine, {args.tokens} tokens per stream, delay {args.delay_ms} ms, concurrency {level}")
+        rows = asyncio.run(compare(engine_port, gateways, key, chat(MODEL, args.tokens), level, args.seconds))
+        if args.ws:
+            url = f"ws://127.0.0.1:{gateways['gateway']}/ws/chat/"
+            rows += (asyncio.run(ws_bench.load(url, ws_bench.make_sessions(level), args.tokens, args.seconds)),)
+        report(*rows)
+
+
+def live_level(args: argparse.Namespace, live_port: int | None, gateway_port: int, key: str) -> None:
+    if live_port is None:
+        print(f"# live SmolLM2: skipped, no running container of {LIVE_IMAGE}")
+        return
+    print(f"# live SmolLM2 on port {live_port}, {args.live_tokens} tokens per stream, concurrency 1")
+    body = chat(LIVE_MODEL, args.live_tokens)
+    report(*asyncio.run(compare(live_port, {"gateway": gateway_port}, key, body, 1, args.seconds)))
+
+
+def main() -> None:
+    args = arguments()
     print(harness.machine_note(), flush=True)
     harness.prepare_database()
     harness.setup_django()
@@ -109,11 +132,8 @@ def main() -> None:
     engine_port, gateway_port, django_port = harness.free_port(), harness.free_port(), harness.free_port()
     gateways = {"gateway": gateway_port, **({"gateway-django-path": django_port} if args.django_path else {})}
     live_port = live_engine_port()
-    models = {MODEL: ("vllm", [engine_port])}
-    if live_port:
-        models["smollm2-135m-instruct-q4_1"] = ("llamacpp", [live_port])
+    models = {MODEL: ("vllm", [engine_port]), **({LIVE_MODEL: ("llamacpp", [live_port])} if live_port else {})}
     key = harness.bench_key(models)
-    results: list[dict[str, Any]] = []
     with contextlib.ExitStack() as running:
         running.enter_context(harness.synthetic(engine_port, tokens=args.tokens, token_delay_ms=args.delay_ms))
         running.enter_context(harness.daphne(gateway_port))
@@ -121,20 +141,8 @@ def main() -> None:
             running.enter_context(
                 harness.daphne(django_port, "daphne-django-path", APPLIANCE_GATEWAY_FAST_PATH="False")
             )
-        for level in levels:
-            print(f"# synthetic engine, {args.tokens} tokens per stream, delay {args.delay_ms} ms, concurrency {level}")
-            rows = asyncio.run(compare(engine_port, gateways, key, chat(MODEL, args.tokens), level, args.seconds))
-            if args.ws:
-                url = f"ws://127.0.0.1:{gateway_port}/ws/chat/"
-                rows += (asyncio.run(ws_bench.load(url, ws_bench.make_sessions(level), args.tokens, args.seconds)),)
-            results.append(report(*rows))
-        if live_port is None:
-            print(f"# live SmolLM2: skipped, no running container of {LIVE_IMAGE}")
-        else:
-            print(f"# live SmolLM2 on port {live_port}, {args.live_tokens} tokens per stream, concurrency 1")
-            body = chat("smollm2-135m-instruct-q4_1", args.live_tokens)
-            live = {"gateway": gateway_port}
-            results.append(report(*asyncio.run(compare(live_port, live, key, body, 1, args.seconds))))
+        synthetic_levels(args, engine_port, gateways, key)
+        live_level(args, live_port, gateway_port, key)
 
 
 if __name__ == "__main__":
