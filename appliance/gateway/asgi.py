@@ -23,6 +23,7 @@ from typing import Any, cast
 
 from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.urls import Resolver404, resolve
@@ -117,8 +118,11 @@ async def _disconnected(receive: Receive) -> None:
 
 async def _process(request: ASGIRequest, send: Send) -> None:
     try:
+        request.get_host()  # ALLOWED_HOSTS, as CommonMiddleware checks it on the Django path
         match = resolve(request.path_info, urlconf=URLCONF)
         response = await match.func(request, *match.args, **match.kwargs)
+    except DisallowedHost:
+        response = GatewayError(400, "Invalid Host header.", code="invalid_host").response()
     except Resolver404:
         response = GatewayError(404, f"Unknown endpoint {request.path}.", code="unknown_url").response()
     except Exception:

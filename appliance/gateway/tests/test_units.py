@@ -279,3 +279,44 @@ async def test_a_stream_dropped_before_its_first_chunk_still_frees_the_replica_a
     finally:
         await upstream.aclose()
         await engine.stop()
+
+
+# --- ASGI fast path -------------------------------------------------------------------------------
+
+
+async def _serve_once(path: str, body: bytes, host: str = "127.0.0.1") -> tuple[int, dict[bytes, bytes], bytes]:
+    from appliance.gateway.asgi import serve
+
+    scope = {
+        "type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "headers": [(b"host", host.encode()), (b"content-length", str(len(body)).encode())],
+        "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 80), "scheme": "http", "http_version": "1.1",
+    }  # fmt: skip
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict[str, Any]] = []
+    finished = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await finished.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            finished.set()
+
+    await serve(scope, receive, send)  # type: ignore[arg-type]
+    return sent[0]["status"], dict(sent[0]["headers"]), b"".join(m.get("body", b"") for m in sent[1:])
+
+
+@pytest.mark.asyncio
+async def test_fast_path_checks_allowed_hosts_and_body_size(settings: Any) -> None:
+    settings.ALLOWED_HOSTS = ["console.example"]
+    status, headers, payload = await _serve_once("/v1/nothing", b"{}", host="evil.example")
+    assert status == 400 and json.loads(payload)["error"]["code"] == "invalid_host"
+    assert headers[b"X-Request-ID"]
+    settings.APPLIANCE_GATEWAY_MAX_BODY_BYTES = 10
+    status, _headers, payload = await _serve_once("/v1/chat/completions", b"x" * 11, host="console.example")
+    assert status == 413 and json.loads(payload)["error"]["code"] == "request_too_large"
