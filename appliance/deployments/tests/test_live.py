@@ -18,6 +18,7 @@ import httpx
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
+from django.db import transaction
 from rest_framework.test import APIClient
 
 from appliance.audit.models import AuditRecord
@@ -200,3 +201,90 @@ def test_port_taken_during_launch_is_a_clear_failure(
             live.wait_until(lambda: not PortLease.objects.exists(), 30, "port lease released")
         finally:
             squatter.close()
+
+
+async def _chat(session_cookie: str, model: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A browser's chat socket through the whole ASGI stack (origin check, session auth, consumer)."""
+    from console.asgi import application
+
+    headers = [
+        (b"cookie", f"sessionid={session_cookie}".encode()),
+        (b"origin", b"http://localhost"),
+        (b"host", b"localhost"),
+    ]
+    communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+    connected, _ = await communicator.connect()
+    assert connected
+    assert (await communicator.receive_json_from(timeout=10))["type"] == "ready"
+    await communicator.send_json_to(
+        {"type": "send", "content": "Say hello.", "model": model, "max_tokens": 24, "task": "conversation"}
+    )
+    events: list[dict[str, Any]] = []
+    while True:
+        event = await communicator.receive_json_from(timeout=60)
+        events.append(event)
+        if event["type"] in ("done", "error"):
+            break
+    await communicator.disconnect()
+    return events, event
+
+
+async def _gateway(secret: str, model: str) -> tuple[dict[str, Any], str, dict[str, str]]:
+    from django.test import AsyncClient
+
+    client = AsyncClient()
+    auth = {"Authorization": f"Bearer {secret}"}
+    body = {"model": model, "max_tokens": 16, "messages": [{"role": "user", "content": "Say hello."}]}
+    whole = await client.post("/v1/chat/completions", body, content_type="application/json", headers=auth)
+    assert whole.status_code == 200, whole.content
+    streamed = await client.post(
+        "/v1/chat/completions", {**body, "stream": True}, content_type="application/json", headers=auth
+    )
+    assert streamed.status_code == 200
+    text = b"".join([chunk async for chunk in streamed.streaming_content]).decode()
+    return whole.json(), text, dict(whole.headers)
+
+
+def test_chat_and_gateway_through_the_live_deployment(
+    console: dict, api_as: Any, bearer_for: Any, departments: dict, personas: dict
+) -> None:
+    from django.test import Client
+
+    from appliance.accounts.models import ApiKey
+    from appliance.accounts.services import create_api_key
+    from appliance.chat.models import Message
+    from appliance.quotas.models import UsageRecord
+
+    dep_id = _create(api_as("alice"), departments, "smol-chat")
+    _wait_state(dep_id, State.RUNNING, 180)
+    model = Deployment.objects.get(pk=dep_id).served_model_name
+
+    browser = Client()
+    browser.force_login(personas["bob"])
+    events, done = async_to_sync(_chat)(browser.cookies["sessionid"].value, model)
+    assert done["type"] == "done", done
+    assert any(e["type"] == "delta" for e in events)
+    answer = Message.objects.get(pk=done["message"]["id"])
+    assert answer.content.strip() and answer.completion_tokens
+    assert async_to_sync(_chat)(_session_of(personas["charlie"]), model)[1]["code"] == "model_unavailable"
+
+    with transaction.atomic():
+        _key, secret = create_api_key(personas["bob"], name="integration")
+    whole, stream_text, headers = async_to_sync(_gateway)(secret, model)
+    assert whole["choices"][0]["message"]["content"].strip() and whole["usage"]["completion_tokens"] > 0
+    assert "data: [DONE]" in stream_text and '"delta"' in stream_text
+    assert float(headers["X-Console-Overhead-Ms"]) >= 0
+    assert ApiKey.objects.get(name="integration").last_used_at is not None
+    live.wait_until(
+        lambda: UsageRecord.objects.filter(api_key__name="integration").count() == 2,
+        30,
+        "usage records of the two gateway requests",
+    )
+
+
+def _session_of(user: Any) -> str:
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(user)
+    return browser.cookies["sessionid"].value
