@@ -241,7 +241,7 @@ async def _gateway(secret: str, model: str) -> tuple[dict[str, Any], str, dict[s
         "/v1/chat/completions", {**body, "stream": True}, content_type="application/json", headers=auth
     )
     assert streamed.status_code == 200
-    text = b"".join([chunk async for chunk in streamed.streaming_content]).decode()
+    text = b"".join([chunk async for chunk in streamed.streaming_content]).decode()  # type: ignore[attr-defined]
     return whole.json(), text, dict(whole.headers)
 
 
