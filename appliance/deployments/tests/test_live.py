@@ -138,6 +138,19 @@ def test_create_chat_stop(console: dict, api_as: Any, departments: dict, persona
     assert verify_chain().ok
 
 
+def test_orphan_container_is_removed_and_audited(console: dict) -> None:
+    orphan = docker.from_env().containers.create(
+        live.engine_image(),
+        name=f"{live.TEST_CONSOLE_ID}-orphan",
+        labels={"appliance.console": live.TEST_CONSOLE_ID, "appliance.node": NODE, "appliance.deployment": "999"},
+    )
+    live.wait_until(
+        lambda: not docker.from_env().containers.list(all=True, filters={"id": orphan.id}), 30, "the orphan removed"
+    )
+    rec = AuditRecord.objects.get(action="container.orphan_removed")
+    assert rec.target_label == orphan.name and rec.after["container_id"] == orphan.id
+
+
 def test_container_killed_from_outside_fails(console: dict, api_as: Any, departments: dict) -> None:
     dep_id = _create(api_as("alice"), departments, "smol-kill", max_restarts=0)
     _wait_state(dep_id, State.RUNNING, 180)

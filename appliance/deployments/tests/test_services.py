@@ -122,3 +122,45 @@ def test_api_permissions(node, personas: dict, departments: dict, api_as: Callab
     assert bad.status_code == 400 and "name" in bad.json()["error"]["details"]
     dup = api_as("alice").post("/api/v1/deployments/", body, format="json")
     assert dup.status_code == 409
+
+
+@pytest.mark.parametrize(("strategy", "expected"), [("spread", "big"), ("binpack", "small")])
+def test_placement_strategy(
+    personas: dict, departments: dict, seeded_profiles: None, settings: Any, strategy: str, expected: str
+) -> None:
+    for name, spec in (("big", "4x RTX 4090 24GB"), ("small", "2x RTX 4090 24GB")):
+        node = simulated_node(name, spec)
+        assign_all(personas["root"], node, departments["eng"])
+        with_images(node)
+    settings.APPLIANCE_PLACEMENT = strategy
+    dep = _create(personas, departments)  # basic-7b: 2 GPUs
+    assert Instance.objects.get(deployment=dep).node.name == expected
+
+
+def test_restart_after_backoff_places_again(node, personas: dict, departments: dict) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    dep = _create(personas, departments)
+    inst = Instance.objects.get(deployment=dep)
+    lifecycle.claim_for_launch(inst.pk)
+    lifecycle.mark_started(inst.pk, "c0ffee")
+    lifecycle.mark_failed(inst.pk, "container died", exit_code=1)
+    lifecycle.mark_stopped(inst.pk, 1)
+    assert not lifecycle.restart_due(dep.pk)  # the back-off has not passed
+    Deployment.objects.filter(pk=dep.pk).update(next_restart_at=timezone.now() - timedelta(seconds=1))
+    assert lifecycle.restart_due(dep.pk)
+    dep.refresh_from_db()
+    assert dep.state == State.SCHEDULED and dep.restart_count == 1
+    assert UnitClaim.objects.filter(deployment_id=dep.pk).count() == 2
+    assert Instance.objects.get(deployment=dep).state == State.SCHEDULED
+
+
+def test_no_restart_past_the_limit(node, personas: dict, departments: dict) -> None:  # type: ignore[no-untyped-def]
+    dep = _create(personas, departments, max_restarts=0)
+    inst = Instance.objects.get(deployment=dep)
+    lifecycle.claim_for_launch(inst.pk)
+    lifecycle.mark_failed(inst.pk, "container died", exit_code=1)
+    dep.refresh_from_db()
+    assert dep.state == State.FAILED and dep.next_restart_at is None
