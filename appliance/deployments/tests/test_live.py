@@ -148,6 +148,7 @@ def test_orphan_container_is_removed_and_audited(console: dict) -> None:
         lambda: not docker.from_env().containers.list(all=True, filters={"id": orphan.id}), 30, "the orphan removed"
     )
     rec = AuditRecord.objects.get(action="container.orphan_removed")
+    assert rec.after is not None
     assert rec.target_label == orphan.name and rec.after["container_id"] == orphan.id
 
 

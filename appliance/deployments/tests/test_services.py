@@ -137,7 +137,7 @@ def test_placement_strategy(
     assert Instance.objects.get(deployment=dep).node.name == expected
 
 
-def test_restart_after_backoff_places_again(node, personas: dict, departments: dict) -> None:  # type: ignore[no-untyped-def]
+def test_restart_after_backoff_places_again(node, personas: dict, departments: dict) -> None:
     from datetime import timedelta
 
     from django.utils import timezone
@@ -157,7 +157,7 @@ def test_restart_after_backoff_places_again(node, personas: dict, departments: d
     assert Instance.objects.get(deployment=dep).state == State.SCHEDULED
 
 
-def test_no_restart_past_the_limit(node, personas: dict, departments: dict) -> None:  # type: ignore[no-untyped-def]
+def test_no_restart_past_the_limit(node, personas: dict, departments: dict) -> None:
     dep = _create(personas, departments, max_restarts=0)
     inst = Instance.objects.get(deployment=dep)
     lifecycle.claim_for_launch(inst.pk)
