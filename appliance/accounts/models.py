@@ -38,6 +38,10 @@ class Department(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def lineage_ids(self) -> list[int]:
+        """This department and its ancestors, root first: its path holds their ids."""
+        return [int(part) for part in self.path.strip("/").split("/") if part]
+
     @staticmethod
     def restrict_scope(qs: DepartmentQuerySet, user: User, action: str) -> DepartmentQuerySet:
         if user.department_id is None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
-from appliance.accounts.models import Department, User
+from appliance.accounts.models import User
 from appliance.deployments.choices import Role, State
 from appliance.deployments.models import Deployment, Instance
 
@@ -34,8 +34,7 @@ def usable_deployments(user: User) -> QuerySet[Deployment]:
         return running
     if user.department is None:
         return running.none()
-    ancestors = [int(part) for part in user.department.path.strip("/").split("/") if part]
-    return running.filter(Q(department_id__in=ancestors) | Q(department_id=user.department_id))
+    return running.filter(department_id__in=user.department.lineage_ids())
 
 
 def endpoints(user: User, served_model_name: str | None = None) -> list[Endpoint]:
@@ -73,7 +72,3 @@ def _is_reasoning(model_slug: str) -> bool:
         return get_model(model_slug).is_reasoning
     except KeyError:
         return False
-
-
-def department_chain(department: Department) -> list[int]:
-    return [int(part) for part in department.path.strip("/").split("/") if part]

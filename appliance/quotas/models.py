@@ -15,11 +15,6 @@ if TYPE_CHECKING:
 LIMIT_FIELDS: tuple[str, ...] = tuple(LimitName.values)
 
 
-def department_chain_ids(path: str) -> list[int]:
-    """The ids in a department path ("/1/5/") from the root down: the department and its ancestors."""
-    return [int(part) for part in path.strip("/").split("/") if part]
-
-
 class QuotaQuerySet(RestrictedQuerySet["Quota"]):
     pass
 
@@ -86,7 +81,7 @@ class Quota(models.Model):
             below = Q(department__path__startswith=dept.path) & ~Q(department_id=dept.pk)
             return qs.filter(below | (Q(user__department__path__startswith=dept.path) & ~Q(user=user)))
         if action == VIEW:
-            return qs.filter(Q(user=user) | Q(department_id__in=department_chain_ids(dept.path)))
+            return qs.filter(Q(user=user) | Q(department_id__in=dept.lineage_ids()))
         return qs.none()
 
 

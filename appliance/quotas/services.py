@@ -15,7 +15,7 @@ from appliance.core.exceptions import Conflict, InvalidInput, NotFound, Permissi
 from appliance.core.querysets import CHANGE, DELETE, VIEW
 from appliance.quotas.choices import DEPARTMENT_SCOPE_PREFIX, USER_SCOPE_PREFIX
 from appliance.quotas.limiter import QuotaScope, current_usage
-from appliance.quotas.models import LIMIT_FIELDS, Quota, department_chain_ids
+from appliance.quotas.models import LIMIT_FIELDS, Quota
 from appliance.quotas.permissions import may_manage_department, may_manage_user
 
 
@@ -135,7 +135,7 @@ def scopes_for(user: User) -> list[QuotaScope]:
     quota set in the middle of a day already knows that day's use. One query (two if
     ``user.department`` is not loaded yet).
     """
-    chain = department_chain_ids(user.department.path) if user.department is not None else []
+    chain = user.department.lineage_ids() if user.department is not None else []
     rows = Quota.objects.filter(Q(user_id=user.pk) | Q(department_id__in=chain)).select_related("department")
     by_dept = {q.department_id: q for q in rows if q.department_id is not None}
     own = next((q for q in rows if q.user_id == user.pk), None)
