@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Model
 from django.utils import timezone
 
@@ -165,9 +165,3 @@ def verify_chain() -> ChainReport:
     if head is not None and head.seq != count:
         return ChainReport(False, count, count + 1, f"chain head says #{head.seq} but the last record is #{count}")
     return ChainReport(True, count)
-
-
-def atomic_record(action: str, **kwargs: Any) -> AuditRecord:
-    """For events that change nothing else (a login attempt): its own short transaction."""
-    with transaction.atomic():
-        return record(action, **kwargs)

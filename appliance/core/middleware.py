@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from appliance.core.context import RequestContext, new_request_id, reset_context, set_context, update_context
+from appliance.core.context import RequestContext, new_request_id, reset_context, set_context
 
 # An incoming X-Request-ID is kept only when it looks like an id, so a client cannot inject
 # log lines or oversized values into the audit log.
@@ -45,15 +45,3 @@ class RequestIdMiddleware:
             reset_context(token)
         response["X-Request-ID"] = request_id
         return response
-
-
-class ActorMiddleware:
-    """Marks API-key requests; DRF authenticates later, so the actor itself is passed to services."""
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.headers.get("Authorization", "").startswith("Bearer "):
-            update_context(via="api")
-        return self.get_response(request)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 from django.db import models
 
 if TYPE_CHECKING:
-    from appliance.accounts.models import User
+    pass
 
 VIEW, ADD, CHANGE, DELETE = "view", "add", "change", "delete"
 ACTIONS = (VIEW, ADD, CHANGE, DELETE)
@@ -35,9 +35,3 @@ class RestrictedQuerySet(models.QuerySet[_M]):
         if scope is None:
             return self.none()
         return scope(self, user, action)
-
-
-def can(user: User, action: str, obj: models.Model) -> bool:
-    """Whether ``user`` may apply ``action`` to ``obj``, decided by the same gate."""
-    manager = type(obj)._default_manager
-    return manager.all().restrict(user, action).filter(pk=obj.pk).exists()  # type: ignore[attr-defined]

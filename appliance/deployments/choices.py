@@ -57,7 +57,6 @@ class PlacementStrategy(models.TextChoices):
 
 
 CONTAINER_LABEL_CONSOLE = "appliance.console"
-CONTAINER_LABEL_DEPLOYMENT = "appliance.deployment"
 CONTAINER_LABEL_NODE = "appliance.node"
 CONTAINER_LABEL_REPLICA = "appliance.container"
 

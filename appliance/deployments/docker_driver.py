@@ -48,13 +48,6 @@ def client() -> docker.DockerClient:
         raise DockerUnavailable(str(exc)) from exc
 
 
-def version() -> str:
-    try:
-        return str(client().version().get("Version", "unknown"))
-    except (DockerException, DockerUnavailable):
-        return "unreachable"
-
-
 def image_present(image: str) -> bool:
     try:
         client().images.get(image)

@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from appliance.core.exceptions import Conflict
 from appliance.deployments.choices import ACTIVE_STATES, PlacementStrategy
 from appliance.deployments.models import Instance, PortLease
-from appliance.gpus.choices import GIB, NodeState, PresenceState
+from appliance.gpus.choices import NodeState, PresenceState
 from appliance.gpus.models import GpuUnit, Node, UnitClaim
 
 
@@ -110,7 +110,3 @@ def release(deployment_id: int) -> None:
     """Give back every unit claim and port lease of a deployment."""
     UnitClaim.objects.filter(deployment_id=deployment_id).delete()
     PortLease.objects.filter(instance__deployment_id=deployment_id).delete()
-
-
-def total_memory_gib(units: list[GpuUnit]) -> float:
-    return sum((u.memory_total or 0) for u in units) / GIB

@@ -78,7 +78,7 @@ def create_deployment(
     department_id: int,
     replicas: int = 1,
     start: bool = True,
-    max_restarts: int = 3,
+    max_restarts: int | None = None,
 ) -> Deployment:
     dept = _managed_department(actor, department_id)
     version = latest_version(profile_id)
@@ -95,7 +95,7 @@ def create_deployment(
         image=image_for(spec.engine),
         replicas=replicas,
         desired=Desired.RUNNING if start else Desired.STOPPED,
-        max_restarts=max_restarts,
+        max_restarts=settings.APPLIANCE_MAX_RESTARTS if max_restarts is None else max_restarts,
         created_by=actor,
     )
     try:
