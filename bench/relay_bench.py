@@ -84,8 +84,8 @@ def live_engine_port() -> int | None:
         ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return None
-    for mapping in out.replace(",", "\n").splitlines():  # e.g. 127.0.0.1:18000->8000/tcp
-        if "->8000/tcp" in mapping and ":" in mapping:
+    for mapping in out.replace(",", "\n").splitlines():  # e.g. 127.0.0.1:18000->8080/tcp
+        if "->8080/tcp" in mapping and ":" in mapping:
             return int(mapping.split("->")[0].rsplit(":", 1)[1])
     return None
 

@@ -24,7 +24,8 @@ VLLM_IMAGE = f"vllm/vllm-openai:v{VLLM_VERSION}"
 OLLAMA_VERSION = "0.32.15"
 OLLAMA_IMAGE = f"ollama/ollama:{OLLAMA_VERSION}"
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
-LLAMACPP_IMAGE = "appliance/llamacpp-cpu:latest"
+LLAMACPP_IMAGE = "appliance/llamacpp-cpu:latest"  # llama-server from xllamacpp (deploy/engine-image/)
+LLAMA_SERVER_VERSION = "xllamacpp 2026.10.11549"
 LLAMA_SERVER_IMAGE = "ghcr.io/ggml-org/llama.cpp:server"
 
 

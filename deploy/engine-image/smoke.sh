@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # smoke.sh — prove an appliance/llamacpp-cpu image serves the OpenAI API.
 #
-# Runs the image with `docker run -d -p 127.0.0.1:$PORT:8000`, waits (bounded)
+# Runs the image with `docker run -d -p 127.0.0.1:$PORT:8080`, waits (bounded)
 # for GET /v1/models, sends POST /v1/chat/completions without and with
 # streaming, checks the answers, prints timings, and always removes the
 # container. Exit status 0 only if every check passed.
@@ -46,7 +46,7 @@ ALIAS=$(docker image inspect --format '{{ index .Config.Labels "appliance.model.
 [[ -n "$ALIAS" ]] || fail "image has no appliance.model.alias label"
 
 t_start=$(now)
-docker run -d --name "$NAME" -p "127.0.0.1:${PORT}:8000" "$IMAGE" >/dev/null \
+docker run -d --name "$NAME" -p "127.0.0.1:${PORT}:8080" "$IMAGE" >/dev/null \
     || fail "docker run failed"
 log "started $NAME from $IMAGE on 127.0.0.1:$PORT"
 

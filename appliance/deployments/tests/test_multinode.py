@@ -31,6 +31,7 @@ from appliance.gpus.models import GpuUnit, Node, UnitClaim
 pytestmark = [pytest.mark.docker, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[3]
 FAKE_IMAGE = "appliance-test/fake-vllm:1"
+BASE_IMAGE = "appliance/debian-base:bookworm"
 NODES = (live.node_name("a"), live.node_name("b"))
 
 
@@ -47,9 +48,11 @@ def _second_engine() -> str:
 
 def _build_fake_image(host: str | None) -> None:
     client = docker.DockerClient(base_url=host) if host else docker.from_env()
-    if not client.images.list(name="appliance/debian-base"):
-        base = docker.from_env().images.get("appliance/debian-base:bookworm")
-        client.images.load(b"".join(base.save()))
+    base = docker.from_env().images.get(BASE_IMAGE)
+    if not any(image.id == base.id for image in client.images.list(name=BASE_IMAGE)):
+        # named=True keeps the repository:tag in the archive; saved by id, the image would load untagged
+        # and the build would try to pull FROM from a registry this machine cannot reach.
+        client.images.load(b"".join(base.save(named=True)))
     client.images.build(path=str(Path(__file__).parent / "fake_vllm"), tag=FAKE_IMAGE, rm=True)
 
 

@@ -139,7 +139,8 @@ def test_create_kwargs_are_a_fresh_copy() -> None:
 def test_engine_for_picks_the_adapter() -> None:
     assert isinstance(engine_for("vllm"), VllmEngine)
     assert isinstance(engine_for("ollama"), OllamaEngine)
-    assert isinstance(engine_for("llamacpp", "appliance/llamacpp-cpu:latest"), LlamaCppPythonEngine)
+    assert isinstance(engine_for("llamacpp", "appliance/llamacpp-cpu:latest"), LlamaServerEngine)
+    assert isinstance(engine_for("llamacpp", "local/llama-cpp-python:0.3.36"), LlamaCppPythonEngine)
     assert isinstance(engine_for("llamacpp", "ghcr.io/ggml-org/llama.cpp:server"), LlamaServerEngine)
     with pytest.raises(EngineError, match="engine"):
         engine_for("tensorrt-llm")

@@ -1,7 +1,7 @@
 """The llama.cpp spec run for real: created from `to_create_kwargs()`, started, probed, asked a question.
 
 Needs a Docker engine and the appliance/llamacpp-cpu image (deploy/engine-image/); skipped without
-either. vLLM and Ollama images cannot be pulled on the build machines, so theirs stay spec tests.
+either (and a skipped live test fails `make test`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from appliance.engines import EngineRequest, HealthState, LlamaCppPythonEngine
+from appliance.engines import EngineRequest, HealthState, LlamaServerEngine
 from appliance.engines.flags import LLAMACPP_IMAGE
 
 docker = pytest.importorskip("docker")
@@ -47,7 +47,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_ready(engine: LlamaCppPythonEngine, base_url: str) -> HealthState:
+def wait_ready(engine: LlamaServerEngine, base_url: str) -> HealthState:
     deadline = time.monotonic() + START_TIMEOUT_S
     state = HealthState.DOWN
     with httpx.Client(timeout=5.0) as client:
@@ -60,7 +60,8 @@ def wait_ready(engine: LlamaCppPythonEngine, base_url: str) -> HealthState:
 
 
 def test_llamacpp_cpu_container_serves_from_its_spec(docker_client: Any) -> None:
-    engine = LlamaCppPythonEngine()
+    """The CPU image runs llama-server's own command line: the console's spec, extra flags included."""
+    engine = LlamaServerEngine()
     req = EngineRequest(
         deployment_id=f"live-{uuid.uuid4().hex[:8]}",
         console_id="engines-test",
@@ -73,6 +74,8 @@ def test_llamacpp_cpu_container_serves_from_its_spec(docker_client: Any) -> None
         host_port=free_port(),
         max_model_len=2048,
         threads=2,
+        parallel=2,
+        extra_args=["--cont-batching", "-fa", "auto", "--cache-type-k", "f16", "--no-webui"],
     )
     [spec] = engine.build_spec(req)
     container = docker_client.containers.create(**spec.to_create_kwargs())
@@ -92,5 +95,24 @@ def test_llamacpp_cpu_container_serves_from_its_spec(docker_client: Any) -> None
         body = {"model": MODEL, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 8}
         answer = httpx.post(f"{base_url}/v1/chat/completions", json=body, timeout=60).json()
         assert answer["choices"][0]["message"]["content"]
+        assert answer["usage"]["completion_tokens"] > 0
+        assert answer["model"] == MODEL
+        tokens = httpx.post(f"{base_url}/tokenize", json={"content": "Say hi."}, timeout=10).json()["tokens"]
+        assert len(tokens) >= 2
+        assert "llamacpp:prompt_tokens_total" in httpx.get(f"{base_url}/metrics", timeout=10).text  # --metrics
+        assert container.attrs["Config"]["Entrypoint"] == ["/app/llama-server"]
     finally:
         container.remove(force=True)
+
+
+def test_unknown_flag_stops_the_server_as_upstream_does(docker_client: Any) -> None:
+    """llama-server exits with status 1 on an option it does not know, before loading anything."""
+    output = b""
+    container = docker_client.containers.run(LLAMACPP_IMAGE, ["--no-such-flag", "1"], detach=True)
+    try:
+        result = container.wait(timeout=60)
+        output = container.logs()
+    finally:
+        container.remove(force=True)
+    assert result["StatusCode"] == 1
+    assert b"invalid argument: --no-such-flag" in output

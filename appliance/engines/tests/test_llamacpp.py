@@ -146,8 +146,9 @@ def test_upstream_server_flags() -> None:
         ("ghcr.io/ggml-org/llama.cpp:server", LlamaServerEngine),
         ("ghcr.io/ggml-org/llama.cpp:server-cuda", LlamaServerEngine),
         ("registry.local:5000/ggml-org/llama.cpp@sha256:" + "0" * 64, LlamaServerEngine),
-        ("appliance/llamacpp-cpu:latest", LlamaCppPythonEngine),
-        ("appliance/llamacpp-cpu:0.3.36-abc123", LlamaCppPythonEngine),
+        ("appliance/llamacpp-cpu:latest", LlamaServerEngine),
+        ("appliance/llamacpp-cpu:2026.10.11549-abc123", LlamaServerEngine),
+        ("registry.local/abetlen/llama-cpp-python:0.3.36", LlamaCppPythonEngine),
     ],
 )
 def test_variant_is_keyed_by_image(image: str, variant: type) -> None:

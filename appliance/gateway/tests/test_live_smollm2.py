@@ -1,4 +1,4 @@
-"""The gateway in front of the real engine: llama-cpp-python's server with SmolLM2 in a container.
+"""The gateway in front of the real engine: llama-server (appliance/llamacpp-cpu) with SmolLM2 in a container.
 
 Needs a Docker engine and the appliance/llamacpp-cpu image (deploy/engine-image/); skipped without
 either. The container is started here directly; the deployment that routes to it is a row, as in
@@ -46,7 +46,7 @@ def smollm2() -> Iterator[int]:
     port = free_port()
     container = client.containers.run(
         LLAMACPP_IMAGE, detach=True, name=f"gateway-live-{uuid.uuid4().hex[:8]}",
-        ports={"8000/tcp": ("127.0.0.1", port)}, labels={"appliance.test": "gateway"},
+        ports={"8080/tcp": ("127.0.0.1", port)}, labels={"appliance.test": "gateway"},
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
@@ -82,7 +82,7 @@ def test_whole_answer_from_the_engine_with_its_usage(client: openai.OpenAI) -> N
     assert [m.id for m in client.models.list().data] == [MODEL]
 
 
-def test_stream_is_counted_by_chunks_and_usage_is_added_when_asked(client: openai.OpenAI) -> None:
+def test_stream_carries_the_engines_usage_when_asked(client: openai.OpenAI) -> None:
     chunks = list(
         client.chat.completions.create(
             model=MODEL, messages=HI, max_tokens=8, temperature=0, stream=True, stream_options={"include_usage": True}
