@@ -9,7 +9,7 @@
   `--build-llama-cpp-python` (12-34 min on 2 cores).
 
 Both run on the host (not in containers, so Docker's overhead is the same zero for both), on the same
-GGUF, with the same threads (2) and context (2048), each alone on the machine while measured. Streams
+GGUF, with the same threads (1, half the CPUs) and context (2048), each alone on the machine while measured. Streams
 of `--tokens` tokens at each concurrency level for `--seconds`; prints one JSON line per server and
 level, then one with the ratios llama-server / llama-cpp-python. Loopback only, bounded.
 """
@@ -43,7 +43,8 @@ LLAMA_CMAKE_ARGS = (
     "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON "
     "-DGGML_AVX512=OFF -DGGML_BLAS=OFF -DLLAVA_BUILD=OFF -DLLAMA_OPENSSL=OFF"
 )
-THREADS = 2
+# Half the CPUs of this 2-core machine: the console's default for CPU engines (APPLIANCE_ENGINE_CPU_THREADS).
+THREADS = 1
 
 
 def bench_venv(name: str, *packages: str, find_links: list[Path]) -> Path:
@@ -117,7 +118,9 @@ async def measure(name: str, port: int, levels: list[int], tokens: int, seconds:
         "temperature": 0,
         "stream": True,
     }
-    raw = loadgen.request_bytes("127.0.0.1", port, "/v1/chat/completions", body, {})
+    # A new connection per request for both: llama-server closes some kept-alive connections after a
+    # stream, which a reusing client sees as an error before it reconnects.
+    raw = loadgen.request_bytes("127.0.0.1", port, "/v1/chat/completions", body, {"Connection": "close"})
     await loadgen.run(f"{name}-warmup", "127.0.0.1", port, raw, concurrency=1, seconds=2)
     results = {}
     for level in levels:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 from django.conf import settings
 
 from appliance.deployments.choices import CONTAINER_LABEL_REPLICA, Role
-from appliance.deployments.launchspec import launch_spec
+from appliance.deployments.launchspec import GGUF_ENGINES, launch_spec
 from appliance.deployments.models import Instance
 from appliance.engines import EngineRequest, build_specs
 from appliance.engines import Role as EngineRole
@@ -38,7 +39,7 @@ def engine_request(inst: Instance) -> EngineRequest:
         max_num_seqs=spec.max_num_seqs,
         n_gpu_layers=spec.n_gpu_layers,
         parallel=spec.parallel,
-        threads=spec.threads,
+        threads=spec.threads or cpu_threads(inst),
         extra_args=spec.extra_args,
         models_dir=settings.APPLIANCE_MODELS_DIR or None,
         role=EngineRole(inst.role),
@@ -47,6 +48,18 @@ def engine_request(inst: Instance) -> EngineRequest:
         node_rank=inst.rank,
         bind_address=settings.APPLIANCE_ENGINE_BIND_ADDRESS,
     )
+
+
+def cpu_threads(inst: Instance) -> int | None:
+    """Generation threads of a CPU-only GGUF engine on this node (the node worker builds the spec).
+
+    llama.cpp's default is one thread per logical CPU; its threads spin at every barrier, so beside the
+    console and other engines on the same cores that default decodes 4-6x slower than half of them
+    (measured in docs/performance.md). Half the CPUs, as llama-cpp-python chose, unless set.
+    """
+    if inst.gpu_uuids or inst.deployment.engine not in GGUF_ENGINES:
+        return None
+    return settings.APPLIANCE_ENGINE_CPU_THREADS or max(1, (os.cpu_count() or 2) // 2)
 
 
 def container_kwargs(inst: Instance) -> dict[str, Any]:
