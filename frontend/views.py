@@ -112,7 +112,10 @@ def users(request: HttpRequest) -> HttpResponse:
         request.GET.get("page")
     )
     can_create = user.is_platform_admin or user.is_department_admin
-    return render(request, "console/users.html", {"form": form, "page": page, "can_create": can_create})
+    shown = [u.pk for u in page]
+    manageable = set(User.objects.restrict(user, CHANGE).filter(pk__in=shown).values_list("pk", flat=True))
+    context = {"form": form, "page": page, "can_create": can_create, "manageable": manageable}
+    return render(request, "console/users.html", context)
 
 
 @login_required

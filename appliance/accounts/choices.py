@@ -9,6 +9,17 @@ class Role(models.TextChoices):
     AUDITOR = "auditor", _("Auditor")
 
 
+# Who may act on whom: a principal acts on a user only when its rank is higher (platform admins,
+# the top rank, also act on each other). Auditors rank with members: they read everything, manage no one.
+ROLE_RANK = {Role.PLATFORM_ADMIN: 3, Role.DEPARTMENT_ADMIN: 2, Role.MEMBER: 1, Role.AUDITOR: 1}
+
+
+def roles_below(role: str) -> list[str]:
+    """The roles a holder of ``role`` outranks."""
+    rank = ROLE_RANK.get(role, 0)  # type: ignore[call-overload]
+    return [str(other) for other, other_rank in ROLE_RANK.items() if other_rank < rank]
+
+
 class LoginResult(models.TextChoices):
     SUCCESS = "success", _("Success")
     FAILURE = "failure", _("Failure")

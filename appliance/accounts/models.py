@@ -10,7 +10,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from appliance.accounts.choices import LoginResult, Role
+from appliance.accounts.choices import LoginResult, Role, roles_below
 from appliance.core.querysets import ADD, CHANGE, VIEW, RestrictedQuerySet
 
 code_validator = RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", _("Use letters, digits, '-' and '_'."))
@@ -94,10 +94,17 @@ class User(AbstractUser):
             return Department.objects.subtree_of(self.department)
         return Department.objects.none()
 
+    def outranks(self, other: User) -> bool:
+        """Whether this user may manage ``other`` (edit, activate, reset a password, mint a key)."""
+        return self.is_platform_admin or other.role in roles_below(self.role)
+
     @staticmethod
     def restrict_scope(qs: UserQuerySet, user: User, action: str) -> UserQuerySet:
         if user.is_department_admin and user.department is not None:
-            return qs.filter(department__path__startswith=user.department.path)
+            subtree = qs.filter(department__path__startswith=user.department.path)
+            # A department admin sees the whole subtree but changes only those it outranks: never a
+            # platform admin placed in the department, a fellow department admin, or itself.
+            return subtree if action == VIEW else subtree.filter(role__in=roles_below(user.role))
         if action == VIEW:
             return qs.filter(pk=user.pk)
         return qs.none()
@@ -146,10 +153,18 @@ class ApiKey(models.Model):
     @staticmethod
     def restrict_scope(qs: ApiKeyQuerySet, user: User, action: str) -> ApiKeyQuerySet:
         if user.is_department_admin and user.department is not None:
-            return qs.filter(user__department__path__startswith=user.department.path)
+            subtree = Q(user__department__path__startswith=user.department.path)
+            if action == VIEW:
+                return qs.filter(subtree)
+            return qs.filter(Q(user=user) | (subtree & Q(user__role__in=roles_below(user.role))))
         if action in (VIEW, ADD, CHANGE):
             return qs.filter(user=user)
         return qs.none()
+
+    @staticmethod
+    def auditor_scope(qs: ApiKeyQuerySet, user: User, action: str) -> ApiKeyQuerySet:
+        # Auditors change nothing else, but a leaked key of their own must be revocable by them.
+        return qs.filter(user=user) if action == CHANGE else qs.none()
 
 
 class LoginAttempt(models.Model):

@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from appliance.accounts.choices import API_KEY_PREFIX, API_KEY_PREFIX_LENGTH, LoginResult, Role
+from appliance.accounts.choices import API_KEY_PREFIX, API_KEY_PREFIX_LENGTH, LoginResult, Role, roles_below
 from appliance.accounts.models import ApiKey, Department, LoginAttempt, User, audit_snapshot
 from appliance.audit import services as audit
 from appliance.core.exceptions import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -118,6 +118,8 @@ def _check_role_grant(actor: User, role: str) -> None:
         raise InvalidInput(f"Unknown role {role!r}; choose one of {', '.join(Role.values)}.", code="invalid_role")
     if not actor.is_platform_admin and role in (Role.PLATFORM_ADMIN, Role.AUDITOR):
         raise PermissionDenied("Only platform admins may grant this role.")
+    if not actor.is_platform_admin and role not in roles_below(actor.role):
+        raise PermissionDenied("You may only grant roles below your own.")
 
 
 def _check_password(password: str, user: User | None = None) -> None:
@@ -170,6 +172,8 @@ def create_user(
 def _lock_user(actor: User, user_id: int) -> User:
     user = User.objects.restrict(actor, CHANGE).select_for_update().filter(pk=user_id).first()
     if user is None:
+        if User.objects.restrict(actor, VIEW).filter(pk=user_id).exists():
+            raise PermissionDenied("You may only manage users whose role is below yours.")
         raise NotFound("User not found.")
     return user
 

@@ -2,7 +2,8 @@
 
 Each restricted model implements ``restrict_scope(qs, user, action)`` to narrow a queryset to
 what that user may see or change. Platform admins see everything; auditors may view everything
-and change nothing. Views, API viewsets, consumers and services all go through here, so a rule
+and change nothing but what a model's ``auditor_scope(qs, user, action)`` grants them (their own
+API keys). Views, API viewsets, consumers and services all go through here, so a rule
 lives in one place.
 """
 
@@ -30,7 +31,10 @@ class RestrictedQuerySet(models.QuerySet[_M]):
         if user.is_platform_admin:
             return self
         if user.is_auditor:
-            return self if action == VIEW else self.none()
+            if action == VIEW:
+                return self
+            own = getattr(self.model, "auditor_scope", None)
+            return own(self, user, action) if own is not None else self.none()
         scope = getattr(self.model, "restrict_scope", None)
         if scope is None:
             return self.none()
