@@ -32,6 +32,7 @@ class ApiKeyForm(forms.Form):
     expires_at = forms.DateTimeField(
         label=_("Expires at"), required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
     )
+    can_create_keys = forms.BooleanField(label=_("May create further keys"), required=False)
 
 
 class PasswordForm(forms.Form):

@@ -126,6 +126,10 @@ class ApiKey(models.Model):
     prefix = models.CharField(max_length=16, unique=True)
     hashed_key = models.CharField(max_length=64, unique=True)
     created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    # The key that created this one, when a key did: this one never outlives it and is revoked with it.
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    # The one scope a key may hold beyond its user's rights: creating further keys.
+    can_create_keys = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
@@ -201,6 +205,8 @@ def audit_snapshot(obj: Any) -> dict[str, Any]:
             "name": obj.name,
             "prefix": obj.prefix,
             "user": obj.user_id,
+            "parent": obj.parent_id,
+            "can_create_keys": obj.can_create_keys,
             "expires_at": obj.expires_at.isoformat() if obj.expires_at else None,
             "revoked_at": obj.revoked_at.isoformat() if obj.revoked_at else None,
         }

@@ -255,20 +255,56 @@ def _new_secret() -> tuple[str, str]:
 
 @transaction.atomic
 def create_api_key(
-    actor: User, *, name: str, user_id: int | None = None, expires_at: datetime | None = None
+    actor: User,
+    *,
+    name: str,
+    user_id: int | None = None,
+    expires_at: datetime | None = None,
+    can_create_keys: bool = False,
+    via_key: ApiKey | None = None,
 ) -> tuple[ApiKey, str]:
-    """Create a key; the plaintext is returned once and never stored."""
+    """Create a key; the plaintext is returned once and never stored.
+
+    ``via_key`` is the key the request was authenticated with, if any: it needs the key-creation
+    scope, and the new key expires no later than it and is revoked with it.
+    """
     owner = actor if user_id in (None, actor.pk) else _key_owner_for(actor, user_id)  # type: ignore[arg-type]
     if expires_at is not None and expires_at <= timezone.now():
         raise InvalidInput("The expiry must be in the future.", code="invalid_expiry")
+    if via_key is not None:
+        expires_at = _child_expiry(via_key, expires_at)
+        if can_create_keys and not via_key.can_create_keys:
+            raise PermissionDenied("This API key may not create keys.")
     prefix, plaintext = _new_secret()
     key = ApiKey.objects.create(
-        user=owner, name=name, prefix=prefix, hashed_key=ApiKey.hash(plaintext), created_by=actor, expires_at=expires_at
+        user=owner,
+        name=name,
+        prefix=prefix,
+        hashed_key=ApiKey.hash(plaintext),
+        created_by=actor,
+        expires_at=expires_at,
+        parent=via_key,
+        can_create_keys=can_create_keys,
     )
     audit.record(
         "api_key.create", actor=actor, target=key, department_id=owner.department_id, after=audit_snapshot(key)
     )
     return key, plaintext
+
+
+def _child_expiry(parent: ApiKey, requested: datetime | None) -> datetime | None:
+    if not parent.can_create_keys:
+        raise PermissionDenied("This API key may not create keys; create one in the console or with a key that may.")
+    if parent.expires_at is None:
+        return requested
+    if requested is None:
+        return parent.expires_at
+    if requested > parent.expires_at:
+        raise InvalidInput(
+            f"A key created by a key expires no later than it ({parent.expires_at.isoformat()}).",
+            code="invalid_expiry",
+        )
+    return requested
 
 
 def _key_owner_for(actor: User, user_id: int) -> User:
@@ -282,13 +318,24 @@ def _key_owner_for(actor: User, user_id: int) -> User:
 
 @transaction.atomic
 def revoke_api_key(actor: User, key_id: int) -> ApiKey:
+    """Revoke a key and every key created through it (the gate is checked on the key asked for)."""
     key = ApiKey.objects.restrict(actor, CHANGE).select_for_update().filter(pk=key_id).first()
     if key is None:
         raise NotFound("API key not found.")
     if key.revoked_at is not None:
         raise Conflict("The key is already revoked.", code="already_revoked")
+    now = timezone.now()
+    pending = [key]
+    while pending:
+        current = pending.pop()
+        _revoke_one(actor, current, now)
+        pending.extend(ApiKey.objects.select_for_update().filter(parent=current, revoked_at__isnull=True))
+    return key
+
+
+def _revoke_one(actor: User, key: ApiKey, now: datetime) -> None:
     before = audit_snapshot(key)
-    key.revoked_at = timezone.now()
+    key.revoked_at = now
     key.save(update_fields=["revoked_at"])
     audit.record(
         "api_key.revoke",
@@ -298,7 +345,6 @@ def revoke_api_key(actor: User, key_id: int) -> ApiKey:
         before=before,
         after=audit_snapshot(key),
     )
-    return key
 
 
 def authenticate_key(plaintext: str) -> ApiKey | None:

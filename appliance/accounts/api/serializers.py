@@ -74,8 +74,10 @@ class ApiKeySerializer(StrictModelSerializer):
             "last_used_at",
             "revoked_at",
             "is_active",
+            "can_create_keys",
+            "parent",
         ]
-        read_only_fields = ["id", "prefix", "created_at", "last_used_at", "revoked_at"]
+        read_only_fields = ["id", "prefix", "created_at", "last_used_at", "revoked_at", "parent"]
 
 
 class ApiKeyCreatedSerializer(ApiKeySerializer):

@@ -96,6 +96,8 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Restricted
             name=data["name"],
             user_id=data.get("user_id"),
             expires_at=data.get("expires_at"),
+            can_create_keys=data.get("can_create_keys", False),
+            via_key=request.auth if isinstance(request.auth, ApiKey) else None,
         )
         return Response({**ApiKeySerializer(key).data, "key": plaintext}, status=status.HTTP_201_CREATED)
 
