@@ -33,6 +33,15 @@ if PRODUCTION and DEBUG:
     raise ConfigError("CONSOLE_DEBUG must be False when CONSOLE_ENV=production")
 SECRET_KEY = _secret or "insecure-development-key-do-not-use-in-production"
 
+# Reverse proxies whose X-Forwarded-For is believed (addresses or CIDR networks), see appliance/core/clientip.py.
+APPLIANCE_TRUSTED_PROXIES = env_list("APPLIANCE_TRUSTED_PROXIES", [])
+try:
+    from appliance.core.clientip import trusted_networks
+
+    trusted_networks(tuple(APPLIANCE_TRUSTED_PROXIES))
+except ValueError as exc:
+    raise ConfigError(f"APPLIANCE_TRUSTED_PROXIES: {exc}") from None
+
 ALLOWED_HOSTS = env_list("CONSOLE_ALLOWED_HOSTS", ["*"] if not PRODUCTION else [])
 CSRF_TRUSTED_ORIGINS = env_list("CONSOLE_CSRF_TRUSTED_ORIGINS", [])
 
@@ -56,7 +65,7 @@ APPLIANCE_NODE_MISSED_HEARTBEATS = env_int("APPLIANCE_NODE_MISSED_HEARTBEATS", 3
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "appliance.core.admin_apps.ConsoleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -187,6 +196,12 @@ if CONSOLE_ENV == "test":
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGIN_FAILURE_LIMIT = env_int("CONSOLE_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("CONSOLE_LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60, minimum=1)
+# Past the limit, an (account, address) pair or an address waits this long, doubled per further failure, up to the max.
+LOGIN_DELAY_SECONDS = env_int("CONSOLE_LOGIN_DELAY_SECONDS", 30, minimum=1)
+LOGIN_MAX_DELAY_SECONDS = env_int("CONSOLE_LOGIN_MAX_DELAY_SECONDS", 15 * 60, minimum=1)
+# The Django admin (/django-admin/): off unless asked for; when on, it signs in through the console's
+# login (throttled, audited) and admits platform admins only.
+DJANGO_ADMIN_ENABLED = env_bool("CONSOLE_DJANGO_ADMIN", False)
 API_KEY_LAST_USED_RESOLUTION_SECONDS = 60
 
 SESSION_COOKIE_SECURE = env_bool("CONSOLE_SECURE_COOKIES", PRODUCTION)

@@ -9,6 +9,7 @@ from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -28,8 +29,17 @@ def login_view(request: HttpRequest) -> HttpResponse:
         user, error = services.attempt_login(request, form.cleaned_data["username"], form.cleaned_data["password"])
         if user is not None:
             login(request, user)
-            return redirect(request.GET.get("next") or "home")
+            return redirect(_safe_next(request) or "home")
     return render(request, "registration/login.html", {"form": form, "error": error})
+
+
+def _safe_next(request: HttpRequest) -> str | None:
+    """``next`` when it stays on this site; a link to /login/?next=https://evil… must not bounce there."""
+    target = request.GET.get("next", "")
+    allowed = url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return target if target and allowed else None
 
 
 @require_POST

@@ -1,19 +1,9 @@
 from django.contrib import admin
 
 from appliance.accounts.models import Department
-
-# The Django admin is read-only here: every change must go through services so it is audited.
+from appliance.core.admin_site import PlatformAdminReadOnly
 
 
 @admin.register(Department)
-class DepartmentAdmin(admin.ModelAdmin):
+class DepartmentAdmin(PlatformAdminReadOnly):
     list_display = ("code", "name", "parent")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
@@ -208,6 +209,9 @@ def update_user(actor: User, user_id: int, **changes: Any) -> User:
     if changes:
         raise InvalidInput(f"Unknown fields: {', '.join(sorted(changes))}", code="unknown_field")
     user.role, user.is_active = role, is_active
+    if role != Role.PLATFORM_ADMIN:
+        # Flags a former platform admin may carry (earlier bootstrap) must not outlive the role.
+        user.is_staff = user.is_superuser = False
     user.save()
     action = "user.disable" if before["is_active"] and not is_active else "user.update"
     audit.record(action, actor=actor, target=user, before=before, after=audit_snapshot(user))
@@ -233,7 +237,9 @@ def create_platform_admin(username: str, password: str | None) -> tuple[User, st
     generated = None
     if not password:
         generated = password = secrets.token_urlsafe(12)
-    user = User(username=username, role=Role.PLATFORM_ADMIN, is_staff=True, is_superuser=True)
+    # Not a Django superuser: the console's rights come from the role, and the Django admin (off by
+    # default) admits platform admins by role too, so a superuser flag would only be a spare key.
+    user = User(username=username, role=Role.PLATFORM_ADMIN)
     _check_password(password, user)
     user.set_password(password)
     try:
@@ -368,31 +374,42 @@ def authenticate_key(plaintext: str) -> ApiKey | None:
 
 
 def login_blocked_until(username: str, source_ip: str | None) -> datetime | None:
-    window = timedelta(seconds=settings.LOGIN_FAILURE_WINDOW_SECONDS)
-    since = timezone.now() - window
-    for cond in (Q(username=username), Q(source_ip=source_ip) if source_ip else None):
-        if cond is None:
-            continue
+    """When the next try of ``username`` from ``source_ip`` is allowed, or None if it is now.
+
+    Failures count per (account, address) and per address, never per account alone: otherwise
+    anyone could keep the real admin out by failing on purpose. Past the limit each failure doubles
+    the wait; tries refused while blocked are not failures, so they never extend it.
+    """
+    now = timezone.now()
+    since = now - timedelta(seconds=settings.LOGIN_FAILURE_WINDOW_SECONDS)
+    address = Q(source_ip=source_ip) if source_ip else Q(source_ip__isnull=True)
+    latest: datetime | None = None
+    for cond in (Q(username=username) & address, address):
         failures = list(
             LoginAttempt.objects.filter(cond, result=LoginResult.FAILURE, created_at__gte=since)
             .order_by("-created_at")
-            .values_list("created_at", flat=True)[: settings.LOGIN_FAILURE_LIMIT]
+            .values_list("created_at", flat=True)[: settings.LOGIN_FAILURE_LIMIT + 16]
         )
-        if len(failures) >= settings.LOGIN_FAILURE_LIMIT:
-            return failures[0] + window
-    return None
+        excess = len(failures) - settings.LOGIN_FAILURE_LIMIT
+        if excess < 0:
+            continue
+        delay = min(settings.LOGIN_DELAY_SECONDS * 2**excess, settings.LOGIN_MAX_DELAY_SECONDS)
+        until = failures[0] + timedelta(seconds=delay)
+        if until > now and (latest is None or until > latest):
+            latest = until
+    return latest
 
 
 def attempt_login(request: Any, username: str, password: str) -> tuple[User | None, str]:
     """Authenticate with throttling; every attempt is stored and audited. Returns (user, error)."""
-    from appliance.core.middleware import client_ip
+    from appliance.core.clientip import client_ip
 
     ip = client_ip(request)
     username = username[:150]
     blocked = login_blocked_until(username, ip)
     target = User.objects.filter(username=username).first()
     if blocked is not None:
-        minutes = max(1, int((blocked - timezone.now()).total_seconds() // 60) + 1)
+        minutes = max(1, math.ceil((blocked - timezone.now()).total_seconds() / 60))
         _log_attempt(username, ip, LoginResult.BLOCKED, target)
         return None, _("Too many failed logins. Try again in %(minutes)d minutes.") % {"minutes": minutes}
     user = authenticate(request, username=username, password=password)

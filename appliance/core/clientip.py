@@ -1,9 +1,71 @@
-"""The client's address, the one place that decides it."""
+"""The client's address, decided in one place for login throttling, audit records and /readyz.
+
+Behind a reverse proxy every request comes from the proxy's address, so the proxy's
+``X-Forwarded-For`` must be believed, but only the part that trusted proxies wrote: a client can
+send its own ``X-Forwarded-For`` and the proxies append to it. ``APPLIANCE_TRUSTED_PROXIES`` lists
+them (addresses or networks); the client is the right-most address in the chain that is not one
+of them. With the setting empty (the default) ``X-Forwarded-For`` is ignored.
+"""
 
 from __future__ import annotations
 
-from django.http import HttpRequest
+import ipaddress
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+@lru_cache(maxsize=8)
+def trusted_networks(entries: tuple[str, ...]) -> tuple[Network, ...]:
+    """Parse ``APPLIANCE_TRUSTED_PROXIES`` entries; raises ValueError naming a bad one."""
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an IP address or network") from None
+    return tuple(networks)
+
+
+def _parse(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+
+
+def _is_trusted(address: str, networks: Sequence[Network]) -> bool:
+    parsed = _parse(address)
+    return parsed is not None and any(parsed in net for net in networks)
+
+
+def resolve(remote_addr: str | None, forwarded_for: str, proxies: Sequence[str]) -> str | None:
+    """The client address given the peer's address and its ``X-Forwarded-For`` header."""
+    networks = trusted_networks(tuple(proxies))
+    if not remote_addr or not networks or not _is_trusted(remote_addr, networks):
+        return remote_addr or None
+    for hop in reversed([part.strip() for part in forwarded_for.split(",") if part.strip()]):
+        if _parse(hop) is None:
+            break  # garbage written by a client: stop at the last proxy we trust
+        if not _is_trusted(hop, networks):
+            return hop
+        remote_addr = hop
+    return remote_addr
+
+
+def client_ip(request: Any) -> str | None:
+    """The address of the client behind ``request`` (a Django request)."""
+    return resolve(
+        request.META.get("REMOTE_ADDR"),
+        request.META.get("HTTP_X_FORWARDED_FOR", ""),
+        settings.APPLIANCE_TRUSTED_PROXIES,
+    )
+
+
+def is_loopback(request: Any) -> bool:
+    address = _parse(client_ip(request) or "")
+    return address is not None and address.is_loopback

@@ -5,15 +5,14 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
+from appliance.core.clientip import client_ip
 from appliance.core.context import RequestContext, new_request_id, reset_context, set_context
+
+__all__ = ["RequestIdMiddleware", "client_ip", "request_id_from"]
 
 # An incoming X-Request-ID is kept only when it looks like an id, so a client cannot inject
 # log lines or oversized values into the audit log.
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
 
 
 def request_id_from(incoming: str) -> str:

@@ -28,8 +28,9 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.urls import Resolver404, resolve
 
+from appliance.core.clientip import client_ip
 from appliance.core.context import RequestContext, reset_context, set_context
-from appliance.core.middleware import client_ip, request_id_from
+from appliance.core.middleware import request_id_from
 from appliance.gateway.errors import GatewayError
 
 logger = logging.getLogger(__name__)

@@ -32,17 +32,17 @@ def test_login_page_has_csrf(personas: dict) -> None:
     assert resp.status_code == 403
 
 
-def test_five_failures_block_user_for_fifteen_minutes(personas: dict) -> None:
+def test_five_failures_block_that_user_from_that_address(personas: dict) -> None:
     client = Client()
     for _ in range(5):
         assert "login-error" in _login(client, "bob", "nope", ip="10.0.0.9")
-    text = _login(client, "bob", PASSWORD, ip="10.0.0.77")
+    text = _login(client, "bob", PASSWORD, ip="10.0.0.9")
     assert text != "ok" and "login-error" in text
     assert AuditRecord.objects.filter(action="login.failure").count() == 5
     assert AuditRecord.objects.filter(action="login.blocked").count() == 1
-    # 15 minutes later the block lifts.
+    # Another address is not blocked (test_signin.py); this one is until the delay passes.
     LoginAttempt.objects.update(created_at=timezone.now() - timedelta(minutes=16))
-    assert _login(client, "bob", PASSWORD, ip="10.0.0.77") == "ok"
+    assert _login(client, "bob", PASSWORD, ip="10.0.0.9") == "ok"
 
 
 def test_failures_from_one_ip_block_that_ip(personas: dict) -> None:
