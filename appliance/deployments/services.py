@@ -172,9 +172,15 @@ def stop_deployment(
     )
     if dep.state in (State.STOPPED, State.PENDING):
         raise Conflict(f"Deployment {dep.name} is already {dep.state}.", code="already_stopped")
+    before = snapshot(dep)
     dep.desired = Desired.RUNNING if restart else Desired.STOPPED
     dep.next_restart_at = None
     if dep.state == State.STOPPING:
+        # No state change, but the request changes what happens once stopped (restart or not): keep and audit it.
+        dep.save(update_fields=["desired", "next_restart_at"])
+        action = "deployment.restart_requested" if restart else "deployment.stop_requested"
+        after = {**snapshot(dep), "reason": reason[:500]}
+        audit.record(action, actor=actor, target=dep, department_id=dep.department_id, before=before, after=after)
         return dep
     if not dep.instances.exists():
         transition(dep, State.STOPPED, reason, actor)
