@@ -249,6 +249,23 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("CONSOLE_LOG_LEVEL", "INFO")},
 }
 
+# --- Audit log signing (appliance/audit/anchor.py) ---------------------------------------------
+from appliance.audit.anchor import default_key as _default_audit_key  # noqa: E402
+
+# Kept outside the database on purpose: a rewrite of the chain in the database alone then fails verification.
+APPLIANCE_AUDIT_KEY = env_optional("APPLIANCE_AUDIT_KEY") or _default_audit_key(SECRET_KEY)
+if PRODUCTION and len(APPLIANCE_AUDIT_KEY) < 32:
+    raise ConfigError("APPLIANCE_AUDIT_KEY must be at least 32 characters")
+# Former keys, still accepted for records (and anchors) they signed: see docs/security.md, "Rotating the audit key".
+APPLIANCE_AUDIT_RETIRED_KEYS = env_list("APPLIANCE_AUDIT_RETIRED_KEYS", [])
+APPLIANCE_AUDIT_ANCHOR_FILE = env_str("APPLIANCE_AUDIT_ANCHOR_FILE", "")
+APPLIANCE_AUDIT_ANCHOR_SECONDS = env_int("APPLIANCE_AUDIT_ANCHOR_SECONDS", 300, minimum=10)
+CELERY_BEAT_SCHEDULE["audit.export-anchor"] = {
+    "task": "audit.export_anchor",
+    "schedule": float(APPLIANCE_AUDIT_ANCHOR_SECONDS),
+    "options": {"expires": APPLIANCE_AUDIT_ANCHOR_SECONDS},
+}
+
 # --- Deployments (engines in Docker containers) -------------------------------------------------
 from appliance.engines import flags as engine_flags  # noqa: E402 - the image tags the specs were checked against
 

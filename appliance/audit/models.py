@@ -26,7 +26,8 @@ class AuditQuerySet(RestrictedQuerySet["AuditRecord"]):
 
 
 class AuditRecord(models.Model):
-    """One change, chained to the previous record by ``hash = sha256(prev_hash + canonical JSON)``.
+    """One change, chained to the previous record by ``hash = sha256(prev_hash + canonical JSON)``
+    and signed with the audit key (``signature``, not part of the hashed payload).
 
     ``seq`` is gap-free and assigned under a row lock on :class:`AuditChainHead`, so parallel
     writers line up instead of forking the chain, and a removed row shows as a gap.
@@ -59,6 +60,10 @@ class AuditRecord(models.Model):
     via = models.CharField(max_length=16, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    # HMAC of (seq, hash) under a key kept outside the database (appliance/audit/anchor.py): a chain
+    # rewritten in the database alone, hashes recomputed, fails verification here.
+    key_id = models.CharField(max_length=16, blank=True, db_default="")
+    signature = models.CharField(max_length=64, blank=True, db_default="")
 
     objects = AuditQuerySet.as_manager()
 

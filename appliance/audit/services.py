@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -14,6 +14,7 @@ from django.db import connection
 from django.db.models import Model
 from django.utils import timezone
 
+from appliance.audit import anchor
 from appliance.audit.models import GENESIS_HASH, AuditChainHead, AuditRecord
 from appliance.core.context import current
 
@@ -109,6 +110,7 @@ def record(
         prev_hash=head.hash,
     )
     rec.hash = compute_hash(rec)
+    rec.key_id, rec.signature = anchor.sign(rec.seq, rec.hash)
     rec.save()
     AuditChainHead.objects.filter(id=1).update(seq=rec.seq, hash=rec.hash)
     return rec
@@ -150,18 +152,65 @@ def _records_in_order(batch: int = 2000) -> Iterator[AuditRecord]:
         last = chunk[-1].seq
 
 
-def verify_chain() -> ChainReport:
-    """Walk the chain from the genesis hash; report the first record that breaks it."""
+def verify_chain(anchor_lines: Iterable[str] = ()) -> ChainReport:
+    """Walk the chain from the genesis hash, checking each record's hash and signature, and that it
+    reaches every exported anchor; report the first problem."""
+    anchors: dict[int, list[anchor.AnchorLine]] = {}
+    for line in anchor.read_anchors(anchor_lines):
+        if line.anchor is None or line.problem:
+            return ChainReport(False, 0, None, f"anchor line {line.number}: {line.problem}")
+        anchors.setdefault(line.anchor.seq, []).append(line)
     expected_prev, expected_seq, count = GENESIS_HASH, 1, 0
     for rec in _records_in_order():
-        if rec.seq != expected_seq:
-            return ChainReport(False, count, expected_seq, f"record #{expected_seq} is missing (next is #{rec.seq})")
-        if rec.prev_hash != expected_prev:
-            return ChainReport(False, count, rec.seq, f"record #{rec.seq} does not follow record #{rec.seq - 1}")
-        if compute_hash(rec) != rec.hash:
-            return ChainReport(False, count, rec.seq, f"record #{rec.seq} was altered (hash mismatch)")
+        problem = _record_problem(rec, expected_seq, expected_prev) or _anchor_problem(rec, anchors.pop(rec.seq, []))
+        if problem:
+            return ChainReport(False, count, min(rec.seq, expected_seq), problem)
         expected_prev, expected_seq, count = rec.hash, expected_seq + 1, count + 1
+    if anchors:
+        beyond = anchors[max(anchors)][0]
+        assert beyond.anchor is not None
+        problem = (
+            f"the chain ends at record #{count} but anchor line {beyond.number} (exported {beyond.anchor.exported_at})"
+            f" saw record #{beyond.anchor.seq}: records were removed"
+        )
+        return ChainReport(False, count, count + 1, problem)
     head = AuditChainHead.objects.filter(id=1).first()
     if head is not None and head.seq != count:
         return ChainReport(False, count, count + 1, f"chain head says #{head.seq} but the last record is #{count}")
     return ChainReport(True, count)
+
+
+def _record_problem(rec: AuditRecord, expected_seq: int, expected_prev: str) -> str:
+    if rec.seq != expected_seq:
+        return f"record #{expected_seq} is missing (next is #{rec.seq})"
+    if rec.prev_hash != expected_prev:
+        return f"record #{rec.seq} does not follow record #{rec.seq - 1}"
+    if compute_hash(rec) != rec.hash:
+        return f"record #{rec.seq} was altered (hash mismatch)"
+    problem = anchor.check(rec.seq, rec.hash, rec.key_id, rec.signature)
+    return f"record #{rec.seq}: {problem}" if problem else ""
+
+
+def _anchor_problem(rec: AuditRecord, lines: list[anchor.AnchorLine]) -> str:
+    for line in lines:
+        if line.anchor is not None and line.anchor.hash != rec.hash:
+            return f"record #{rec.seq} differs from anchor line {line.number} (exported {line.anchor.exported_at})"
+    return ""
+
+
+def export_anchor() -> anchor.Anchor | None:
+    """Publish the newest record's signed hash (beat task ``audit.export_anchor``); None while the log is empty.
+
+    The stored signature is exported, never a fresh one: signing whatever the database holds now
+    would vouch for a rewrite. A head whose signature does not check is reported instead.
+    """
+    last = AuditRecord.objects.order_by("-seq").first()
+    if last is None:
+        return None
+    problem = anchor.check(last.seq, last.hash, last.key_id, last.signature)
+    if problem:
+        anchor.log.error("audit head #%d not exported: %s", last.seq, problem)
+        return None
+    exported = anchor.anchor_for(last.seq, last.hash, last.key_id, last.signature)
+    anchor.publish(exported)
+    return exported

@@ -1,0 +1,14 @@
+"""Audit anchoring: the signed head of the audit chain, exported outside the database."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from appliance.audit.services import export_anchor
+
+
+@shared_task(name="audit.export_anchor", ignore_result=True)
+def export_audit_anchor() -> int:
+    """Run by beat (``audit.export-anchor``). Idempotent: exporting the same head twice repeats a line."""
+    exported = export_anchor()
+    return exported.seq if exported is not None else 0
