@@ -32,6 +32,8 @@ if PRODUCTION and not _secret:
 if PRODUCTION and DEBUG:
     raise ConfigError("CONSOLE_DEBUG must be False when CONSOLE_ENV=production")
 SECRET_KEY = _secret or "insecure-development-key-do-not-use-in-production"
+# Django's debug pages (tracebacks, settings, the URL list) go to loopback clients only (appliance/core/debug.py).
+DEFAULT_EXCEPTION_REPORTER = "appliance.core.debug.LoopbackOnlyExceptionReporter"
 
 # Reverse proxies whose X-Forwarded-For is believed (addresses or CIDR networks), see appliance/core/clientip.py.
 APPLIANCE_TRUSTED_PROXIES = env_list("APPLIANCE_TRUSTED_PROXIES", [])
@@ -87,6 +89,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "appliance.core.middleware.RequestIdMiddleware",
+    "appliance.core.debug.DebugPagesForLoopbackMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -232,7 +235,10 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# /api/schema/ and /api/docs/ need a login (session or API key) unless opened here.
+API_DOCS_PUBLIC = env_bool("CONSOLE_API_DOCS_PUBLIC", False)
 SPECTACULAR_SETTINGS = {
+    "SERVE_PERMISSIONS": ["appliance.core.api.docs.ApiDocsPermission"],
     "TITLE": "Appliance console API",
     "DESCRIPTION": "Control plane of the all-in-one LLM appliance.",
     "VERSION": "1.0.0",

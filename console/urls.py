@@ -1,9 +1,10 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from appliance.core import health
+from appliance.core.api import docs
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -12,7 +13,7 @@ urlpatterns = [
     # The OpenAI-compatible gateway sits at the root, where OpenAI clients put it (base_url …/v1).
     path("v1/", include("appliance.gateway.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/docs/", docs.api_docs, name="api-docs"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("frontend.urls")),
 ]

@@ -5,6 +5,8 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
+from appliance.core.clientip import is_loopback
+
 
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
@@ -28,8 +30,15 @@ def _check_redis() -> str | None:
     return None
 
 
+def _may_see_detail(request: HttpRequest) -> bool:
+    # Exception text names hosts, users and versions: for the machine itself and platform admins only.
+    return is_loopback(request) or bool(getattr(request.user, "is_platform_admin", False))
+
+
 def readyz(request: HttpRequest) -> JsonResponse:
     down = [problem for problem in (_check_database(), _check_redis()) if problem]
     if down:
+        if not _may_see_detail(request):
+            down = [problem.split(":", 1)[0] for problem in down]
         return JsonResponse({"status": "unavailable", "down": down}, status=503)
     return JsonResponse({"status": "ready"})

@@ -76,13 +76,24 @@ class _Echo:
         return value
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection"); login
+# names, labels and reasons are typed by anyone, so such cells get a leading apostrophe.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        value = json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def csv_rows(qs: QuerySet[AuditRecord]) -> Iterator[str]:
     writer = csv.writer(_Echo())
     yield "\ufeff" + writer.writerow(CSV_COLUMNS)  # BOM: Excel opens UTF-8 Chinese text correctly
     for rec in qs.iterator(chunk_size=2000):
-        row = [getattr(rec, col) for col in CSV_COLUMNS]
-        row = [json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v for v in row]
-        yield writer.writerow(row)
+        yield writer.writerow([csv_cell(getattr(rec, col)) for col in CSV_COLUMNS])
 
 
 @extend_schema(parameters=FILTER_PARAMS)

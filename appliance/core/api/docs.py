@@ -1,0 +1,37 @@
+"""The API schema and its browsable docs: behind a login unless ``CONSOLE_API_DOCS_PUBLIC=True``.
+
+``ApiDocsPermission`` is drf-spectacular's ``SERVE_PERMISSIONS``, which it imports while defining its
+views, so this module must not import them at load time.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponseBase
+from rest_framework.permissions import BasePermission
+
+
+class ApiDocsPermission(BasePermission):
+    """Read at each request, so the setting takes effect without touching the views."""
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return bool(settings.API_DOCS_PUBLIC or (request.user and request.user.is_authenticated))
+
+
+@cache
+def _swagger() -> Any:
+    from drf_spectacular.views import SpectacularSwaggerView
+
+    return SpectacularSwaggerView.as_view(url_name="schema")
+
+
+def api_docs(request: HttpRequest) -> HttpResponseBase:
+    """Swagger UI; a browser without a session is sent to the login page rather than shown a 401."""
+    if not settings.API_DOCS_PUBLIC and not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    response: HttpResponseBase = _swagger()(request)
+    return response
