@@ -7,7 +7,8 @@ per key and model, so a busy integration costs no database work and no thread ho
 The price is that a revoked key, a stopped replica or a changed quota takes up to that long to be
 seen by each web process; a stopped replica is also caught by the retry on connection failure.
 Concurrent misses of one key share a lookup, and at most ``_CONCURRENT_LOOKUPS`` run at once, so a
-burst of new clients cannot exhaust the database's connections.
+burst of new clients cannot exhaust the database's connections; the key check made before a body is
+read (``authenticate``) and ``/v1/models`` go through the same cache and bound.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ class Route:
     scopes: tuple[metering.Scope, ...]
 
 
-_cache: dict[tuple[str, str], tuple[float, Route]] = {}
+# ("key", key hash) → Principal, ("route", key hash, model) → Route, ("models", key hash) → list.
+_cache: dict[tuple[str, ...], tuple[float, Any]] = {}
 
 
 def clear_cache() -> None:
@@ -65,12 +67,20 @@ def bearer_secret(header: str) -> str:
     return secret.strip()
 
 
+def _key_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
 def _authenticate(secret: str) -> tuple[User, Principal]:
     key = authenticate_key(secret)
     if key is None:
         raise unauthorized()
     user = key.user
     return user, Principal(user.pk, user.get_username(), user.department_id, key.pk)
+
+
+def _principal(secret: str) -> Principal:
+    return _authenticate(secret)[1]
 
 
 def _resolve(secret: str, model: str) -> Route:
@@ -103,17 +113,16 @@ class _Lookups:
     """This event loop's lookups in progress, and the bound on how many run at once."""
 
     def __init__(self) -> None:
-        self.pending: dict[tuple[str, str], asyncio.Task[Route]] = {}
+        self.pending: dict[tuple[str, ...], asyncio.Task[Any]] = {}
         self.slots = asyncio.Semaphore(_CONCURRENT_LOOKUPS)
 
 
 _lookups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Lookups] = weakref.WeakKeyDictionary()
 
 
-async def _lookup(cache_key: tuple[str, str], secret: str, model: str) -> Route:
-    state = _lookups[asyncio.get_running_loop()]
+async def _lookup(state: _Lookups, cache_key: tuple[str, ...], fn: Callable[..., T], *args: Any) -> T:
     async with state.slots:
-        found = await in_thread(_resolve, secret, model)
+        found = await in_thread(fn, *args)
     ttl = settings.APPLIANCE_GATEWAY_CACHE_SECONDS
     if ttl > 0:
         if len(_cache) >= _MAX_ENTRIES:
@@ -122,24 +131,34 @@ async def _lookup(cache_key: tuple[str, str], secret: str, model: str) -> Route:
     return found
 
 
-async def route(secret: str, model: str) -> Route:
-    """The caller and the replicas of ``model`` they may use; raises a 401, 404 or 503 GatewayError.
+async def _shared(cache_key: tuple[str, ...], fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a thread, cached, shared by concurrent callers and bounded in number.
 
     Requests that miss the cache together share one lookup (when an entry expires under load, all
-    the requests in flight for that key would otherwise open a database connection each).
+    the requests in flight for that key would otherwise open a database connection each), and at
+    most ``_CONCURRENT_LOOKUPS`` run at once, whatever the number of distinct keys.
     """
-    cache_key = (hashlib.sha256(secret.encode()).hexdigest(), model)
     hit = _cache.get(cache_key)
     if hit is not None and hit[0] > time.monotonic():
         return hit[1]
     state = _lookups.setdefault(asyncio.get_running_loop(), _Lookups())
     task = state.pending.get(cache_key)
     if task is None:
-        task = asyncio.ensure_future(_lookup(cache_key, secret, model))
+        task = asyncio.ensure_future(_lookup(state, cache_key, fn, *args))
         state.pending[cache_key] = task
         task.add_done_callback(lambda _done: state.pending.pop(cache_key, None))
     # Shielded: one waiter's client leaving must not cancel the lookup the others wait for.
     return await asyncio.shield(task)
+
+
+async def authenticate(secret: str) -> Principal:
+    """The key's owner, or a 401 GatewayError: checked before the request's body is read (asgi.py)."""
+    return await _shared(("key", _key_hash(secret)), _principal, secret)
+
+
+async def route(secret: str, model: str) -> Route:
+    """The caller and the replicas of ``model`` they may use; raises a 401, 404 or 503 GatewayError."""
+    return await _shared(("route", _key_hash(secret), model), _resolve, secret, model)
 
 
 def _models(secret: str) -> list[tuple[str, int]]:
@@ -152,5 +171,6 @@ def _models(secret: str) -> list[tuple[str, int]]:
 
 
 async def models(secret: str) -> list[tuple[str, int]]:
-    """(served model name, creation time) of every running deployment the key's user may use."""
-    return await in_thread(_models, secret)
+    """(served model name, creation time) of every running deployment the key's user may use;
+    looked up like routes: cached, shared and within the bound."""
+    return await _shared(("models", _key_hash(secret)), _models, secret)

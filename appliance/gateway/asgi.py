@@ -31,6 +31,7 @@ from django.urls import Resolver404, resolve
 from appliance.core.clientip import client_ip
 from appliance.core.context import RequestContext, reset_context, set_context
 from appliance.core.middleware import request_id_from
+from appliance.gateway import admission
 from appliance.gateway.errors import GatewayError
 
 logger = logging.getLogger(__name__)
@@ -50,22 +51,102 @@ class BodyTooLarge(Exception):
 
 
 def gateway_fast_path(app: ASGIApp) -> ASGIApp:
-    """Wrap the console's HTTP application: ``/v1/`` goes to the gateway, everything else to ``app``."""
+    """Wrap the console's HTTP application: ``/v1/`` goes to the gateway, everything else to ``app``.
+
+    Either way a ``/v1/`` request passes the edge first (``_edge``): a declared length over the limit
+    and a request with a body but no valid key are refused before any of the body is read, and the
+    body is counted while it is read, Django's path included, which would otherwise read it all
+    before calling a view.
+    """
 
     async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(PREFIX) and settings.APPLIANCE_GATEWAY_FAST_PATH:
-            await serve(scope, receive, send)
-        else:
+        if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
             await app(scope, receive, send)
+            return
+        refusal = await _edge(scope)
+        if refusal is not None:
+            await _send_refusal(refusal, scope, send)
+            return
+        if settings.APPLIANCE_GATEWAY_FAST_PATH:
+            await serve(scope, receive, send)
+            return
+        limited = _LimitedReceive(receive)
+        started = _Started(send)
+        await app(scope, limited, started)
+        if limited.too_large and not started.started:
+            await _send_refusal(_too_large(), scope, send)
 
     return dispatch
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return ""
+
+
+def _too_large() -> GatewayError:
+    return GatewayError(413, "The request body is too large.", code="request_too_large")
+
+
+async def _edge(scope: Scope) -> GatewayError | None:
+    """What is refused before the body is read: an oversized declared length, a body without a valid key."""
+    declared = _header(scope, b"content-length")
+    if declared.isdigit() and int(declared) > settings.APPLIANCE_GATEWAY_MAX_BODY_BYTES:
+        return _too_large()
+    if scope.get("method", "GET") not in _BODY_METHODS:
+        return None  # nothing to read; the view checks the key
+    try:
+        await admission.authenticate(admission.bearer_secret(_header(scope, b"authorization")))
+    except GatewayError as exc:
+        return exc
+    return None
+
+
+async def _send_refusal(error: GatewayError, scope: Scope, send: Send) -> None:
+    response = error.response()
+    response["X-Request-ID"] = request_id_from(_header(scope, b"x-request-id"))
+    response["X-Content-Type-Options"] = "nosniff"
+    await _send(response, send)
+
+
+class _LimitedReceive:
+    """``receive`` for Django's path: past the body limit the client is reported gone, so Django stops
+    reading (RequestAborted) and the caller answers 413."""
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive, self.size, self.too_large = receive, 0, False
+
+    async def __call__(self) -> Message:
+        if self.too_large:
+            return {"type": "http.disconnect"}
+        message = await self.receive()
+        if message["type"] == "http.request":
+            self.size += len(message.get("body", b""))
+            if self.size > settings.APPLIANCE_GATEWAY_MAX_BODY_BYTES:
+                self.too_large = True
+                return {"type": "http.disconnect"}
+        return message
+
+
+class _Started:
+    def __init__(self, send: Send) -> None:
+        self.send, self.started = send, False
+
+    async def __call__(self, message: Message) -> None:
+        self.started = self.started or message["type"] == "http.response.start"
+        await self.send(message)
 
 
 async def serve(scope: Scope, receive: Receive, send: Send) -> None:
     try:
         body = await _read_body(receive)
     except BodyTooLarge:
-        await _send(GatewayError(413, "The request body is too large.", code="request_too_large").response(), send)
+        await _send(_too_large().response(), send)
         return
     if body is None:
         return  # the client left before sending its request
