@@ -134,3 +134,11 @@ def test_platform_admin_manages_everyone(api_as: Callable[[str], APIClient], bos
     client = api_as("root")
     assert client.patch(f"/api/v1/users/{peer.pk}/", {"is_active": False}, format="json").status_code == 200
     assert client.post(f"/api/v1/users/{boss.pk}/password/", {"new_password": "a-new-pw-for-boss-1"}).status_code == 204
+
+
+def test_department_admin_cannot_set_a_quota_on_a_platform_admin_or_peer(
+    api_as: Callable[[str], APIClient], boss: User, peer: User
+) -> None:
+    for target in (boss, peer):
+        resp = api_as("alice").post("/api/v1/quotas/", {"user": target.pk, "requests_per_minute": 1}, format="json")
+        assert resp.status_code == 403, resp.content
