@@ -16,10 +16,10 @@ def may_manage_department(actor: User, department: Department) -> bool:
 
 
 def may_manage_user(actor: User, user: User) -> bool:
-    """Platform admins: anyone. Department admins: the other users of their subtree."""
+    """Platform admins: anyone. Department admins: the users of their subtree they outrank."""
     if actor.is_platform_admin:
         return True
     own, theirs = actor.department, user.department
     if not actor.is_department_admin or own is None or theirs is None:
         return False
-    return user.pk != actor.pk and theirs.path.startswith(own.path)
+    return actor.outranks(user) and theirs.path.startswith(own.path)
