@@ -142,3 +142,15 @@ def test_department_admin_cannot_set_a_quota_on_a_platform_admin_or_peer(
     for target in (boss, peer):
         resp = api_as("alice").post("/api/v1/quotas/", {"user": target.pk, "requests_per_minute": 1}, format="json")
         assert resp.status_code == 403, resp.content
+
+
+def test_department_admin_cannot_change_a_platform_admins_quota(api_as: Callable[[str], APIClient], boss: User) -> None:
+    created = api_as("root").post("/api/v1/quotas/", {"user": boss.pk, "requests_per_minute": 100}, format="json")
+    assert created.status_code == 201, created.content
+    pk = created.json()["id"]
+    assert api_as("alice").patch(f"/api/v1/quotas/{pk}/", {"requests_per_minute": 1}, format="json").status_code in (
+        403,
+        404,
+    )
+    assert api_as("alice").delete(f"/api/v1/quotas/{pk}/").status_code in (403, 404)
+    assert api_as("root").get(f"/api/v1/quotas/{pk}/").json()["requests_per_minute"] == 100
