@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from appliance.accounts.choices import roles_below
 from appliance.core.querysets import VIEW, RestrictedQuerySet
 from appliance.quotas.choices import DEPARTMENT_SCOPE_PREFIX, USER_SCOPE_PREFIX, LimitName, UsageStatus
 
@@ -79,7 +80,9 @@ class Quota(models.Model):
         if user.is_department_admin:
             # Below their own department only: the quota of their own department is set from above.
             below = Q(department__path__startswith=dept.path) & ~Q(department_id=dept.pk)
-            return qs.filter(below | (Q(user__department__path__startswith=dept.path) & ~Q(user=user)))
+            # Users' quotas: only of those it outranks (never its own, a peer's or a platform admin's).
+            mine = Q(user__department__path__startswith=dept.path) & Q(user__role__in=roles_below(user.role))
+            return qs.filter(below | mine)
         if action == VIEW:
             return qs.filter(Q(user=user) | Q(department_id__in=dept.lineage_ids()))
         return qs.none()
