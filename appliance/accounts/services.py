@@ -120,7 +120,7 @@ def _check_role_grant(actor: User, role: str) -> None:
     if not actor.is_platform_admin and role in (Role.PLATFORM_ADMIN, Role.AUDITOR):
         raise PermissionDenied("Only platform admins may grant this role.")
     if not actor.is_platform_admin and role not in roles_below(actor.role):
-        raise PermissionDenied("You may only grant roles below your own.")
+        raise PermissionDenied(_("You may only grant roles below your own."))
 
 
 def _check_password(password: str, user: User | None = None) -> None:
@@ -174,7 +174,7 @@ def _lock_user(actor: User, user_id: int) -> User:
     user = User.objects.restrict(actor, CHANGE).select_for_update().filter(pk=user_id).first()
     if user is None:
         if User.objects.restrict(actor, VIEW).filter(pk=user_id).exists():
-            raise PermissionDenied("You may only manage users whose role is below yours.")
+            raise PermissionDenied(_("You may only manage users whose role is below yours."))
         raise NotFound("User not found.")
     return user
 
@@ -280,7 +280,7 @@ def create_api_key(
     if via_key is not None:
         expires_at = _child_expiry(via_key, expires_at)
         if can_create_keys and not via_key.can_create_keys:
-            raise PermissionDenied("This API key may not create keys.")
+            raise PermissionDenied(_("This API key may not create keys."))
     prefix, plaintext = _new_secret()
     key = ApiKey.objects.create(
         user=owner,
@@ -300,16 +300,14 @@ def create_api_key(
 
 def _child_expiry(parent: ApiKey, requested: datetime | None) -> datetime | None:
     if not parent.can_create_keys:
-        raise PermissionDenied("This API key may not create keys; create one in the console or with a key that may.")
+        raise PermissionDenied(_("This API key may not create keys; create one in the console or with a key that may."))
     if parent.expires_at is None:
         return requested
     if requested is None:
         return parent.expires_at
     if requested > parent.expires_at:
-        raise InvalidInput(
-            f"A key created by a key expires no later than it ({parent.expires_at.isoformat()}).",
-            code="invalid_expiry",
-        )
+        message = _("A key created by a key expires no later than it (%(expires)s).")
+        raise InvalidInput(message % {"expires": parent.expires_at.isoformat()}, code="invalid_expiry")
     return requested
 
 

@@ -13,6 +13,7 @@ from django.contrib import admin
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
+from django.utils.translation import gettext_lazy
 
 
 def is_platform_admin(request: HttpRequest) -> bool:
@@ -21,7 +22,8 @@ def is_platform_admin(request: HttpRequest) -> bool:
 
 
 class ConsoleAdminSite(admin.AdminSite):
-    site_header = "Appliance console"
+    site_header = gettext_lazy("Appliance console")
+    site_title = gettext_lazy("Appliance console")
 
     def has_permission(self, request: HttpRequest) -> bool:
         return is_platform_admin(request)

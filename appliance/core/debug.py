@@ -15,6 +15,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
 from django.views import defaults
 from django.views.debug import ExceptionReporter
 
@@ -30,7 +31,7 @@ def _hidden(request: Any) -> bool:
 
 def _notice(request: Any) -> str:
     request_id = getattr(request, "request_id", "") or "-"
-    return f"Server error (request id {request_id}). Details are in the console's log."
+    return _("Server error (request id %(id)s). Details are in the console's log.") % {"id": request_id}
 
 
 class LoopbackOnlyExceptionReporter(ExceptionReporter):
@@ -39,7 +40,10 @@ class LoopbackOnlyExceptionReporter(ExceptionReporter):
     def get_traceback_html(self) -> SafeString:
         if _hidden(self.request):
             return format_html(
-                "<!doctype html><title>Server error</title><h1>Server error</h1><p>{}</p>", _notice(self.request)
+                "<!doctype html><title>{}</title><h1>{}</h1><p>{}</p>",
+                _("Server error"),
+                _("Server error"),
+                _notice(self.request),
             )
         return super().get_traceback_html()
 
