@@ -153,8 +153,11 @@ def api_keys(request: HttpRequest) -> HttpResponse:
             _key, created_secret = services.create_api_key(user, **form.cleaned_data)
         except ServiceError as exc:
             form.add_error(None, exc.message)
-    rows = ApiKey.objects.restrict(user, VIEW).select_related("user")[:200]
-    return render(request, "console/api_keys.html", {"form": form, "rows": rows, "secret": created_secret})
+    rows = list(ApiKey.objects.restrict(user, VIEW).select_related("user")[:200])
+    shown = [k.pk for k in rows]
+    revocable = set(ApiKey.objects.restrict(user, CHANGE).filter(pk__in=shown).values_list("pk", flat=True))
+    context = {"form": form, "rows": rows, "secret": created_secret, "revocable": revocable}
+    return render(request, "console/api_keys.html", context)
 
 
 @login_required

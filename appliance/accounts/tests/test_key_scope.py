@@ -98,3 +98,17 @@ def test_auditor_still_cannot_revoke_others_keys(api_as: Callable[[str], APIClie
     assert api_as("eve").post(f"/api/v1/api-keys/{key.pk}/revoke/").status_code == 404
     key.refresh_from_db()
     assert key.revoked_at is None
+
+
+def test_auditor_revokes_own_key_from_the_page(personas: dict) -> None:
+    from django.test import Client
+
+    key, _secret = _key(personas["eve"])
+    other, _other_secret = _key(personas["bob"])
+    client = Client()
+    client.force_login(personas["eve"])
+    page = client.get("/api-keys/").content.decode()
+    assert f"/api-keys/{key.pk}/revoke/" in page and f"/api-keys/{other.pk}/revoke/" not in page
+    client.post(f"/api-keys/{key.pk}/revoke/")
+    key.refresh_from_db()
+    assert key.revoked_at is not None
