@@ -123,3 +123,14 @@ def env_port_range(name: str, default: tuple[int, int]) -> tuple[int, int]:
     if not sep or not 1024 <= lo <= hi <= 65535:
         raise ConfigError(f"{name} must be LOW-HIGH within 1024-65535, got {value!r}")
     return lo, hi
+
+
+def env_syslog_address(name: str) -> str | tuple[str, int] | None:
+    """A syslog destination: a socket path (``/dev/log``) or ``host:port`` (UDP); None when unset."""
+    value = env_optional(name)
+    if value is None or value.startswith("/"):
+        return value
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{name} must be a socket path (/dev/log) or host:port, got {value!r}")
+    return host.strip("[]"), int(port)

@@ -18,6 +18,7 @@ from console.env import (
     env_optional,
     env_port_range,
     env_str,
+    env_syslog_address,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -266,6 +267,16 @@ if PRODUCTION and len(APPLIANCE_AUDIT_KEY) < 32:
 APPLIANCE_AUDIT_RETIRED_KEYS = env_list("APPLIANCE_AUDIT_RETIRED_KEYS", [])
 APPLIANCE_AUDIT_ANCHOR_FILE = env_str("APPLIANCE_AUDIT_ANCHOR_FILE", "")
 APPLIANCE_AUDIT_ANCHOR_SECONDS = env_int("APPLIANCE_AUDIT_ANCHOR_SECONDS", 300, minimum=10)
+# Also send the anchor lines to a syslog daemon (a socket path or host:port over UDP), off the console's hosts ideally.
+APPLIANCE_AUDIT_SYSLOG = env_syslog_address("APPLIANCE_AUDIT_SYSLOG")
+if APPLIANCE_AUDIT_SYSLOG is not None:
+    LOGGING["handlers"]["audit_syslog"] = {  # type: ignore[index]
+        "class": "logging.handlers.SysLogHandler",
+        "address": APPLIANCE_AUDIT_SYSLOG,
+        "formatter": "syslog",
+    }
+    LOGGING["formatters"]["syslog"] = {"format": "appliance-console: %(message)s"}  # type: ignore[index]
+    LOGGING["loggers"] = {"appliance.audit.anchor": {"handlers": ["console", "audit_syslog"], "propagate": False}}
 CELERY_BEAT_SCHEDULE["audit.export-anchor"] = {
     "task": "audit.export_anchor",
     "schedule": float(APPLIANCE_AUDIT_ANCHOR_SECONDS),

@@ -92,3 +92,38 @@ def test_production_starts_with_safe_settings() -> None:
         }
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_audit_anchor_lines_reach_syslog() -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(10)
+        port = sock.getsockname()[1]
+        code = (
+            "import django, logging; django.setup(); logging.getLogger('appliance.audit.anchor').info('anchor-line-1')"
+        )
+        env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "console.settings"}
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env={**env, "APPLIANCE_AUDIT_SYSLOG": f"127.0.0.1:{port}"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert b"anchor-line-1" in sock.recv(4096)
+
+
+def test_syslog_address_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from console.env import env_syslog_address
+
+    monkeypatch.setenv("X_SYSLOG", "/dev/log")
+    assert env_syslog_address("X_SYSLOG") == "/dev/log"
+    monkeypatch.setenv("X_SYSLOG", "logs.example:514")
+    assert env_syslog_address("X_SYSLOG") == ("logs.example", 514)
+    monkeypatch.setenv("X_SYSLOG", "logs.example")
+    with pytest.raises(ConfigError, match="X_SYSLOG"):
+        env_syslog_address("X_SYSLOG")
