@@ -104,6 +104,9 @@ async def _edge(scope: Scope) -> GatewayError | None:
         await admission.authenticate(admission.bearer_secret(_header(scope, b"authorization")))
     except GatewayError as exc:
         return exc
+    except Exception:
+        logger.exception("gateway: key check failed")
+        return GatewayError(500, "Internal error in the gateway.", type="server_error", code="internal")
     return None
 
 
