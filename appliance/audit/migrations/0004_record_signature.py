@@ -17,7 +17,9 @@ class Migration(migrations.Migration):
     dependencies = [("audit", "0003_department_history")]
 
     operations = [
-        migrations.AddField(model_name="auditrecord", name="key_id", field=models.CharField(blank=True, db_default="", max_length=16)),
+        migrations.AddField(
+            model_name="auditrecord", name="key_id", field=models.CharField(blank=True, db_default="", max_length=16)
+        ),
         migrations.AddField(
             model_name="auditrecord", name="signature", field=models.CharField(blank=True, db_default="", max_length=64)
         ),
