@@ -13,7 +13,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from appliance.accounts import services
+from appliance.accounts import services, signin
 from appliance.accounts.models import ApiKey, Department, User, acting_user
 from appliance.audit.api.views import filter_audit
 from appliance.audit.models import AuditRecord
@@ -26,7 +26,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
     form = LoginForm(request.POST or None)
     error = ""
     if request.method == "POST" and form.is_valid():
-        user, error = services.attempt_login(request, form.cleaned_data["username"], form.cleaned_data["password"])
+        user, error = signin.attempt_login(request, form.cleaned_data["username"], form.cleaned_data["password"])
         if user is not None:
             login(request, user)
             return redirect(_safe_next(request) or "home")

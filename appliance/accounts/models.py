@@ -95,7 +95,8 @@ class User(AbstractUser):
         return Department.objects.none()
 
     def outranks(self, other: User) -> bool:
-        """Whether this user may manage ``other`` (edit, activate, reset a password, mint a key)."""
+        """Whether this user's role is above ``other``'s, as managing them requires (editing, activating,
+        resetting a password, minting a key); where they may do it (the subtree) is the gate's part."""
         return self.is_platform_admin or other.role in roles_below(self.role)
 
     @staticmethod

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import math
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import authenticate
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from appliance.accounts.choices import API_KEY_PREFIX, API_KEY_PREFIX_LENGTH, LoginResult, Role, roles_below
-from appliance.accounts.models import ApiKey, Department, LoginAttempt, User, audit_snapshot
+from appliance.accounts.choices import API_KEY_PREFIX, API_KEY_PREFIX_LENGTH, Role, roles_below
+from appliance.accounts.models import ApiKey, Department, User, audit_snapshot
 from appliance.audit import services as audit
 from appliance.core.exceptions import Conflict, InvalidInput, NotFound, PermissionDenied
 from appliance.core.querysets import ADD, CHANGE, VIEW
@@ -366,66 +363,3 @@ def authenticate_key(plaintext: str) -> ApiKey | None:
         # One write a minute at most per key: usage bookkeeping must not cost a write per request.
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
     return key
-
-
-# --- login throttling --------------------------------------------------------------------
-
-
-def login_blocked_until(username: str, source_ip: str | None) -> datetime | None:
-    """When the next try of ``username`` from ``source_ip`` is allowed, or None if it is now.
-
-    Failures count per (account, address) and per address, never per account alone: otherwise
-    anyone could keep the real admin out by failing on purpose. Past the limit each failure doubles
-    the wait; tries refused while blocked are not failures, so they never extend it.
-    """
-    now = timezone.now()
-    since = now - timedelta(seconds=settings.LOGIN_FAILURE_WINDOW_SECONDS)
-    address = Q(source_ip=source_ip) if source_ip else Q(source_ip__isnull=True)
-    latest: datetime | None = None
-    for cond in (Q(username=username) & address, address):
-        failures = list(
-            LoginAttempt.objects.filter(cond, result=LoginResult.FAILURE, created_at__gte=since)
-            .order_by("-created_at")
-            .values_list("created_at", flat=True)[: settings.LOGIN_FAILURE_LIMIT + 16]
-        )
-        excess = len(failures) - settings.LOGIN_FAILURE_LIMIT
-        if excess < 0:
-            continue
-        delay = min(settings.LOGIN_DELAY_SECONDS * 2**excess, settings.LOGIN_MAX_DELAY_SECONDS)
-        until = failures[0] + timedelta(seconds=delay)
-        if until > now and (latest is None or until > latest):
-            latest = until
-    return latest
-
-
-def attempt_login(request: Any, username: str, password: str) -> tuple[User | None, str]:
-    """Authenticate with throttling; every attempt is stored and audited. Returns (user, error)."""
-    from appliance.core.clientip import client_ip
-
-    ip = client_ip(request)
-    username = username[:150]
-    blocked = login_blocked_until(username, ip)
-    target = User.objects.filter(username=username).first()
-    if blocked is not None:
-        minutes = max(1, math.ceil((blocked - timezone.now()).total_seconds() / 60))
-        _log_attempt(username, ip, LoginResult.BLOCKED, target)
-        return None, _("Too many failed logins. Try again in %(minutes)d minutes.") % {"minutes": minutes}
-    user = authenticate(request, username=username, password=password)
-    if user is None or getattr(user, "is_service_account", False):
-        _log_attempt(username, ip, LoginResult.FAILURE, target)
-        return None, _("Wrong username or password.")
-    _log_attempt(username, ip, LoginResult.SUCCESS, user)
-    return user, ""
-
-
-def _log_attempt(username: str, ip: str | None, result: str, target: User | None) -> None:
-    with transaction.atomic():
-        LoginAttempt.objects.create(username=username, source_ip=ip, result=result)
-        audit.record(
-            f"login.{result}",
-            actor=target if result == LoginResult.SUCCESS else None,
-            target=target,
-            target_type="accounts.user",
-            target_label=username,
-            after={"username": username, "result": result},
-        )

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.test import Client, RequestFactory, override_settings
 from django.utils import timezone
 
-from appliance.accounts import services
+from appliance.accounts import services, signin
 from appliance.accounts.choices import LoginResult, Role
 from appliance.accounts.models import LoginAttempt, User
 from appliance.core.clientip import client_ip
@@ -104,18 +104,18 @@ def test_lock_grows_with_each_failure_and_is_not_renewed_by_blocked_tries(person
     limit = 5
     for _ in range(limit):
         _login(Client(), "bob", "nope", ip="10.0.0.9")
-    first = services.login_blocked_until("bob", "10.0.0.9")
+    first = signin.login_blocked_until("bob", "10.0.0.9")
     assert first is not None
     # Trying while blocked does not push the end further.
     _login(Client(), "bob", "nope", ip="10.0.0.9")
-    assert services.login_blocked_until("bob", "10.0.0.9") == first
+    assert signin.login_blocked_until("bob", "10.0.0.9") == first
     assert LoginAttempt.objects.filter(result=LoginResult.BLOCKED).count() == 1
     first_delay = first - LoginAttempt.objects.filter(result=LoginResult.FAILURE).latest("created_at").created_at
     # Once it lifts, one more failure locks for twice as long.
     LoginAttempt.objects.update(created_at=timezone.now() - first_delay - timedelta(seconds=1))
-    assert services.login_blocked_until("bob", "10.0.0.9") is None
+    assert signin.login_blocked_until("bob", "10.0.0.9") is None
     _login(Client(), "bob", "nope", ip="10.0.0.9")
-    second = services.login_blocked_until("bob", "10.0.0.9")
+    second = signin.login_blocked_until("bob", "10.0.0.9")
     assert second is not None
     assert (second - timezone.now()).total_seconds() > first_delay.total_seconds() * 1.5
 
