@@ -122,7 +122,7 @@ def chat_defaults(value: Any) -> dict[str, float]:
 
 def check_extra_args(engine: str, args: Any) -> None:
     """Refuse arguments the engine does not know, listing the ones it does."""
-    from appliance.engines import FlagError, LlamaServerEngine, engine_for
+    from appliance.engines import FlagError, LlamaCppPythonEngine, engine_for
 
     if isinstance(args, Mapping):
         bad = [key for key, value in args.items() if not (_is_number(value) or isinstance(value, str | bool))]
@@ -134,7 +134,7 @@ def check_extra_args(engine: str, args: Any) -> None:
         engine_for(engine).validate_extra_args(args)
     except FlagError as exc:
         # llama.cpp's flags depend on the image a deployment picks; the deployment checks again.
-        if engine == "llamacpp" and _accepted(LlamaServerEngine(), args):
+        if engine == "llamacpp" and _accepted(LlamaCppPythonEngine(), args):
             return
         raise ExtraArgsError(str(exc), exc.known, exc.unknown or exc.managed) from None
 
