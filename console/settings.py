@@ -313,6 +313,17 @@ CELERY_BEAT_SCHEDULE["deployments.reconcile-all"] = {
     "schedule": float(APPLIANCE_RECONCILE_SECONDS),
     "options": {"expires": APPLIANCE_RECONCILE_SECONDS},
 }
+# On-demand deployments: how long a request for one that is not running waits while it starts before
+# the gateway answers 503 with Retry-After (the chat waits as long, showing the time), and how often
+# the idle check runs.
+APPLIANCE_ON_DEMAND_WAIT_SECONDS = env_int("APPLIANCE_ON_DEMAND_WAIT_SECONDS", 120, minimum=0, maximum=3600)
+APPLIANCE_ON_DEMAND_RETRY_AFTER_SECONDS = env_int("APPLIANCE_ON_DEMAND_RETRY_AFTER_SECONDS", 10, minimum=1)
+APPLIANCE_IDLE_CHECK_SECONDS = env_int("APPLIANCE_IDLE_CHECK_SECONDS", 30, minimum=1)
+CELERY_BEAT_SCHEDULE["deployments.stop-idle"] = {
+    "task": "deployments.stop_idle",
+    "schedule": float(APPLIANCE_IDLE_CHECK_SECONDS),
+    "options": {"expires": APPLIANCE_IDLE_CHECK_SECONDS},
+}
 APPLIANCE_LOGS_WAIT_SECONDS = env_int("APPLIANCE_LOGS_WAIT_SECONDS", 5, minimum=1)
 # Image imports (`docker load` of `docker save` tarballs on a node). The web process stores uploads here and
 # each node's worker reads from here: on a multi-node appliance it is shared storage mounted at this path on

@@ -19,6 +19,7 @@ from appliance.catalog.models import Profile
 from appliance.core.exceptions import ServiceError
 from appliance.core.querysets import VIEW
 from appliance.deployments import services
+from appliance.deployments.choices import IDLE_MINUTES_DEFAULT, IDLE_MINUTES_MAX, IDLE_MINUTES_MIN
 from appliance.deployments.models import Deployment
 from frontend.forms import set_choices
 
@@ -28,6 +29,18 @@ class DeploymentForm(forms.Form):
     department_id = forms.TypedChoiceField(label=gettext_lazy("Department pool"), coerce=int)
     name = forms.RegexField(label=gettext_lazy("Name"), regex=r"^[a-z0-9][a-z0-9-]{0,62}$", max_length=63)
     replicas = forms.IntegerField(label=gettext_lazy("Replicas"), min_value=1, max_value=16, initial=1)
+    on_demand = forms.BooleanField(
+        label=gettext_lazy("On demand: stop when idle, start again on the next request"), required=False
+    )
+    idle_minutes = forms.IntegerField(
+        label=gettext_lazy("Idle minutes before it stops (on demand)"),
+        min_value=IDLE_MINUTES_MIN, max_value=IDLE_MINUTES_MAX, initial=IDLE_MINUTES_DEFAULT,
+    )  # fmt: skip
+
+
+class OnDemandForm(forms.Form):
+    on_demand = DeploymentForm.base_fields["on_demand"]
+    idle_minutes = DeploymentForm.base_fields["idle_minutes"]
 
 
 def _deployments(request: HttpRequest) -> QuerySet[Deployment]:
@@ -68,7 +81,25 @@ def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
     dep = get_object_or_404(_deployments(request), pk=pk)
     template = "deployments/_status.html" if request.headers.get("HX-Request") else "deployments/detail.html"
     context = {"dep": dep, "info": services.describe(dep), "events": dep.events.all()[:50]}
+    if template.endswith("detail.html"):
+        context["on_demand_form"] = OnDemandForm(initial={"on_demand": dep.on_demand, "idle_minutes": dep.idle_minutes})
     return render(request, template, context)
+
+
+@login_required
+@require_POST
+def deployment_on_demand(request: HttpRequest, pk: int) -> HttpResponse:
+    form = OnDemandForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(str(e) for errors in form.errors.values() for e in errors))
+        return redirect("deployment-detail", pk=pk)
+    try:
+        services.set_on_demand(acting_user(request), pk, **form.cleaned_data)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, _("On-demand setting saved."))
+    return redirect("deployment-detail", pk=pk)
 
 
 @login_required

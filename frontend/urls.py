@@ -32,6 +32,7 @@ urlpatterns = [
     path("deployments/", deployment_views.deployment_list, name="deployments"),
     path("deployments/new/", deployment_views.deployment_create, name="deployment-create"),
     path("deployments/<int:pk>/", deployment_views.deployment_detail, name="deployment-detail"),
+    path("deployments/<int:pk>/on-demand/", deployment_views.deployment_on_demand, name="deployment-on-demand"),
     path("deployments/<int:pk>/<str:verb>/", deployment_views.deployment_action, name="deployment-action"),
     path("images/", image_views.images, name="images"),
     path("images/engines/<str:engine>/", image_views.engine_image, name="engine-image"),

@@ -23,6 +23,7 @@ from appliance.deployments import routing
 from appliance.deployments.models import Deployment
 
 OK, SLOW, DOWN = "ok", "slow", "down"
+IDLE = "idle"  # on demand and not running: the first message starts it
 _RANK = {OK: 0, SLOW: 1, DOWN: 2}
 MAX_PROBE_THREADS = 16
 
@@ -74,22 +75,28 @@ def available_models(user: User) -> list[AvailableModel]:
     by_name: dict[str, list[routing.Endpoint]] = defaultdict(list)
     for endpoint in routing.endpoints(user):
         by_name[endpoint.served_model_name].append(endpoint)
-    ids = {endpoints[0].deployment_id for endpoints in by_name.values()}
+    idle = {name: ids[0] for name, ids in routing.on_demand_to_start(user).items() if name not in by_name}
+    ids = {endpoints[0].deployment_id for endpoints in by_name.values()} | set(idle.values())
     deployments = Deployment.objects.select_related("profile_version").in_bulk(ids)
     states = health([e.base_url for endpoints in by_name.values() for e in endpoints])
     models = []
-    for name, endpoints in sorted(by_name.items()):
-        version = deployments[endpoints[0].deployment_id].profile_version
+    for name, endpoints in by_name.items():
         best = min((states.get(e.base_url, DOWN) for e in endpoints), key=_RANK.__getitem__)
-        models.append(
-            AvailableModel(
-                name=name, engine=endpoints[0].engine, reasoning=endpoints[0].is_reasoning, status=best,
-                chat_defaults={**DEFAULT_TEMPERATURES, **(version.chat_defaults or {})},
-                default_max_tokens=default_max_tokens(version.max_model_len),
-                max_model_len=version.max_model_len,
-            )
-        )  # fmt: skip
-    return models
+        deployment = deployments[endpoints[0].deployment_id]
+        models.append(_model(name, deployment, best, endpoints[0].is_reasoning))
+    for name, deployment_id in idle.items():
+        deployment = deployments[deployment_id]
+        models.append(_model(name, deployment, IDLE, routing.is_reasoning(deployment.model_slug)))
+    return sorted(models, key=lambda m: m.name)
+
+
+def _model(name: str, deployment: Deployment, status: str, reasoning: bool) -> AvailableModel:
+    version = deployment.profile_version
+    return AvailableModel(
+        name=name, engine=deployment.engine, reasoning=reasoning, status=status,
+        chat_defaults={**DEFAULT_TEMPERATURES, **(version.chat_defaults or {})},
+        default_max_tokens=default_max_tokens(version.max_model_len), max_model_len=version.max_model_len,
+    )  # fmt: skip
 
 
 def as_dicts(models: list[AvailableModel]) -> list[dict[str, Any]]:

@@ -79,6 +79,7 @@ class ErrorCode(models.TextChoices):
     TOO_MANY_CONCURRENT = "too_many_concurrent_requests", _("Too many answers at once for your quota.")
     MAX_TOKENS_EXCEEDED = "max_tokens_exceeded", _("Max tokens is above what your quota allows per answer.")
     MODEL_UNAVAILABLE = "model_unavailable", _("This model is not available to you.")
+    MODEL_NOT_STARTED = "model_not_started", _("The model could not be started; try again shortly.")
     BUSY = "busy", _("An answer is still being written in this conversation.")
     NOT_FOUND = "not_found", _("Not found.")
     INVALID = "invalid", _("Invalid request.")

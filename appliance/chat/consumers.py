@@ -147,6 +147,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if event["conversation_id"] == self.conversation_id:
             await self.send_json({**event, "type": "delta"})
 
+    async def chat_status(self, event: dict[str, Any]) -> None:
+        """An answer waiting for its on-demand model to start: "starting the model… (elapsed)"."""
+        if event["conversation_id"] == self.conversation_id:
+            await self.send_json({**event, "type": "status"})
+
     async def chat_done(self, event: dict[str, Any]) -> None:
         if event["conversation_id"] != self.conversation_id:
             # Other tabs only need to know the list changed, not the text.

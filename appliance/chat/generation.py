@@ -25,7 +25,9 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 
+from appliance.accounts.models import User
 from appliance.chat import answers, live, metering, stops, upstream
 from appliance.chat.api.serializers import message_data
 from appliance.chat.choices import (
@@ -39,10 +41,14 @@ from appliance.chat.choices import (
 )
 from appliance.chat.planning import Job
 from appliance.chat.reasoning import Change, ThinkSplitter
+from appliance.core.exceptions import Conflict
+from appliance.deployments import lastuse, ondemand, routing
 
 logger = logging.getLogger(__name__)
 
 _running: dict[int, asyncio.Task[None]] = {}
+# While an on-demand model starts, its state is read and the elapsed time sent to the tabs this often.
+STARTING_POLL_SECONDS = 1.0
 # A database that refuses a connection for a moment must not turn a finished answer into an orphan.
 STORE_RETRY_PAUSES = (0.5, 1.0, 2.0, 4.0, 0.0)
 
@@ -162,7 +168,9 @@ class Generation:
         try:
             async with metering.admitted(self.job.admission()) as guard:
                 try:
-                    async with upstream.open_stream(self.job.base_urls, self.job.payload) as events:
+                    base_urls = await self._start_model() if self.job.starting else self.job.base_urls
+                    lastuse.touch(*self.job.deployment_ids)
+                    async with upstream.open_stream(base_urls, self.job.payload) as events:
                         await self._pump(events, guard)
                 finally:
                     guard.set_usage(*self._usage())
@@ -192,6 +200,7 @@ class Generation:
                 if chunk is None:
                     break
                 self._apply(chunk, guard)
+                lastuse.touch(*self.job.deployment_ids)  # a long answer keeps an on-demand model from idling
                 if self.batch.due():
                     await self._flush()
                 await guard.atouch()
@@ -203,6 +212,31 @@ class Generation:
         self._end_text(natural=self.progress.finish_reason == "stop")
         await self._flush()
         self.progress.status = Status.COMPLETE
+
+    async def _start_model(self) -> tuple[str, ...]:
+        """An on-demand model that is not running: start it, and tell the user's tabs how long it is taking."""
+        job, began = self.job, time.monotonic()
+        try:
+            await database_sync_to_async(ondemand.wake_for_request)(job.user_id, job.deployment_ids, job.model)
+        except Conflict as exc:
+            raise upstream.UpstreamError(ErrorCode.MODEL_NOT_STARTED, exc.message) from exc
+        while True:
+            state = await database_sync_to_async(ondemand.progress)(list(job.deployment_ids))
+            if state.ready:
+                urls = await database_sync_to_async(_base_urls)(job.user_id, job.model)
+                if urls:
+                    return urls
+            elif state.failed:
+                raise upstream.UpstreamError(ErrorCode.MODEL_NOT_STARTED, state.detail)
+            elapsed = time.monotonic() - began
+            if elapsed >= settings.APPLIANCE_ON_DEMAND_WAIT_SECONDS:
+                raise upstream.UpstreamError(ErrorCode.MODEL_NOT_STARTED, f"not running after {elapsed:.0f} s")
+            event = {
+                "type": "chat.status", "conversation_id": job.conversation_id, "message_id": job.message_id,
+                "status": "starting", "elapsed": int(elapsed),
+            }  # fmt: skip
+            await self.layer.group_send(user_group(job.user_id), event)
+            await asyncio.sleep(STARTING_POLL_SECONDS)
 
     def _apply(self, chunk: upstream.Chunk, guard: Any) -> None:
         now = time.monotonic()
@@ -301,6 +335,12 @@ class Generation:
             event = {"conversation_id": job.conversation_id, "message": message, "quota": quota}
             await self.layer.group_send(user_group(job.user_id), {"type": "chat.done", **event})
         await live.end(job.message_id)
+
+
+def _base_urls(user_id: int, model: str) -> tuple[str, ...]:
+    """The replicas of ``model`` the user may use now (routing's rule, re-read once the model runs)."""
+    user = User.objects.select_related("department").get(pk=user_id)
+    return tuple(dict.fromkeys(e.base_url for e in routing.endpoints(user, model)))
 
 
 def _store(message_id: int, final: answers.Final) -> dict[str, Any] | None:

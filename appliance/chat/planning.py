@@ -47,6 +47,9 @@ class ModelChoice:
     reasoning: bool
     chat_defaults: dict[str, float]
     max_model_len: int
+    deployment_ids: tuple[int, ...] = ()
+    # On demand and not running: the generation starts these deployments and waits (no base_urls yet).
+    starting: bool = False
 
     def temperature_for(self, task: str) -> float:
         return float(self.chat_defaults.get(task, DEFAULT_TEMPERATURES.get(task, DEFAULT_TEMPERATURES[DEFAULT_TASK])))
@@ -77,6 +80,8 @@ class Job:
     prompt_tokens: int
     max_tokens: int
     request_id: str
+    deployment_ids: tuple[int, ...] = ()  # the deployments behind base_urls (or to start), marked as in use
+    starting: bool = False  # on demand, not running: start deployment_ids and wait for base_urls
 
     def admission(self) -> Admission:
         return Admission(
@@ -87,10 +92,11 @@ class Job:
 
 
 def choose_model(user: User, name: str) -> ModelChoice:
-    """The running deployments of ``name`` the user may use (routing's rule), else PermissionDenied."""
+    """The running deployments of ``name`` the user may use (routing's rule), else the on-demand ones
+    to start, else PermissionDenied."""
     endpoints = routing.endpoints(user, name) if name else []
     if not endpoints:
-        raise PermissionDenied(_("This model is not available to you."), code=ErrorCode.MODEL_UNAVAILABLE)
+        return _to_start(user, name)
     first = endpoints[0]
     deployment = Deployment.objects.select_related("profile_version").get(pk=first.deployment_id)
     urls = [e.base_url for e in endpoints]
@@ -100,6 +106,20 @@ def choose_model(user: User, name: str) -> ModelChoice:
         base_urls=tuple(dict.fromkeys(urls)), reasoning=first.is_reasoning,
         chat_defaults=dict(deployment.profile_version.chat_defaults or {}),
         max_model_len=deployment.profile_version.max_model_len,
+        deployment_ids=tuple(dict.fromkeys(e.deployment_id for e in endpoints)),
+    )  # fmt: skip
+
+
+def _to_start(user: User, name: str) -> ModelChoice:
+    ids = routing.on_demand_to_start(user, name).get(name) if name else None
+    if not ids:
+        raise PermissionDenied(_("This model is not available to you."), code=ErrorCode.MODEL_UNAVAILABLE)
+    deployment = Deployment.objects.select_related("profile_version").get(pk=ids[0])
+    return ModelChoice(
+        name=name, deployment_id=deployment.pk, department_id=deployment.department_id, base_urls=(),
+        reasoning=routing.is_reasoning(deployment.model_slug),
+        chat_defaults=dict(deployment.profile_version.chat_defaults or {}),
+        max_model_len=deployment.profile_version.max_model_len, deployment_ids=tuple(ids), starting=True,
     )  # fmt: skip
 
 
@@ -137,4 +157,5 @@ def plan(user: User, conversation: Conversation, message_id: int, choice: ModelC
         department_id=user.department_id, deployment_id=choice.deployment_id, model=choice.name,
         base_urls=choice.base_urls, payload=payload, assume_reasoning=choice.reasoning,
         prompt_tokens=estimate_tokens(messages), max_tokens=max_tokens, request_id=uuid.uuid4().hex,
+        deployment_ids=choice.deployment_ids, starting=choice.starting,
     )  # fmt: skip

@@ -16,6 +16,7 @@ def _strings() -> dict[str, str]:
     """What the page's script says, translated here so one catalogue serves template and script."""
     return {
         "thinking": _("Thinking…"),
+        "startingModel": _("Starting the model… (%(seconds)s s)"),
         "thought": _("Thought for %(seconds)s seconds"),
         "stopped": _("Stopped by you; the answer so far is kept."),
         "failed": _("The answer failed: %(reason)s The text so far is kept."),
@@ -39,6 +40,7 @@ def _strings() -> dict[str, str]:
         "untitled": _("New conversation"),
         "slow": _("busy"),
         "down": _("not responding"),
+        "idle": _("starts on your first message"),
         "noModels": _("No model is running for your department yet."),
         "connecting": _("Connecting…"),
         "connected": _("Connected"),

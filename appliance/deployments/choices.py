@@ -21,6 +21,8 @@ class State(models.TextChoices):
 class Desired(models.TextChoices):
     RUNNING = "running", _("Running")
     STOPPED = "stopped", _("Stopped")
+    # An on-demand deployment stopped (or not yet started) for want of use: the next request starts it.
+    IDLE = "idle", _("Idle (starts on the next request)")
 
 
 class Role(models.TextChoices):
@@ -35,6 +37,10 @@ class Role(models.TextChoices):
 ACTIVE_STATES = frozenset({State.SCHEDULED, State.CREATING, State.STARTING, State.RUNNING, State.UNREACHABLE})
 # States from which start is allowed.
 STARTABLE_STATES = frozenset({State.PENDING, State.STOPPED, State.FAILED})
+# States of an idle on-demand deployment from which a request starts it (stopping: once stopped).
+WAKEABLE_STATES = frozenset({State.PENDING, State.STOPPED, State.STOPPING})
+# Bounds of an on-demand deployment's idle timeout, in minutes (a week at most).
+IDLE_MINUTES_MIN, IDLE_MINUTES_MAX, IDLE_MINUTES_DEFAULT = 1, 7 * 24 * 60, 30
 # States in which a deployment may be deleted.
 DELETABLE_STATES = frozenset({State.PENDING, State.STOPPED, State.FAILED})
 

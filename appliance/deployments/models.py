@@ -10,11 +10,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
 from appliance.core.querysets import VIEW, RestrictedQuerySet
-from appliance.deployments.choices import Desired, ImportState, Role, State
+from appliance.deployments.choices import (
+    IDLE_MINUTES_DEFAULT,
+    IDLE_MINUTES_MAX,
+    IDLE_MINUTES_MIN,
+    Desired,
+    ImportState,
+    Role,
+    State,
+)
 
 if TYPE_CHECKING:
     from appliance.accounts.models import User
@@ -51,6 +60,14 @@ class Deployment(models.Model):
     max_restarts = models.PositiveSmallIntegerField(default=3)
     restart_count = models.PositiveSmallIntegerField(default=0)
     next_restart_at = models.DateTimeField(null=True, blank=True)
+    # On demand: stopped after ``idle_minutes`` without a request, started again by the next one.
+    on_demand = models.BooleanField(default=False)
+    idle_minutes = models.PositiveIntegerField(
+        default=IDLE_MINUTES_DEFAULT,
+        validators=[MinValueValidator(IDLE_MINUTES_MIN), MaxValueValidator(IDLE_MINUTES_MAX)],
+    )
+    # The last request seen, as the idle check last copied it from Redis (appliance.deployments.lastuse).
+    last_used_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -241,4 +258,6 @@ def snapshot(dep: Deployment) -> dict[str, Any]:
         "replicas": dep.replicas,
         "desired": dep.desired,
         "state": dep.state,
+        "on_demand": dep.on_demand,
+        "idle_minutes": dep.idle_minutes,
     }

@@ -2,16 +2,18 @@
 
 A user may use the running deployments of their own department and of its parent departments
 (a shared model run by the IT department for everyone). Platform admins may use all of them.
+An on-demand deployment that is not running is offered too, unless a person stopped it: a
+request for it starts it (``ondemand.wake``) and waits.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from appliance.accounts.models import User
-from appliance.deployments.choices import Role, State
+from appliance.deployments.choices import Desired, Role, State
 from appliance.deployments.models import Deployment, Instance
 
 
@@ -26,15 +28,39 @@ class Endpoint:
     is_reasoning: bool = False
 
 
-def usable_deployments(user: User) -> QuerySet[Deployment]:
-    running = Deployment.objects.filter(state=State.RUNNING)
+# Not running, but started by the next request: on demand, and not stopped by a person.
+STARTABLE_ON_DEMAND = Q(on_demand=True) & ~Q(state=State.RUNNING) & ~Q(desired=Desired.STOPPED)
+
+
+def _for(user: User, deployments: QuerySet[Deployment]) -> QuerySet[Deployment]:
     if not user.is_active:
-        return running.none()
+        return deployments.none()
     if user.is_platform_admin:
-        return running
+        return deployments
     if user.department is None:
-        return running.none()
-    return running.filter(department_id__in=user.department.lineage_ids())
+        return deployments.none()
+    return deployments.filter(department_id__in=user.department.lineage_ids())
+
+
+def usable_deployments(user: User) -> QuerySet[Deployment]:
+    """The running deployments the user may send requests to."""
+    return _for(user, Deployment.objects.filter(state=State.RUNNING))
+
+
+def offered_deployments(user: User) -> QuerySet[Deployment]:
+    """What the user's model lists show: the running ones and the on-demand ones a request starts."""
+    return _for(user, Deployment.objects.filter(Q(state=State.RUNNING) | STARTABLE_ON_DEMAND))
+
+
+def on_demand_to_start(user: User, served_model_name: str | None = None) -> dict[str, list[int]]:
+    """Served name → ids of the user's on-demand deployments of it that a request would start (or is starting)."""
+    deps = _for(user, Deployment.objects.filter(STARTABLE_ON_DEMAND))
+    if served_model_name is not None:
+        deps = deps.filter(served_model_name=served_model_name)
+    found: dict[str, list[int]] = {}
+    for pk, name in deps.order_by("pk").values_list("pk", "served_model_name"):
+        found.setdefault(name, []).append(pk)
+    return found
 
 
 def endpoints(user: User, served_model_name: str | None = None) -> list[Endpoint]:
@@ -55,17 +81,17 @@ def endpoints(user: User, served_model_name: str | None = None) -> list[Endpoint
             engine=i.deployment.engine,
             base_url=i.base_url,
             department_id=i.deployment.department_id,
-            is_reasoning=_is_reasoning(i.deployment.model_slug),
+            is_reasoning=is_reasoning(i.deployment.model_slug),
         )
         for i in instances
     ]
 
 
 def model_names(user: User) -> list[str]:
-    return sorted(set(usable_deployments(user).values_list("served_model_name", flat=True)))
+    return sorted(set(offered_deployments(user).values_list("served_model_name", flat=True)))
 
 
-def _is_reasoning(model_slug: str) -> bool:
+def is_reasoning(model_slug: str) -> bool:
     from appliance.catalog.catalog import get_model
 
     try:

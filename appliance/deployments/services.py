@@ -22,6 +22,9 @@ from appliance.deployments.choices import (
     ACTIVE_STATES,
     ALLOWED,
     DELETABLE_STATES,
+    IDLE_MINUTES_DEFAULT,
+    IDLE_MINUTES_MAX,
+    IDLE_MINUTES_MIN,
     STARTABLE_STATES,
     Desired,
     Role,
@@ -79,12 +82,15 @@ def create_deployment(
     replicas: int = 1,
     start: bool = True,
     max_restarts: int | None = None,
+    on_demand: bool = False,
+    idle_minutes: int = IDLE_MINUTES_DEFAULT,
 ) -> Deployment:
     dept = _managed_department(actor, department_id)
     version = latest_version(profile_id)
     spec = launch_spec(version)
     if not 1 <= replicas <= 16:
         raise InvalidInput("replicas: must be between 1 and 16.", code="invalid", details={"replicas": replicas})
+    _check_idle_minutes(idle_minutes)
     dep = Deployment(
         name=name,
         department=dept,
@@ -94,8 +100,11 @@ def create_deployment(
         served_model_name=spec.served_model_name,
         image=image_for(spec.engine),
         replicas=replicas,
-        desired=Desired.RUNNING if start else Desired.STOPPED,
+        # On demand and not started now: the first request starts it.
+        desired=Desired.RUNNING if start else (Desired.IDLE if on_demand else Desired.STOPPED),
         max_restarts=settings.APPLIANCE_MAX_RESTARTS if max_restarts is None else max_restarts,
+        on_demand=on_demand,
+        idle_minutes=idle_minutes,
         created_by=actor,
     )
     try:
@@ -107,6 +116,29 @@ def create_deployment(
     audit.record("deployment.create", actor=actor, target=dep, after=snapshot(dep))
     if start:
         schedule(dep, spec, actor)
+    return dep
+
+
+def _check_idle_minutes(idle_minutes: int) -> None:
+    if not IDLE_MINUTES_MIN <= idle_minutes <= IDLE_MINUTES_MAX:
+        raise InvalidInput(
+            f"idle_minutes: must be between {IDLE_MINUTES_MIN} and {IDLE_MINUTES_MAX}.",
+            code="invalid",
+            details={"idle_minutes": idle_minutes},
+        )
+
+
+@transaction.atomic
+def set_on_demand(actor: User, deployment_id: int, *, on_demand: bool, idle_minutes: int) -> Deployment:
+    """Mark a deployment on demand (or not) and set its idle timeout; takes effect at the next idle check."""
+    _check_idle_minutes(idle_minutes)
+    dep = _lock(actor, deployment_id)
+    before = snapshot(dep)
+    dep.on_demand, dep.idle_minutes = on_demand, idle_minutes
+    if not on_demand and dep.desired == Desired.IDLE:
+        dep.desired = Desired.STOPPED  # no longer started by requests: it stays stopped until a person starts it
+    dep.save(update_fields=["on_demand", "idle_minutes", "desired"])
+    audit.record("deployment.on_demand", actor=actor, target=dep, before=before, after=snapshot(dep))
     return dep
 
 
@@ -171,6 +203,9 @@ def stop_deployment(
         else Deployment.objects.select_for_update().get(pk=deployment_id)
     )
     if dep.state in (State.STOPPED, State.PENDING):
+        if dep.desired == Desired.IDLE:  # idle on demand: the stop keeps requests from starting it
+            _hold_stopped(dep, actor, reason)
+            return dep
         raise Conflict(f"Deployment {dep.name} is already {dep.state}.", code="already_stopped")
     before = snapshot(dep)
     dep.desired = Desired.RUNNING if restart else Desired.STOPPED
@@ -189,6 +224,15 @@ def stop_deployment(
     transition(dep, State.STOPPING, reason, actor)
     queue_stops(dep)
     return dep
+
+
+def _hold_stopped(dep: Deployment, actor: User | None, reason: str) -> None:
+    before = snapshot(dep)
+    dep.desired = Desired.STOPPED
+    dep.save(update_fields=["desired"])
+    why = f"{reason}; requests no longer start it"
+    Event.objects.create(deployment=dep, from_state=dep.state, to_state=dep.state, reason=why)
+    audit.record("deployment.stopped", actor=actor, target=dep, before=before, after={**snapshot(dep), "reason": why})
 
 
 def queue_stops(dep: Deployment) -> None:

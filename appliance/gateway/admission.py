@@ -27,7 +27,7 @@ from django.db import connections
 
 from appliance.accounts.models import User
 from appliance.accounts.services import authenticate_key
-from appliance.deployments.routing import Endpoint, endpoints, model_names, usable_deployments
+from appliance.deployments.routing import Endpoint, endpoints, model_names, offered_deployments, on_demand_to_start
 from appliance.gateway import metering
 from appliance.gateway.errors import model_not_found, no_upstream, unauthorized
 
@@ -50,6 +50,8 @@ class Route:
     principal: Principal
     endpoints: tuple[Endpoint, ...]
     scopes: tuple[metering.Scope, ...]
+    # No endpoint yet: the on-demand deployments a request starts and waits for (gateway.starting).
+    starting: tuple[int, ...] = ()
 
 
 # ("key", key hash) → Principal, ("route", key hash, model) → Route, ("models", key hash) → list.
@@ -87,6 +89,9 @@ def _resolve(secret: str, model: str) -> Route:
     user, principal = _authenticate(secret)
     found = tuple(endpoints(user, model))
     if not found:
+        to_start = on_demand_to_start(user, model).get(model)
+        if to_start:
+            return Route(principal, (), tuple(metering.scopes_for(user)), tuple(to_start))
         # Running but with no replica up is a 503 (retry later); not usable at all is a 404.
         raise no_upstream(model) if model in model_names(user) else model_not_found(model)
     return Route(principal, found, tuple(metering.scopes_for(user)))
@@ -124,7 +129,8 @@ async def _lookup(state: _Lookups, cache_key: tuple[str, ...], fn: Callable[...,
     async with state.slots:
         found = await in_thread(fn, *args)
     ttl = settings.APPLIANCE_GATEWAY_CACHE_SECONDS
-    if ttl > 0:
+    # A route to a model being started is looked up afresh until the model runs.
+    if ttl > 0 and not (isinstance(found, Route) and not found.endpoints):
         if len(_cache) >= _MAX_ENTRIES:
             _cache.clear()
         _cache[cache_key] = (time.monotonic() + ttl, found)
@@ -164,13 +170,13 @@ async def route(secret: str, model: str) -> Route:
 def _models(secret: str) -> list[tuple[str, int]]:
     user, _principal = _authenticate(secret)
     created: dict[str, int] = {}
-    for name, at in usable_deployments(user).values_list("served_model_name", "created_at"):
+    for name, at in offered_deployments(user).values_list("served_model_name", "created_at"):
         stamp = int(at.timestamp())
         created[name] = min(stamp, created.get(name, stamp))
     return sorted(created.items())
 
 
 async def models(secret: str) -> list[tuple[str, int]]:
-    """(served model name, creation time) of every running deployment the key's user may use;
-    looked up like routes: cached, shared and within the bound."""
+    """(served model name, creation time) of every deployment the key's user may use: running, or on
+    demand (a request starts it); looked up like routes: cached, shared and within the bound."""
     return await _shared(("models", _key_hash(secret)), _models, secret)

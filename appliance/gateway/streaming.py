@@ -13,6 +13,7 @@ import asyncio
 import weakref
 from collections.abc import AsyncGenerator
 
+from appliance.deployments import lastuse
 from appliance.gateway import balancer, relay, translate_ollama
 from appliance.gateway.metering import Guard, UsageStatus
 from appliance.gateway.protocol import Call
@@ -40,8 +41,10 @@ class StreamedAnswer:
     async def _body(self) -> AsyncGenerator[bytes, None]:
         source = self._source()
         status: str | None = None
+        deployment_id = self.opened.endpoint.deployment_id
         try:
             async for chunk in source:
+                lastuse.touch(deployment_id)  # a long stream keeps its on-demand deployment from idling
                 yield chunk
         except (asyncio.CancelledError, GeneratorExit):
             status = UsageStatus.CANCELLED

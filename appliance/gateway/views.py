@@ -9,6 +9,8 @@ and closes the stream, which closes the engine's request), engine failure.
 ``X-Console-Overhead-Ms`` on every response is the time spent in this view before the engine
 request was sent (key check, routing, quota); for a whole (non-streamed) answer the time spent on
 it after the engine's answer arrived is added. Middleware before the view is not included.
+A request for an on-demand model that is not running waits while it starts (``starting``); that
+wait is not overhead: it is reported in ``X-Console-Cold-Start-Ms``.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from appliance.deployments import lastuse
 from appliance.deployments.routing import Endpoint
-from appliance.gateway import admission, balancer, metering, relay, translate_ollama, upstream
+from appliance.gateway import admission, balancer, metering, relay, starting, translate_ollama, upstream
 from appliance.gateway.errors import UPSTREAM, GatewayError
 from appliance.gateway.protocol import Call, Kind, parse
 from appliance.gateway.streaming import OLLAMA, StreamedAnswer
 
 OVERHEAD_HEADER = "X-Console-Overhead-Ms"
+COLD_START_HEADER = "X-Console-Cold-Start-Ms"  # only on a request that waited for an on-demand model to start
 
 
 def _timed(response: HttpResponseBase, overhead_s: float) -> HttpResponseBase:
@@ -94,7 +98,23 @@ async def _generate(request: HttpRequest, kind: Kind) -> HttpResponseBase:
         guard = await metering.begin(route, call, _request_id(request))
     except GatewayError as exc:
         return _timed(exc.response(), _since(started))
-    return await _forward(call, route, guard, started, _request_id(request))
+    if route.endpoints:
+        return await _forward(call, route, guard, started, _request_id(request))
+    # An on-demand model that is not running: the quota admitted the request, now start it and wait.
+    waiting = time.perf_counter()
+    try:
+        route = await starting.until_running(route, _secret(request), call.model)
+    except GatewayError as exc:
+        await metering.fail(guard)
+        return _timed(exc.response(), _since(started))
+    except BaseException as exc:  # the client left while the model was starting (the start goes on)
+        await guard.afinish(metering.UsageStatus.CANCELLED if isinstance(exc, asyncio.CancelledError) else None)
+        raise
+    waited = _since(waiting)
+    # The overhead header keeps meaning the console's own time; the wait for the start has its own.
+    response = await _forward(call, route, guard, started + waited, _request_id(request))
+    response[COLD_START_HEADER] = f"{waited * 1000:.0f}"
+    return response
 
 
 async def _admit(request: HttpRequest, kind: Kind) -> tuple[Call, admission.Route]:
@@ -143,6 +163,7 @@ async def _forward(
         await guard.afinish(metering.UsageStatus.CANCELLED if isinstance(exc, asyncio.CancelledError) else None)
         raise
     metering.served_by(guard, opened.endpoint)
+    lastuse.touch(opened.endpoint.deployment_id)
     if not opened.response.is_success:
         error = await upstream.error_from(opened.response)
         await _close(opened)
@@ -158,6 +179,7 @@ async def _close(opened: upstream.Opened) -> None:
         await opened.response.aclose()
     finally:
         balancer.release(opened.endpoint)
+        lastuse.touch(opened.endpoint.deployment_id)
 
 
 def _streaming(call: Call, opened: upstream.Opened, guard: metering.Guard) -> StreamingHttpResponse:

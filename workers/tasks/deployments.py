@@ -14,7 +14,7 @@ from celery.signals import worker_ready
 from django.conf import settings
 from django.utils import timezone
 
-from appliance.deployments import docker_driver, lifecycle
+from appliance.deployments import docker_driver, lifecycle, ondemand
 from appliance.deployments.choices import Role, State
 from appliance.deployments.containers import container_kwargs
 from appliance.deployments.images import record_node_images
@@ -153,6 +153,13 @@ def reconcile_all() -> int:
     for dep_id in due.values_list("pk", flat=True):
         lifecycle.restart_due(dep_id)
     return len(names)
+
+
+@shared_task(name="deployments.stop_idle", ignore_result=True)
+def stop_idle() -> list[int]:
+    """Beat: stop the on-demand deployments idle past their timeout. Each row is claimed by a
+    conditional UPDATE, so two checks at once (or a request waking it) never stop it twice."""
+    return ondemand.stop_idle_deployments()
 
 
 @shared_task(name="deployments.tail_logs", ignore_result=True)

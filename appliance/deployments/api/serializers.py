@@ -5,6 +5,7 @@ from typing import Any
 from rest_framework import serializers
 
 from appliance.core.api.serializers import StrictSerializer
+from appliance.deployments.choices import IDLE_MINUTES_DEFAULT, IDLE_MINUTES_MAX, IDLE_MINUTES_MIN
 from appliance.deployments.models import Deployment, Event, Instance
 from appliance.deployments.services import describe
 
@@ -60,6 +61,9 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "restart_count",
             "max_restarts",
             "next_restart_at",
+            "on_demand",
+            "idle_minutes",
+            "last_used_at",
             "created_at",
             "instances",
             "endpoints",
@@ -81,6 +85,10 @@ class DeploymentCreateSerializer(StrictSerializer):
     replicas = serializers.IntegerField(min_value=1, max_value=16, default=1)
     start = serializers.BooleanField(default=True)
     max_restarts = serializers.IntegerField(min_value=0, max_value=20, required=False)
+    on_demand = serializers.BooleanField(default=False)
+    idle_minutes = serializers.IntegerField(
+        min_value=IDLE_MINUTES_MIN, max_value=IDLE_MINUTES_MAX, default=IDLE_MINUTES_DEFAULT
+    )
 
     def service_kwargs(self) -> dict[str, Any]:
         data = dict(self.validated_data)
@@ -90,8 +98,17 @@ class DeploymentCreateSerializer(StrictSerializer):
             "department_id": data["department"],
             "replicas": data["replicas"],
             "start": data["start"],
+            "on_demand": data["on_demand"],
+            "idle_minutes": data["idle_minutes"],
             **({"max_restarts": data["max_restarts"]} if "max_restarts" in data else {}),
         }
+
+
+class OnDemandSerializer(StrictSerializer):
+    on_demand = serializers.BooleanField()
+    idle_minutes = serializers.IntegerField(
+        min_value=IDLE_MINUTES_MIN, max_value=IDLE_MINUTES_MAX, default=IDLE_MINUTES_DEFAULT
+    )
 
 
 class EventSerializer(serializers.ModelSerializer):

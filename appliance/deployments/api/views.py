@@ -18,6 +18,7 @@ from appliance.deployments.api.serializers import (
     DeploymentCreateSerializer,
     DeploymentSerializer,
     EventSerializer,
+    OnDemandSerializer,
 )
 from appliance.deployments.models import Deployment, Instance
 
@@ -65,6 +66,16 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Restri
     @action(detail=True, methods=["post"])
     def restart(self, request: Request, pk: str) -> Response:
         return self._act(request, pk, "restart")
+
+    @extend_schema(request=OnDemandSerializer, responses={200: DeploymentSerializer})
+    @action(detail=True, methods=["post"], url_path="on-demand")
+    def on_demand(self, request: Request, pk: str) -> Response:
+        """Mark the deployment on demand (stopped when idle, started by the next request) or not."""
+        self.get_object_for("view")
+        ser = OnDemandSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        services.set_on_demand(acting_user(request), int(pk), **ser.validated_data)
+        return Response(DeploymentSerializer(self.queryset.get(pk=pk)).data)
 
     def destroy(self, request: Request, pk: str) -> Response:
         self.get_object_for("view")

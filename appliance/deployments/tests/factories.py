@@ -6,8 +6,11 @@ from django.conf import settings
 from django.db import transaction
 
 from appliance.accounts.models import Department, User
-from appliance.catalog.models import Profile
+from appliance.catalog.models import Profile, ProfileVersion
+from appliance.deployments import lifecycle
+from appliance.deployments.choices import Desired, State
 from appliance.deployments.images import record_node_images
+from appliance.deployments.models import Deployment, Instance, NodeImage
 from appliance.gpus import services as gpu_services
 from appliance.gpus.models import GpuUnit, Node
 from appliance.gpus.simulated import collect_simulated
@@ -37,3 +40,29 @@ def with_images(node: Node, *tags: str) -> None:
 
 def profile_id(slug: str) -> int:
     return Profile.objects.get(slug=slug).pk
+
+
+def idle_on_demand(
+    department: Department, created_by: User, served_model_name: str, version: ProfileVersion, node_name: str
+) -> Deployment:
+    """An on-demand deployment stopped for want of use, with its image on a ready node (a CPU profile's
+    deployment can be placed there): what the idle check leaves behind."""
+    node, _ = Node.objects.get_or_create(name=node_name, defaults={"hostname": node_name})
+    NodeImage.objects.get_or_create(node=node, tag="test", defaults={"image_id": "sha256:test"})
+    return Deployment.objects.create(
+        name=f"od-{served_model_name}"[:64], department=department, profile_version=version,
+        engine=version.engine, model_slug=version.model, served_model_name=served_model_name, image="test",
+        on_demand=True, idle_minutes=1, desired=Desired.IDLE, state=State.STOPPED, created_by=created_by,
+    )  # fmt: skip
+
+
+def play_node_worker(deployment_id: int, port: int) -> Instance | None:
+    """What a node's worker does with a queued launch, without Docker: claim it, report a container
+    listening on ``port`` (a test engine), then report it healthy. None when nothing was scheduled."""
+    inst = Instance.objects.filter(deployment_id=deployment_id, state=State.SCHEDULED).first()
+    if inst is None or lifecycle.claim_for_launch(inst.pk) is None:
+        return None
+    Instance.objects.filter(pk=inst.pk).update(host_port=port)
+    lifecycle.mark_started(inst.pk, "c0ffee")
+    lifecycle.mark_healthy(inst.pk, "test engine answers")
+    return Instance.objects.get(pk=inst.pk)

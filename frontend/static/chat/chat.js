@@ -133,6 +133,13 @@
       noteThinking(message);
       schedule(message.id);
     },
+    status(event) {
+      // The answer waits for its on-demand model to start: show how long, until the first words arrive.
+      const message = event.conversation_id === state.conversationId && find(event.message_id);
+      if (!message || message.status !== "streaming") return;
+      message.starting = event.elapsed;
+      schedule(message.id);
+    },
     done(event) {
       if (event.quota) state.quota = event.quota;
       if (event.conversation_id === state.conversationId && event.message.content !== undefined) {

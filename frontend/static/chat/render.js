@@ -59,6 +59,9 @@
     function assistantParts(message) {
       const parts = [];
       const streaming = message.status === "streaming";
+      if (streaming && message.starting != null && !message.content && !message.reasoning) {
+        parts.push(startingPart(message));
+      }
       if (message.reasoning) parts.push(reasoningPart(message, streaming));
       const answer = document.createElement("div");
       answer.className = "answer";
@@ -68,6 +71,14 @@
       if (["failed", "stopped", "interrupted"].includes(message.status)) parts.push(problemPart(message));
       if (!streaming) parts.push(statsPart(message), assistantActions(message));
       return parts;
+    }
+
+    function startingPart(message) {
+      const line = document.createElement("p");
+      line.className = "starting muted";
+      line.dataset.testid = "model-starting";
+      line.textContent = fmt(S.startingModel, { seconds: message.starting });
+      return line;
     }
 
     function reasoningPart(message, streaming) {
