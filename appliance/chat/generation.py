@@ -41,7 +41,7 @@ from appliance.chat.choices import (
 )
 from appliance.chat.planning import Job
 from appliance.chat.reasoning import Change, ThinkSplitter
-from appliance.core.exceptions import Conflict
+from appliance.core.exceptions import ServiceError
 from appliance.deployments import lastuse, ondemand, routing
 
 logger = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ class Generation:
         job, began = self.job, time.monotonic()
         try:
             await database_sync_to_async(ondemand.wake_for_request)(job.user_id, job.deployment_ids, job.model)
-        except Conflict as exc:
+        except ServiceError as exc:
             raise upstream.UpstreamError(ErrorCode.MODEL_NOT_STARTED, exc.message) from exc
         while True:
             state = await database_sync_to_async(ondemand.progress)(list(job.deployment_ids))

@@ -16,7 +16,7 @@ import weakref
 
 from django.conf import settings
 
-from appliance.core.exceptions import Conflict
+from appliance.core.exceptions import ServiceError
 from appliance.deployments import ondemand
 from appliance.gateway import admission
 from appliance.gateway.errors import UNAVAILABLE, GatewayError
@@ -50,7 +50,7 @@ async def until_running(route: admission.Route, secret: str, model: str) -> admi
     deadline = time.monotonic() + settings.APPLIANCE_ON_DEMAND_WAIT_SECONDS
     try:
         await admission.in_thread(ondemand.wake_for_request, route.principal.user_id, route.starting, model)
-    except Conflict as exc:
+    except ServiceError as exc:  # no free units, image gone, profile no longer valid: said as is
         message = f"`{model}` is not running and cannot start now: {exc.message}"
         raise not_ready(model, message, "model_cannot_start") from exc
     while True:

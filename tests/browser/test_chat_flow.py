@@ -171,3 +171,34 @@ def test_a_reload_during_the_answer_picks_it_up(
     assert page.locator("[data-testid=assistant-message]").count() == 0
     page.fill("[data-testid=chat-search]", "三十")
     page.wait_for_selector("[data-testid=conversations] li >> text=数到三十")
+
+
+def test_an_on_demand_model_starts_with_the_first_message_and_the_page_says_so(
+    console_url: str, page: Any, personas: dict[str, User], engine: FakeEngine, seeded_profiles: None
+) -> None:
+    from appliance.catalog.models import ProfileVersion
+    from appliance.deployments.models import Instance
+    from appliance.deployments.tests.factories import idle_on_demand, play_node_worker
+
+    version = ProfileVersion.objects.filter(profile__slug="smollm2-cpu").latest("number")
+    department = personas["alice"].department
+    assert department is not None
+    dep = idle_on_demand(department, personas["alice"], engine.model, version, "chat-od-node")
+    engine.default = Script(content=["已经", "启动。"])
+    _log_in_and_open_chat(page, console_url, "bob")
+    option = f"[data-testid=model-picker] option[value='{engine.model}']"
+    page.wait_for_selector(option, state="attached")
+    assert page.inner_text(option) == f"{engine.model}（发送消息后自动启动）"
+    page.fill("[data-testid=composer]", "你好")
+    page.click("[data-testid=send]")
+
+    page.wait_for_function(_STREAMING_TEXT, arg=["[data-testid=model-starting]", "正在启动模型…（"])
+    deadline = time.monotonic() + 10
+    while not Instance.objects.filter(deployment=dep).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(2)  # the engine loading its model
+    play_node_worker(dep.pk, engine.port)
+    done = page.locator("[data-testid=assistant-message][data-status=complete] [data-testid=answer]")
+    done.wait_for(timeout=20_000)
+    assert done.inner_text() == "已经启动。"
+    assert page.locator("[data-testid=model-starting]").count() == 0
