@@ -31,7 +31,7 @@ def _retry_after() -> dict[str, str]:
     return {"Retry-After": str(settings.APPLIANCE_ON_DEMAND_RETRY_AFTER_SECONDS)}
 
 
-def not_ready(model: str, message: str, code: str) -> GatewayError:
+def not_ready(message: str, code: str) -> GatewayError:
     return GatewayError(503, message, type=UNAVAILABLE, code=code, param="model", headers=_retry_after())
 
 
@@ -52,7 +52,7 @@ async def until_running(route: admission.Route, secret: str, model: str) -> admi
         await admission.in_thread(ondemand.wake_for_request, route.principal.user_id, route.starting, model)
     except ServiceError as exc:  # no free units, image gone, profile no longer valid: said as is
         message = f"`{model}` is not running and cannot start now: {exc.message}"
-        raise not_ready(model, message, "model_cannot_start") from exc
+        raise not_ready(message, "model_cannot_start") from exc
     while True:
         state = await _progress(route.starting)
         if state.ready:
@@ -60,10 +60,10 @@ async def until_running(route: admission.Route, secret: str, model: str) -> admi
             if fresh.endpoints:
                 return fresh
         elif state.failed:
-            raise not_ready(model, f"`{model}` failed to start: {state.detail}", "model_start_failed")
+            raise not_ready(f"`{model}` failed to start: {state.detail}", "model_start_failed")
         left = deadline - time.monotonic()
         if left <= 0:
             waited = settings.APPLIANCE_ON_DEMAND_WAIT_SECONDS
             message = f"`{model}` is starting ({state.detail}) and was not ready within {waited} s; retry shortly."
-            raise not_ready(model, message, "model_starting")
+            raise not_ready(message, "model_starting")
         await asyncio.sleep(min(POLL_SECONDS, left))

@@ -19,8 +19,8 @@ from django.db import connection
 from appliance.accounts.models import User
 from appliance.audit.models import AuditRecord
 from appliance.catalog.models import ProfileVersion
-from appliance.deployments.choices import State
-from appliance.deployments.models import Deployment, Event, Instance
+from appliance.deployments.choices import Desired, State
+from appliance.deployments.models import Deployment, Event, Instance, NodeImage
 from appliance.deployments.tests.factories import idle_on_demand, play_node_worker
 from appliance.gateway.tests.conftest import CONSOLE_ID, REDIS_URL, _daphne, wait_for
 from appliance.gateway.tests.factories import api_key
@@ -35,7 +35,10 @@ BODY = {"model": "od", "messages": [{"role": "user", "content": "hi"}], "max_tok
 def gateway(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The console with a short start wait, so the 503 comes within the test's patience."""
     log = tmp_path_factory.mktemp("daphne") / "daphne-ondemand.log"
-    env = {"APPLIANCE_ON_DEMAND_WAIT_SECONDS": str(WAIT_SECONDS), "APPLIANCE_ON_DEMAND_RETRY_AFTER_SECONDS": "7"}
+    env = {
+        "APPLIANCE_ON_DEMAND_WAIT_SECONDS": str(WAIT_SECONDS),
+        "APPLIANCE_ON_DEMAND_RETRY_AFTER_SECONDS": str(RETRY_AFTER),
+    }
     with _daphne(log, **env) as base_url:
         yield base_url
 
@@ -136,3 +139,15 @@ def test_another_department_neither_sees_nor_starts_it(
     listed = httpx.get(f"{gateway}/v1/models", headers={"Authorization": f"Bearer {secret}"}, timeout=10).json()
     assert listed["data"] == []
     assert Deployment.objects.get(pk=idle.pk).state == State.STOPPED
+
+
+def test_a_model_that_cannot_be_placed_is_a_503_and_stays_idle(
+    gateway: str, idle: Deployment, personas: dict[str, User]
+) -> None:
+    NodeImage.objects.filter(node__name="gw-od-node").delete()  # the engine image is gone from the node
+    response = _post(gateway, api_key(personas["bob"]))
+    assert response.status_code == 503 and response.headers["Retry-After"] == str(RETRY_AFTER)
+    error = response.json()["error"]
+    assert error["code"] == "model_cannot_start" and "is not on node gw-od-node" in error["message"]
+    idle.refresh_from_db()
+    assert (idle.state, idle.desired) == (State.STOPPED, Desired.IDLE)  # the next request tries again
