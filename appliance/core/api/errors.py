@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -53,3 +53,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if response.status_code == status.HTTP_401_UNAUTHORIZED:
         response["WWW-Authenticate"] = 'Bearer realm="api"'
     return response
+
+
+def api_not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
+    """Any path under /api/ that no route matched: the error shape, never an HTML page.
+
+    Routed last under /api/ (console/urls.py) rather than as ``handler404``, which Django skips
+    while DEBUG is on; a path parameter holding "%2F" decodes to "/" and lands here.
+    """
+    body = {"error": {"code": "not_found", "message": "No API endpoint at this path.", "details": None}}
+    return JsonResponse(body, status=404)

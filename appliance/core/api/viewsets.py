@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
+from django.core.exceptions import ValidationError
 from django.db.models import Model, QuerySet
 from rest_framework import viewsets
 from rest_framework.request import Request
 
-from appliance.core.exceptions import NotFound
+from appliance.core.exceptions import InvalidInput, NotFound
 from appliance.core.querysets import CHANGE, DELETE, VIEW
+
+# Primary keys are positive integers. The router's default pattern lets anything without "/" or "." through,
+# and a value such as "null,null" would then reach int() or the ORM and end as a 500.
+_PK = re.compile(r"[0-9]{1,19}")
 
 _ACTION_FOR_METHOD = {
     "GET": VIEW,
@@ -31,6 +37,13 @@ class RestrictedViewSet(viewsets.GenericViewSet):
 
     filter_map: ClassVar[dict[str, str]] = {}
 
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # After authentication, so an anonymous caller still gets 401 and not a hint about the id.
+        super().initial(request, *args, **kwargs)
+        pk = kwargs.get("pk")
+        if pk is not None and not _PK.fullmatch(pk):
+            raise NotFound("Not found.")
+
     def gate_action(self) -> str:
         return _ACTION_FOR_METHOD.get(self.request.method or "GET", VIEW)
 
@@ -44,8 +57,14 @@ class RestrictedViewSet(viewsets.GenericViewSet):
             return qs
         for param, lookup in self.filter_map.items():
             value = request.query_params.get(param)
-            if value not in (None, ""):
+            if value in (None, ""):
+                continue
+            try:
+                # The field converts the value here, when the lookup is built: "abc" for an id is a
+                # ValueError, "maybe" for a boolean a ValidationError; both are the caller's mistake.
                 qs = qs.filter(**{lookup: value})
+            except (ValueError, TypeError, ValidationError):
+                raise InvalidInput(f"{param}: not a valid value.", details={param: ["Not a valid value."]}) from None
         return qs
 
     def get_object_for(self, action: str) -> Model:

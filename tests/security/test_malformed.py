@@ -1,0 +1,91 @@
+"""Malformed ids and bodies get 400/404 with the error shape, never a 500 (issue 12, item 7)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from rest_framework.test import APIClient
+
+pytestmark = pytest.mark.django_db
+
+MALFORMED_IDS = ["null%2Cnull", "null,null", "1.5", "-1", "abc", "%20", "1e3", "99999999999999999999999"]
+
+
+def assert_error_shape(resp: object, status: int) -> None:
+    assert resp.status_code == status, (resp.status_code, resp.content)  # type: ignore[attr-defined]
+    error = resp.json()["error"]  # type: ignore[attr-defined]
+    assert set(error) == {"code", "message", "details"} and error["code"] and error["message"]
+
+
+@pytest.mark.parametrize("bad_id", MALFORMED_IDS)
+@pytest.mark.parametrize(
+    ("method", "template"),
+    [
+        ("post", "/api/v1/deployments/{}/start/"),
+        ("patch", "/api/v1/users/{}/"),
+        ("get", "/api/v1/departments/{}/"),
+        ("post", "/api/v1/users/{}/password/"),
+        ("post", "/api/v1/api-keys/{}/revoke/"),
+        ("delete", "/api/v1/quotas/{}/"),
+        ("get", "/api/v1/gpus/{}/metrics/"),
+        ("get", "/api/v1/profiles/{}/fit/"),
+        ("patch", "/api/v1/conversations/{}/"),
+    ],
+)
+def test_malformed_id_is_404_never_500(
+    api_as: Callable[[str], APIClient], method: str, template: str, bad_id: str
+) -> None:
+    resp = getattr(api_as("root"), method)(template.format(bad_id), {}, format="json")
+    assert_error_shape(resp, 404)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/api/v1/departments/"),
+        ("patch", "/api/v1/users/{bob}/"),
+        ("post", "/api/v1/users/{bob}/password/"),
+        ("post", "/api/v1/api-keys/"),
+        ("post", "/api/v1/quotas/"),
+        ("post", "/api/v1/deployments/"),
+        ("post", "/api/v1/gpu-units/assign/"),
+        ("post", "/api/v1/nodes/1/maintenance/"),
+    ],
+)
+@pytest.mark.parametrize("body", ["null", "[]", "[1, 2]", '"text"', "12", "{", '{"a": NaN}', "\x00"])
+def test_malformed_body_is_400_never_500(
+    api_as: Callable[[str], APIClient], personas: dict[str, object], method: str, path: str, body: str
+) -> None:
+    url = path.format(bob=personas["bob"].pk)  # type: ignore[attr-defined]
+    resp = getattr(api_as("root"), method)(url, body, content_type="application/json")
+    assert resp.status_code in (400, 404), (resp.status_code, resp.content)
+    assert_error_shape(resp, resp.status_code)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/api/v1/users/?department=abc",
+        "/api/v1/users/?is_active=maybe",
+        "/api/v1/departments/?parent=null,null",
+        "/api/v1/api-keys/?user=1.5",
+        "/api/v1/quotas/?department=x",
+        "/api/v1/gpus/?node=x&simulated=perhaps",
+        "/api/v1/gpu-units/?gpu=x",
+        "/api/v1/gpu-quotas/?department=%00",
+        "/api/v1/images/?node_id=x",
+        "/api/v1/deployments/?department=x",
+    ],
+)
+def test_malformed_filter_value_is_400_naming_it(api_as: Callable[[str], APIClient], query: str) -> None:
+    resp = api_as("root").get(query)
+    assert_error_shape(resp, 400)
+    assert resp.json()["error"]["code"] == "invalid"
+
+
+def test_unknown_api_path_is_json_404(api_as: Callable[[str], APIClient]) -> None:
+    # A path parameter holding "%2F" decodes to "/" and matches no route: still the error shape, not a page.
+    resp = api_as("root").get("/api/v1/users/a%2Fb/")
+    assert resp["Content-Type"].startswith("application/json")
+    assert_error_shape(resp, 404)
