@@ -89,3 +89,48 @@ def test_unknown_api_path_is_json_404(api_as: Callable[[str], APIClient]) -> Non
     resp = api_as("root").get("/api/v1/users/a%2Fb/")
     assert resp["Content-Type"].startswith("application/json")
     assert_error_shape(resp, 404)
+
+
+def test_unknown_api_path_is_json_404_for_a_key_holder_without_csrf_token(
+    bearer_for: Callable[[str], APIClient],
+) -> None:
+    # A key-holding client sends no CSRF token; an HTML "403 CSRF" page was the answer to POST on a bad path.
+    client = bearer_for("root")
+    client.handler.enforce_csrf_checks = True
+    resp = client.post("/api/v1/api-keys/1.5/revoke/")
+    assert resp["Content-Type"].startswith("application/json")
+    assert_error_shape(resp, 404)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/api/v1/audit-log/?department=x",
+        "/api/v1/audit-log/export/?department=1.5",
+        "/api/v1/gpus/{gpu}/metrics/?since=0205-12-25T10:36:02Z",
+    ],
+)
+def test_malformed_filter_found_by_the_fuzz_run_is_400(
+    api_as: Callable[[str], APIClient], query: str, make_gpu: int
+) -> None:
+    resp = api_as("root").get(query.format(gpu=make_gpu))
+    assert_error_shape(resp, 400)
+
+
+def test_user_created_without_department_is_not_a_500(api_as: Callable[[str], APIClient]) -> None:
+    # Found by the fuzz run: "department" is optional in the schema, but the service required it (TypeError).
+    body = {"username": "auditor2", "role": "auditor", "password": "correct-horse-battery-9"}
+    resp = api_as("root").post("/api/v1/users/", body, format="json")
+    assert resp.status_code == 201, resp.content
+    assert resp.json()["department"] is None and resp.json()["department_name"] is None
+
+
+@pytest.fixture
+def make_gpu(db: object) -> int:
+    from appliance.gpus.models import Gpu, Node
+    from appliance.gpus.simulated import collect_simulated
+    from appliance.gpus.sync import apply_inventory
+
+    node = Node.objects.create(name="n-fuzz", hostname="n-fuzz")
+    apply_inventory(node.pk, collect_simulated("1x RTX 4090 24GB", "n-fuzz"))
+    return Gpu.objects.get(node=node).pk

@@ -22,7 +22,7 @@ class DepartmentSerializer(StrictModelSerializer):
 
 class UserSerializer(StrictModelSerializer):
     department = serializers.IntegerField(source="department_id", allow_null=True, required=False)
-    department_name = serializers.CharField(source="department.name", read_only=True, default=None)
+    department_name = serializers.CharField(source="department.name", read_only=True, default=None, allow_null=True)
     password = serializers.CharField(write_only=True, required=False, max_length=128, style={"input_type": "password"})
     role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
 

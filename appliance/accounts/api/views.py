@@ -51,7 +51,8 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RestrictedVi
     def create(self, request: Request) -> Response:
         ser = UserSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
-        user = services.create_user(acting_user(request), **ser.validated_data)
+        # A user without a department (platform admin, auditor) may leave it out.
+        user = services.create_user(acting_user(request), **{"department_id": None, **ser.validated_data})
         return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=UserUpdateSerializer, responses=UserSerializer)

@@ -16,7 +16,7 @@ from rest_framework.request import Request
 
 from appliance.audit.api.serializers import AuditRecordSerializer
 from appliance.audit.models import AuditRecord
-from appliance.core.api.viewsets import RestrictedViewSet
+from appliance.core.api.viewsets import RestrictedViewSet, filter_param
 from appliance.core.exceptions import InvalidInput
 
 CSV_COLUMNS = [
@@ -58,7 +58,7 @@ def filter_audit(qs: QuerySet[AuditRecord], params: Any) -> QuerySet[AuditRecord
     }
     for param, lookup in simple.items():
         if params.get(param):
-            qs = qs.filter(**{lookup: params[param]})
+            qs = filter_param(qs, param, lookup, params[param])
     act = params.get("action")
     if act:
         qs = qs.filter(action__startswith=act) if act.endswith(".") else qs.filter(action=act)

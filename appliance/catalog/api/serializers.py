@@ -78,7 +78,7 @@ assert set(ENGINES) == set(Engine.values)
 
 
 class ProfileVersionSerializer(serializers.ModelSerializer):
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = ProfileVersion
@@ -107,3 +107,15 @@ class ProfileSerializer(serializers.ModelSerializer):
             plan = plans[instance.pk]
             data["plan"] = plan.to_dict() if plan is not None else None
         return data
+
+
+class FitSerializer(serializers.Serializer):
+    """Whether a profile fits a department's pool now (``Fit.to_dict()`` with the ids asked about)."""
+
+    profile = serializers.IntegerField()
+    department = serializers.IntegerField(allow_null=True)
+    status = serializers.CharField()
+    summary = serializers.CharField()
+    changes = serializers.ListField(child=serializers.JSONField())
+    placement = serializers.JSONField(allow_null=True)
+    plan = serializers.JSONField(allow_null=True)

@@ -16,6 +16,7 @@ from appliance.catalog import services
 from appliance.catalog.api.serializers import (
     CapacitySerializer,
     CatalogEntrySerializer,
+    FitSerializer,
     PlanSerializer,
     ProfileSerializer,
     ProfileVersionSerializer,
@@ -47,6 +48,7 @@ class CatalogViewSet(viewsets.ViewSet):
     lookup_field = "slug"
     lookup_value_regex = r"[a-z0-9][a-z0-9._-]*"
     serializer_class = CatalogEntrySerializer
+    pagination_class = Pagination  # list() paginates by hand; this tells the schema so
 
     def _customs(self, request: Request) -> QuerySet[CustomModel]:
         return CustomModel.objects.restrict(request.user, VIEW)
@@ -168,6 +170,7 @@ class ProfileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Restricte
         page = self.paginate_queryset(qs)
         return self.get_paginated_response(ProfileVersionSerializer(page, many=True).data)
 
+    @extend_schema(responses=FitSerializer)
     @action(detail=True, methods=["get"])
     def fit(self, request: Request, pk: str) -> Response:
         profile = self.get_object_for(VIEW)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from appliance.chat.choices import MAX_SYSTEM_PROMPT_CHARS, MAX_TOKENS_LIMIT, TEMPERATURE_MAX, TITLE_MAX, Task
@@ -60,3 +61,13 @@ def message_data(message: Message) -> dict[str, Any]:
 
 def conversation_data(conversation: Conversation) -> dict[str, Any]:
     return dict(ConversationSerializer(conversation).data)
+
+
+@extend_schema_serializer(many=False)  # the list action answers this one envelope, not an array of them
+class ChatModelListSerializer(serializers.Serializer):
+    """The models list: every model at once, in the paginated envelope other lists use (next is always null)."""
+
+    count = serializers.IntegerField()
+    next = serializers.CharField(allow_null=True)
+    previous = serializers.CharField(allow_null=True)
+    results = ChatModelSerializer(many=True)

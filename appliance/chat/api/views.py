@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from appliance.accounts.models import acting_user
 from appliance.chat import available, services
 from appliance.chat.api.serializers import (
+    ChatModelListSerializer,
     ChatModelSerializer,
     ConversationSerializer,
     ConversationUpdateSerializer,
@@ -82,6 +83,7 @@ class ChatModelViewSet(viewsets.GenericViewSet):
     serializer_class = ChatModelSerializer
     pagination_class = None
 
+    @extend_schema(responses=ChatModelListSerializer)
     def list(self, request: Request) -> Response:
         models = available.as_dicts(available.available_models(acting_user(request)))
         return Response({"count": len(models), "next": None, "previous": None, "results": models})

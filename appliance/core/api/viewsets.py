@@ -28,6 +28,16 @@ _ACTION_FOR_METHOD = {
 }
 
 
+def filter_param(qs: QuerySet[Any], param: str, lookup: str, value: Any) -> QuerySet[Any]:
+    """``qs.filter(lookup=value)`` for a query parameter; a value the field cannot take is a 400 naming it."""
+    try:
+        # The field converts the value here, when the lookup is built: "abc" for an id is a ValueError,
+        # "maybe" for a boolean a ValidationError; both are the caller's mistake, not a server error.
+        return qs.filter(**{lookup: value})
+    except (ValueError, TypeError, ValidationError):
+        raise InvalidInput(f"{param}: not a valid value.", details={param: ["Not a valid value."]}) from None
+
+
 class RestrictedViewSet(viewsets.GenericViewSet):
     """Lists and detail lookups are restricted by the permission gate.
 
@@ -57,14 +67,8 @@ class RestrictedViewSet(viewsets.GenericViewSet):
             return qs
         for param, lookup in self.filter_map.items():
             value = request.query_params.get(param)
-            if value in (None, ""):
-                continue
-            try:
-                # The field converts the value here, when the lookup is built: "abc" for an id is a
-                # ValueError, "maybe" for a boolean a ValidationError; both are the caller's mistake.
-                qs = qs.filter(**{lookup: value})
-            except (ValueError, TypeError, ValidationError):
-                raise InvalidInput(f"{param}: not a valid value.", details={param: ["Not a valid value."]}) from None
+            if value not in (None, ""):
+                qs = filter_param(qs, param, lookup, value)
         return qs
 
     def get_object_for(self, action: str) -> Model:

@@ -63,7 +63,7 @@ class ImageImportCreateSerializer(StrictSerializer):
         return attrs
 
 
-class CatalogEntrySerializer(serializers.Serializer):
+class EngineImageEntrySerializer(serializers.Serializer):
     """An engine, its image tag and which of the nodes you can see have that image."""
 
     engine = serializers.CharField()

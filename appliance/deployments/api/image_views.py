@@ -17,7 +17,7 @@ from appliance.core.api.viewsets import RestrictedViewSet
 from appliance.core.exceptions import InvalidInput, ServiceError
 from appliance.deployments import image_services
 from appliance.deployments.api.image_serializers import (
-    CatalogEntrySerializer,
+    EngineImageEntrySerializer,
     EngineImageWriteSerializer,
     ImageImportCreateSerializer,
     ImageImportSerializer,
@@ -88,19 +88,19 @@ class EngineImageViewSet(viewsets.GenericViewSet):
     """The engine catalog: engine → image tag, and which nodes have that image. Platform admins change it."""
 
     queryset = EngineImage.objects.none()
-    serializer_class = CatalogEntrySerializer
+    serializer_class = EngineImageEntrySerializer
     lookup_field = "engine"
     lookup_value_regex = r"[^/]+"
 
     def list(self, request: Request) -> Response:
         entries = image_services.catalog(acting_user(request))
         page: list[image_services.CatalogEntry] | None = self.paginate_queryset(entries)  # type: ignore[arg-type]
-        return self.get_paginated_response(CatalogEntrySerializer(page, many=True).data)
+        return self.get_paginated_response(EngineImageEntrySerializer(page, many=True).data)
 
     def retrieve(self, request: Request, engine: str) -> Response:
-        return Response(CatalogEntrySerializer(image_services.catalog_entry(acting_user(request), engine)).data)
+        return Response(EngineImageEntrySerializer(image_services.catalog_entry(acting_user(request), engine)).data)
 
-    @extend_schema(request=EngineImageWriteSerializer, responses=CatalogEntrySerializer)
+    @extend_schema(request=EngineImageWriteSerializer, responses=EngineImageEntrySerializer)
     def update(self, request: Request, engine: str) -> Response:
         user = acting_user(request)
         image_services.require_image_admin(user)
@@ -110,9 +110,9 @@ class EngineImageViewSet(viewsets.GenericViewSet):
         if ser.validated_data["engine"] != engine:
             raise InvalidInput("engine: does not match the URL", details={"engine": ["does not match the URL"]})
         image_services.set_engine_image(user, engine, ser.validated_data["image"])
-        return Response(CatalogEntrySerializer(image_services.catalog_entry(user, engine)).data)
+        return Response(EngineImageEntrySerializer(image_services.catalog_entry(user, engine)).data)
 
-    @extend_schema(request=EngineImageWriteSerializer, responses=CatalogEntrySerializer)
+    @extend_schema(request=EngineImageWriteSerializer, responses=EngineImageEntrySerializer)
     def partial_update(self, request: Request, engine: str) -> Response:
         return self.update(request, engine)
 

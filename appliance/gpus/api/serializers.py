@@ -47,7 +47,7 @@ class NodeSerializer(StrictModelSerializer):
 class GpuUnitSerializer(StrictModelSerializer):
     node = serializers.CharField(source="gpu.node.name", read_only=True)
     gpu_index = serializers.IntegerField(source="gpu.index", read_only=True)
-    department_name = serializers.CharField(source="department.name", read_only=True, default=None)
+    department_name = serializers.CharField(source="department.name", read_only=True, default=None, allow_null=True)
     memory_gib = serializers.FloatField(read_only=True)
     held_by = serializers.SerializerMethodField(help_text="The deployment holding the unit, if any.")
 
@@ -169,6 +169,15 @@ class NodeMaintenanceSerializer(StrictSerializer):
 class GpuMetricsQuerySerializer(StrictSerializer):
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # Before 1970 no GPU reported anything; such a year would also come back with a local-mean-time
+        # offset (+08:05:43 in Asia/Shanghai) that is not a valid RFC 3339 date-time.
+        for name in ("since", "until"):
+            if name in attrs and attrs[name].year < 1970:
+                raise serializers.ValidationError({name: ["Must be 1970 or later."]})
+        return attrs
+
     step = serializers.IntegerField(required=False, min_value=1, help_text="Seconds per point.")
 
 

@@ -118,7 +118,7 @@ class GpuUnitViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Restricte
         return Response(GpuUnitSerializer(fresh, many=True).data)
 
     @extend_schema(request=GpuAssignSerializer, responses=GpuUnitSerializer(many=True))
-    @action(detail=False, methods=["post"])
+    @action(detail=False, methods=["post"], pagination_class=None)
     def assign(self, request: Request) -> Response:
         ser = GpuAssignSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
@@ -126,7 +126,7 @@ class GpuUnitViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Restricte
         return self._units_response(services.assign_units(acting_user(request), data["units"], data["department"]))
 
     @extend_schema(request=GpuReleaseSerializer, responses=GpuUnitSerializer(many=True))
-    @action(detail=False, methods=["post"])
+    @action(detail=False, methods=["post"], pagination_class=None)
     def release(self, request: Request) -> Response:
         ser = GpuReleaseSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
@@ -134,7 +134,7 @@ class GpuUnitViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Restricte
         return self._units_response(services.release_units(acting_user(request), data["units"], force=data["force"]))
 
     @extend_schema(request=GpuMoveSerializer, responses=GpuUnitSerializer(many=True))
-    @action(detail=False, methods=["post"])
+    @action(detail=False, methods=["post"], pagination_class=None)
     def move(self, request: Request) -> Response:
         ser = GpuMoveSerializer(data=request.data)
         ser.is_valid(raise_exception=True)

@@ -18,9 +18,9 @@ def _limit(maximum: int) -> serializers.IntegerField:
 
 class QuotaSerializer(StrictModelSerializer):
     department = serializers.IntegerField(source="department_id", allow_null=True, required=False)
-    department_name = serializers.CharField(source="department.name", read_only=True, default=None)
+    department_name = serializers.CharField(source="department.name", read_only=True, default=None, allow_null=True)
     user = serializers.IntegerField(source="user_id", allow_null=True, required=False)
-    username = serializers.CharField(source="user.username", read_only=True, default=None)
+    username = serializers.CharField(source="user.username", read_only=True, default=None, allow_null=True)
     tokens_per_day = _limit(MAX_BIGINT)
     tokens_per_month = _limit(MAX_BIGINT)
     requests_per_minute = _limit(MAX_INT)
@@ -50,8 +50,8 @@ class QuotaUpdateSerializer(QuotaSerializer):
 
 
 class UsageRecordSerializer(serializers.ModelSerializer):
-    username = serializers.CharField(source="user.username", read_only=True, default=None)
-    department_name = serializers.CharField(source="department.name", read_only=True, default=None)
+    username = serializers.CharField(source="user.username", read_only=True, default=None, allow_null=True)
+    department_name = serializers.CharField(source="department.name", read_only=True, default=None, allow_null=True)
     total_tokens = serializers.IntegerField(read_only=True)
 
     class Meta:
