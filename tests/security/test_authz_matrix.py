@@ -13,7 +13,9 @@ alice's ``eng``) and ``fin`` (dave's), so both the subtree and the other side ar
 Outcomes: ``OK`` passed the gate (2xx, a redirect that is not to the login page, or 409 for a state
 conflict); ``LOGIN`` asked to sign in (401, a redirect to the login page, a refused socket); ``DENY``
 refused (403, or a page action that answers with an error message); ``HIDE`` not found (404: objects
-outside one's scope are not revealed). ``BAD`` (400) never appears in an expectation: bodies are valid.
+outside one's scope are not revealed); ``INVALID`` (400): the body names an object outside one's scope,
+which reads exactly as a nonexistent id ("does not exist or is not yours"), never as a 403 that would
+confirm it exists. Bodies are otherwise valid, so a 400 is never a typo in the matrix.
 
 To add a route: run ``MATRIX_RECORD=1 pytest tests/security/test_authz_matrix.py -s``; it prints the
 observed row for every route in table syntax. Check each cell against the intended policy, then paste
@@ -41,7 +43,7 @@ from tests.security.world import OBJECT_DEPARTMENTS, PRINCIPALS_BY_DEPARTMENT, W
 
 pytestmark = pytest.mark.django_db
 
-OK, LOGIN, DENY, HIDE, BAD = "OK", "LOGIN", "DENY", "HIDE", "BAD"
+OK, LOGIN, DENY, HIDE, INVALID = "OK", "LOGIN", "DENY", "HIDE", "INVALID"
 PRINCIPALS = ("anonymous", "member", "auditor", "admin_other", "admin_same")
 
 # Routes outside the matrix, with the reason. Everything else must have an expectation.
@@ -49,11 +51,7 @@ EXEMPT_PREFIXES = {
     "django-admin/": "Django's own admin: staff-only by Django, and put behind the console's login by item 3",
     "v1/": "the OpenAI-compatible gateway: API keys only; appliance/gateway/tests cover its authentication",
 }
-EXEMPT_WS = {
-    # Every principal was refused in this harness (the consumer needs the chat Redis and its own scope);
-    # appliance/chat/tests/test_consumer.py covers who may chat. To be brought into the matrix.
-    "ws/chat/": "refused for everyone under the matrix's communicator; covered by appliance/chat/tests",
-}
+EXEMPT_WS: dict[str, str] = {}
 
 Row = tuple[str, str, str, str, str]
 # (kind, name, method) -> outcomes for (anonymous, member, auditor, admin_other, admin_same), the same for
@@ -62,16 +60,14 @@ EXPECT: dict[tuple[str, str, str], Row | dict[str, Row]] = {
     ("api", "apikey-detail", "delete"): (LOGIN, HIDE, HIDE, HIDE, OK),
     ("api", "apikey-detail", "get"): (LOGIN, HIDE, OK, HIDE, OK),
     ("api", "apikey-list", "get"): (LOGIN, OK, OK, OK, OK),
-    # BAD: a key for a user outside one's scope is refused as invalid input, not 403/404
-    ("api", "apikey-list", "post"): (LOGIN, BAD, BAD, BAD, DENY),
+    # INVALID: a key for a user outside one's scope (or any user, for a member) reads as a nonexistent user
+    ("api", "apikey-list", "post"): (LOGIN, INVALID, INVALID, INVALID, DENY),
     ("api", "apikey-revoke", "post"): (LOGIN, HIDE, HIDE, HIDE, OK),
     ("api", "auditrecord-detail", "get"): (LOGIN, HIDE, OK, HIDE, OK),
     ("api", "auditrecord-export", "get"): (LOGIN, OK, OK, OK, OK),
     ("api", "auditrecord-list", "get"): (LOGIN, OK, OK, OK, OK),
-    # BAD: needs query parameters this matrix does not send
-    ("api", "capacity-api", "get"): (LOGIN, BAD, BAD, BAD, BAD),
-    # BAD: the matrix's body is incomplete; the route is open to every signed-in user
-    ("api", "capacity-api", "post"): (LOGIN, BAD, BAD, BAD, BAD),
+    ("api", "capacity-api", "get"): (LOGIN, OK, OK, OK, OK),
+    ("api", "capacity-api", "post"): (LOGIN, OK, OK, OK, OK),
     ("api", "catalog-detail", "delete"): (LOGIN, DENY, DENY, DENY, DENY),
     ("api", "catalog-detail", "get"): (LOGIN, OK, OK, OK, OK),
     ("api", "catalog-detail", "put"): (LOGIN, DENY, DENY, DENY, DENY),
@@ -92,8 +88,8 @@ EXPECT: dict[tuple[str, str, str], Row | dict[str, Row]] = {
     ("api", "deployment-detail", "get"): (LOGIN, OK, OK, HIDE, OK),
     ("api", "deployment-events", "get"): (LOGIN, OK, OK, HIDE, OK),
     ("api", "deployment-list", "get"): (LOGIN, OK, OK, OK, OK),
-    # BAD: another department's id is refused as invalid input, not 403/404
-    ("api", "deployment-list", "post"): (LOGIN, DENY, DENY, BAD, OK),
+    # INVALID: another department's id reads as a nonexistent department
+    ("api", "deployment-list", "post"): (LOGIN, DENY, DENY, INVALID, OK),
     ("api", "deployment-logs", "get"): (LOGIN, OK, OK, HIDE, OK),
     ("api", "deployment-restart", "post"): (LOGIN, HIDE, HIDE, HIDE, OK),
     ("api", "deployment-start", "post"): (LOGIN, HIDE, HIDE, HIDE, OK),
@@ -117,8 +113,7 @@ EXPECT: dict[tuple[str, str, str], Row | dict[str, Row]] = {
     ("api", "gpuquota-detail", "get"): (LOGIN, OK, OK, HIDE, OK),
     ("api", "gpuquota-detail", "patch"): (LOGIN, DENY, DENY, HIDE, DENY),
     ("api", "gpuquota-list", "get"): (LOGIN, OK, OK, OK, OK),
-    # BAD: the matrix's body is incomplete (platform admins only, per the service)
-    ("api", "gpuquota-list", "post"): (LOGIN, BAD, BAD, BAD, BAD),
+    ("api", "gpuquota-list", "post"): (LOGIN, DENY, DENY, DENY, DENY),
     ("api", "gpuunit-assign", "post"): (LOGIN, DENY, DENY, DENY, DENY),
     ("api", "gpuunit-detail", "get"): (LOGIN, OK, OK, HIDE, OK),
     ("api", "gpuunit-list", "get"): (LOGIN, OK, OK, OK, OK),
@@ -152,8 +147,8 @@ EXPECT: dict[tuple[str, str, str], Row | dict[str, Row]] = {
         "fin": (LOGIN, DENY, DENY, HIDE, DENY),
     },
     ("api", "quota-list", "get"): (LOGIN, OK, OK, OK, OK),
-    # BAD: a user outside one's scope is refused as invalid input, not 403/404
-    ("api", "quota-list", "post"): (LOGIN, BAD, DENY, BAD, OK),
+    # INVALID: a user outside one's scope reads as a nonexistent user
+    ("api", "quota-list", "post"): (LOGIN, INVALID, DENY, INVALID, OK),
     ("api", "quota-mine", "get"): (LOGIN, OK, OK, OK, OK),
     ("api", "usagerecord-detail", "get"): (LOGIN, HIDE, OK, HIDE, OK),
     ("api", "usagerecord-export", "get"): (LOGIN, OK, OK, OK, OK),
@@ -163,8 +158,8 @@ EXPECT: dict[tuple[str, str, str], Row | dict[str, Row]] = {
     ("api", "user-detail", "get"): (LOGIN, HIDE, OK, HIDE, OK),
     ("api", "user-detail", "patch"): (LOGIN, HIDE, HIDE, HIDE, OK),
     ("api", "user-list", "get"): (LOGIN, OK, OK, OK, OK),
-    # BAD: another department's id is refused as invalid input, not 403/404
-    ("api", "user-list", "post"): (LOGIN, DENY, DENY, BAD, OK),
+    # INVALID: another department's id reads as a nonexistent department
+    ("api", "user-list", "post"): (LOGIN, DENY, DENY, INVALID, OK),
     ("api", "user-me", "get"): (LOGIN, OK, OK, OK, OK),
     ("api", "user-password", "post"): (LOGIN, HIDE, HIDE, HIDE, OK),
     ("page", "api-docs", "get"): (OK, OK, OK, OK, OK),
@@ -209,6 +204,8 @@ EXPECT: dict[tuple[str, str, str], Row | dict[str, Row]] = {
     ("page", "user-toggle-active", "post"): (LOGIN, DENY, DENY, DENY, OK),
     ("page", "users", "get"): (LOGIN, OK, OK, OK, OK),
     ("ws", "ws/deployments/<int:pk>/logs/", "*"): (LOGIN, OK, OK, DENY, OK),
+    # Every signed-in user may chat; what they may chat with is the models of their department.
+    ("ws", "ws/chat/", "*"): (LOGIN, OK, OK, OK, OK),
 }  # fmt: skip
 
 # Pages that take POST only; the other pages are visited with GET.
@@ -239,7 +236,7 @@ BODIES: dict[tuple[str, str], Callable[[World, str], dict[str, Any]]] = {
     ("gpuunit-assign", "post"): lambda w, d: {"units": [w.ids["gpuunit"][d]], "department": _dept(w, d)},
     ("gpuunit-move", "post"): lambda w, d: {"units": [w.ids["gpuunit"][d]], "department": _dept(w, d)},
     ("gpuunit-release", "post"): lambda w, d: {"units": [w.ids["gpuunit"][d]]},
-    ("gpuquota-list", "post"): lambda w, d: {"department": _dept(w, d), "max_units": 2},
+    ("gpuquota-list", "post"): lambda w, d: {"department": _dept(w, d), "max_units": 2, "max_memory_gib": None},
     ("gpuquota-detail", "patch"): lambda w, d: {"max_units": 3},
     ("quota-list", "post"): lambda w, d: {"user": w.ids["user"][d], "tokens_per_day": 1000},
     ("quota-detail", "patch"): lambda w, d: {"tokens_per_day": 5000},
@@ -266,7 +263,12 @@ BODIES: dict[tuple[str, str], Callable[[World, str], dict[str, Any]]] = {
     ("catalog-list", "post"): lambda w, d: {"slug": "matrix-model"},
     ("catalog-detail", "put"): lambda w, d: {"slug": "smollm2-135m-instruct-q4_1"},
     ("capacity-api", "post"): lambda w, d: {
-        "model": "smollm2-135m-instruct-q4_1",
+        "model": "deepseek-r1-distill-qwen-7b",
+        "gpu_count": 1,
+        "memory_per_gpu_gib": 24,
+    },
+    ("capacity-api", "get"): lambda w, d: {
+        "model": "deepseek-r1-distill-qwen-7b",
         "gpu_count": 1,
         "memory_per_gpu_gib": 24,
     },
@@ -332,7 +334,7 @@ def classify_http(kind: str, resp: Any) -> str:
     if status == 404:
         return HIDE
     if status == 400:
-        return BAD
+        return INVALID
     if status < 300 or status == 409:
         return OK
     return f"HTTP{status}"
@@ -347,7 +349,7 @@ def call_http(world: World, kind: str, name: str, method: str, pattern: str, pri
             client: Any = APIClient()
             if user is not None:
                 client.force_authenticate(user)
-            resp = getattr(client, method)(url, body, format="json") if method != "get" else client.get(url)
+            resp = getattr(client, method)(url, body, format="json") if method != "get" else client.get(url, body)
         else:
             client = Client()
             if user is not None:
@@ -357,16 +359,13 @@ def call_http(world: World, kind: str, name: str, method: str, pattern: str, pri
     return classify_http(kind, resp)
 
 
-async def _ws_outcome(path: str, user: User | None) -> str:
-    from channels.auth import AuthMiddlewareStack
-    from channels.routing import URLRouter
-    from django.contrib.auth.models import AnonymousUser
+async def _ws_outcome(path: str, cookie: str) -> str:
+    from console.asgi import application  # the full ASGI stack: origin check, session auth, routing
 
-    from console.routing import websocket_urlpatterns
-
-    app = AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-    communicator = WebsocketCommunicator(app, path)
-    communicator.scope["user"] = user or AnonymousUser()
+    headers = [(b"origin", b"http://testserver"), (b"host", b"testserver")]
+    if cookie:
+        headers.append((b"cookie", cookie.encode()))
+    communicator = WebsocketCommunicator(application, path, headers=headers)
     connected, _code = await communicator.connect(timeout=10)
     await communicator.disconnect()
     return OK if connected else DENY
@@ -374,7 +373,13 @@ async def _ws_outcome(path: str, user: User | None) -> str:
 
 def call_ws(world: World, pattern: str, principal: str, dept: str) -> str:
     path = "/" + pattern.replace("<int:pk>", str(world.ids["deployment"][dept]))
-    outcome = async_to_sync(_ws_outcome)(path, principal_user(world, principal, dept))
+    user = principal_user(world, principal, dept)
+    cookie = ""
+    if user is not None:
+        client = Client()
+        client.force_login(user)  # a real session, as a browser would hold
+        cookie = f"sessionid={client.cookies['sessionid'].value}"
+    outcome = async_to_sync(_ws_outcome)(path, cookie)
     return LOGIN if outcome == DENY and principal == "anonymous" else outcome
 
 

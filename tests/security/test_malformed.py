@@ -134,3 +134,32 @@ def make_gpu(db: object) -> int:
     node = Node.objects.create(name="n-fuzz", hostname="n-fuzz")
     apply_inventory(node.pk, collect_simulated("1x RTX 4090 24GB", "n-fuzz"))
     return Gpu.objects.get(node=node).pk
+
+
+def test_too_many_form_fields_is_json_400(api_as: Callable[[str], APIClient]) -> None:
+    # Found by the fuzz run: Django refuses > DATA_UPLOAD_MAX_NUMBER_FIELDS fields with its HTML 400 page.
+    body = "&".join(f"units={i}" for i in range(1500))
+    resp = api_as("root").post("/api/v1/gpu-units/release/", body, content_type="application/x-www-form-urlencoded")
+    assert resp["Content-Type"].startswith("application/json")
+    assert_error_shape(resp, 400)
+
+
+def test_body_over_the_upload_limit_is_json_413(api_as: Callable[[str], APIClient], settings: object) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024  # type: ignore[attr-defined]
+    resp = api_as("root").post(
+        "/api/v1/departments/", '{"name": "' + "x" * 2048 + '"}', content_type="application/json"
+    )
+    assert resp["Content-Type"].startswith("application/json")
+    assert_error_shape(resp, 413)
+
+
+@pytest.mark.parametrize("field", ["max_units", "max_memory_gib"])
+def test_gpu_quota_limit_beyond_the_column_is_400(
+    api_as: Callable[[str], APIClient], departments: dict[str, object], field: str
+) -> None:
+    # Found by the fuzz run: 26381570010 GiB reached MariaDB ("Out of range value") and ended as a 500.
+    dept = departments["fin"].pk  # type: ignore[attr-defined]
+    body = {"department": dept, "max_units": 1, "max_memory_gib": 1, field: 26381570010}
+    resp = api_as("root").post("/api/v1/gpu-quotas/", body, format="json")
+    assert_error_shape(resp, 400)
+    assert field in resp.json()["error"]["details"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
@@ -37,6 +38,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         # A service error may carry response headers (Retry-After on quota rejections).
         headers = getattr(exc, "headers", None) or None
         return error_response(exc.status_code, exc.code, exc.message, exc.details, headers=headers)
+    if isinstance(exc, RequestDataTooBig):
+        # Django's own refusals while reading the body would otherwise answer with its HTML 400 page.
+        return error_response(413, "too_large", "The request body is larger than this server accepts.")
+    if isinstance(exc, SuspiciousOperation):
+        return error_response(400, "invalid", "The request could not be read (too many fields or files).")
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -1,8 +1,8 @@
 """The OpenAPI schema documents the errors every operation can answer, in the one error shape.
 
 drf-spectacular documents only the success response of each operation; clients (and the fuzz run in
-tests/security) need to know that any operation may also answer 400, 401, 403 or 404, and a write 409
-or 415, always as ``{"error": {"code", "message", "details"}}`` (appliance/core/api/errors.py).
+tests/security) need to know that any operation may also answer 400, 401, 403 or 404, and a write 409,
+413 or 415, always as ``{"error": {"code", "message", "details"}}`` (appliance/core/api/errors.py).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ ERRORS = {
     "403": "Authenticated, but this role may not do this.",
     "404": "No such object, or not visible to this user (never 403, so ids do not leak).",
     "409": "Conflicts with the current state (a duplicate, a busy resource, a quota).",
+    "413": "The request body is larger than the server accepts.",
     "415": "The request body's content type is not one the operation accepts.",
 }
 _WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -44,7 +45,7 @@ class AutoSchema(openapi.AutoSchema):
         if self.method in _WRITE_METHODS:
             codes.append("409")
         if self.method in _BODY_METHODS:
-            codes.append("415")
+            codes += ["413", "415"]
         return codes
 
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:

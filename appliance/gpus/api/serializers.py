@@ -134,15 +134,19 @@ class GpuQuotaSerializer(StrictModelSerializer):
         return round((getattr(quota, "used_memory", None) or 0) / GIB, 1)
 
 
+# The limits are PositiveIntegerField columns; a larger value would reach the database and fail there.
+QUOTA_LIMIT_MAX = 2**31 - 1
+
+
 class GpuQuotaSetSerializer(StrictSerializer):
     department = serializers.IntegerField()
-    max_units = serializers.IntegerField(min_value=0, allow_null=True)
-    max_memory_gib = serializers.IntegerField(min_value=0, allow_null=True)
+    max_units = serializers.IntegerField(min_value=0, max_value=QUOTA_LIMIT_MAX, allow_null=True)
+    max_memory_gib = serializers.IntegerField(min_value=0, max_value=QUOTA_LIMIT_MAX, allow_null=True)
 
 
 class GpuQuotaUpdateSerializer(StrictSerializer):
-    max_units = serializers.IntegerField(min_value=0, allow_null=True, required=False)
-    max_memory_gib = serializers.IntegerField(min_value=0, allow_null=True, required=False)
+    max_units = serializers.IntegerField(min_value=0, max_value=QUOTA_LIMIT_MAX, allow_null=True, required=False)
+    max_memory_gib = serializers.IntegerField(min_value=0, max_value=QUOTA_LIMIT_MAX, allow_null=True, required=False)
 
 
 class GpuUnitsSerializer(StrictSerializer):
