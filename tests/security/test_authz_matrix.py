@@ -156,13 +156,15 @@ EXPECT: dict[tuple[str, str, str], Row | dict[str, Row]] = {
     ("api", "usagerecord-summary", "get"): (LOGIN, OK, OK, OK, OK),
     ("api", "usagerecord-summary-export", "get"): (LOGIN, OK, OK, OK, OK),
     ("api", "user-detail", "get"): (LOGIN, HIDE, OK, HIDE, OK),
-    ("api", "user-detail", "patch"): (LOGIN, HIDE, HIDE, HIDE, OK),
+    # The auditor sees the user, so a change is refused (403), not hidden.
+    ("api", "user-detail", "patch"): (LOGIN, HIDE, DENY, HIDE, OK),
     ("api", "user-list", "get"): (LOGIN, OK, OK, OK, OK),
     # INVALID: another department's id reads as a nonexistent department
     ("api", "user-list", "post"): (LOGIN, DENY, DENY, INVALID, OK),
     ("api", "user-me", "get"): (LOGIN, OK, OK, OK, OK),
-    ("api", "user-password", "post"): (LOGIN, HIDE, HIDE, HIDE, OK),
-    ("page", "api-docs", "get"): (OK, OK, OK, OK, OK),
+    ("api", "user-password", "post"): (LOGIN, HIDE, DENY, HIDE, OK),
+    # Schema and docs behind login unless CONSOLE_API_DOCS_PUBLIC=True.
+    ("page", "api-docs", "get"): (LOGIN, OK, OK, OK, OK),
     ("page", "api-key-revoke", "post"): (LOGIN, DENY, DENY, DENY, OK),
     ("page", "api-keys", "get"): (LOGIN, OK, OK, OK, OK),
     ("page", "api-not-found", "get"): (HIDE, HIDE, HIDE, HIDE, HIDE),
@@ -198,7 +200,7 @@ EXPECT: dict[tuple[str, str, str], Row | dict[str, Row]] = {
     ("page", "profile-detail", "get"): (LOGIN, OK, OK, OK, OK),
     ("page", "profiles", "get"): (LOGIN, OK, OK, OK, OK),
     ("page", "readyz", "get"): (OK, OK, OK, OK, OK),
-    ("page", "schema", "get"): (OK, OK, OK, OK, OK),
+    ("page", "schema", "get"): (LOGIN, OK, OK, OK, OK),
     ("page", "set_language", "post"): (OK, OK, OK, OK, OK),
     ("page", "usage", "get"): (LOGIN, OK, OK, OK, OK),
     ("page", "user-toggle-active", "post"): (LOGIN, DENY, DENY, DENY, OK),

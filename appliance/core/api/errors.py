@@ -7,6 +7,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, JsonResponse
+from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -40,9 +41,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return error_response(exc.status_code, exc.code, exc.message, exc.details, headers=headers)
     if isinstance(exc, RequestDataTooBig):
         # Django's own refusals while reading the body would otherwise answer with its HTML 400 page.
-        return error_response(413, "too_large", "The request body is larger than this server accepts.")
+        return error_response(413, "too_large", _("The request body is larger than this server accepts."))
     if isinstance(exc, SuspiciousOperation):
-        return error_response(400, "invalid", "The request could not be read (too many fields or files).")
+        return error_response(400, "invalid", _("The request could not be read (too many fields or files)."))
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -69,5 +70,5 @@ def api_not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
     Routed last under /api/ (console/urls.py) rather than as ``handler404``, which Django skips
     while DEBUG is on; a path parameter holding "%2F" decodes to "/" and lands here.
     """
-    body = {"error": {"code": "not_found", "message": "No API endpoint at this path.", "details": None}}
+    body = {"error": {"code": "not_found", "message": _("No API endpoint at this path."), "details": None}}
     return JsonResponse(body, status=404)

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from django.core.exceptions import ValidationError
 from django.db.models import Model, QuerySet
+from django.utils.translation import gettext as _
 from rest_framework import viewsets
 from rest_framework.request import Request
 
@@ -35,7 +36,8 @@ def filter_param(qs: QuerySet[Any], param: str, lookup: str, value: Any) -> Quer
         # "maybe" for a boolean a ValidationError; both are the caller's mistake, not a server error.
         return qs.filter(**{lookup: value})
     except (ValueError, TypeError, ValidationError):
-        raise InvalidInput(f"{param}: not a valid value.", details={param: ["Not a valid value."]}) from None
+        message = _("Not a valid value.")
+        raise InvalidInput(f"{param}: {message}", details={param: [message]}) from None
 
 
 class RestrictedViewSet(viewsets.GenericViewSet):

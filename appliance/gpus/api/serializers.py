@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext as _
 from rest_framework import serializers
 
 from appliance.core.api.serializers import StrictModelSerializer, StrictSerializer
@@ -179,7 +180,7 @@ class GpuMetricsQuerySerializer(StrictSerializer):
         # offset (+08:05:43 in Asia/Shanghai) that is not a valid RFC 3339 date-time.
         for name in ("since", "until"):
             if name in attrs and attrs[name].year < 1970:
-                raise serializers.ValidationError({name: ["Must be 1970 or later."]})
+                raise serializers.ValidationError({name: [_("Must be 1970 or later.")]})
         return attrs
 
     step = serializers.IntegerField(required=False, min_value=1, help_text="Seconds per point.")
