@@ -471,3 +471,11 @@ def test_websocket_matrix(personas: dict[str, User], departments: dict[str, Depa
                 print(f"    ('ws', {pattern!r}, '*'): ({', '.join(row)}),  # {dept}")
                 continue
             assert row == expected("ws", pattern, "*", dept), f"ws {pattern} on a {dept} object: {row}"
+
+
+@pytest.mark.parametrize("key", [("api", "user-me", "get"), ("page", "users", "get"), ("ws", "ws/chat/", "*")])
+def test_a_route_without_expectation_is_reported(monkeypatch: pytest.MonkeyPatch, key: tuple[str, str, str]) -> None:
+    monkeypatch.delitem(EXPECT, key)
+    method = key[2] if key[0] == "api" else r"\*"  # pages and sockets are listed by name
+    with pytest.raises(AssertionError, match=f"{key[0]} {key[1]} {method}"):
+        test_every_route_has_an_expectation()
