@@ -91,6 +91,7 @@ EXPECT: dict[tuple[str, str, str], Row | dict[str, Row]] = {
     # INVALID: another department's id reads as a nonexistent department
     ("api", "deployment-list", "post"): (LOGIN, DENY, DENY, INVALID, OK),
     ("api", "deployment-logs", "get"): (LOGIN, OK, OK, HIDE, OK),
+    ("api", "deployment-on-demand", "post"): (LOGIN, HIDE, HIDE, HIDE, OK),
     ("api", "deployment-restart", "post"): (LOGIN, HIDE, HIDE, HIDE, OK),
     ("api", "deployment-start", "post"): (LOGIN, HIDE, HIDE, HIDE, OK),
     ("api", "deployment-stop", "post"): (LOGIN, HIDE, HIDE, HIDE, OK),
@@ -174,7 +175,8 @@ EXPECT: dict[tuple[str, str, str], Row | dict[str, Row]] = {
     ("page", "catalog-delete", "post"): (LOGIN, DENY, DENY, DENY, DENY),
     ("page", "chat", "get"): (LOGIN, OK, OK, OK, OK),
     ("page", "departments", "get"): (LOGIN, OK, OK, OK, OK),
-    ("page", "deployment-action", "post"): (LOGIN, DENY, DENY, DENY, DENY),
+    ("page", "deployment-action", "post"): (LOGIN, DENY, DENY, DENY, OK),
+    ("page", "deployment-on-demand", "post"): (LOGIN, DENY, DENY, DENY, OK),
     ("page", "deployment-create", "get"): (LOGIN, OK, OK, OK, OK),
     ("page", "deployment-detail", "get"): (LOGIN, OK, OK, HIDE, OK),
     ("page", "deployments", "get"): (LOGIN, OK, OK, OK, OK),
@@ -213,7 +215,7 @@ EXPECT: dict[tuple[str, str, str], Row | dict[str, Row]] = {
 # Pages that take POST only; the other pages are visited with GET.
 POST_PAGES = {
     "logout", "set_language", "user-toggle-active", "api-key-revoke", "node-maintenance", "gpu-assign",
-    "profile-archive", "catalog-delete", "deployment-action", "engine-image",
+    "profile-archive", "catalog-delete", "deployment-action", "deployment-on-demand", "engine-image",
 }  # fmt: skip
 
 
@@ -249,8 +251,8 @@ BODIES: dict[tuple[str, str], Callable[[World, str], dict[str, Any]]] = {
         "start": False,
     },
     ("conversation-detail", "patch"): lambda w, d: {"title": "Renamed"},
-    ("engineimage-detail", "put"): lambda w, d: {"engine": "llamacpp", "image": "appliance/llamacpp-cpu:test"},
-    ("engineimage-detail", "patch"): lambda w, d: {"engine": "llamacpp", "image": "appliance/llamacpp-cpu:test"},
+    ("engineimage-detail", "put"): lambda w, d: {"engine": "llamacpp", "image": "appliance/llamacpp-cpu:custom"},
+    ("engineimage-detail", "patch"): lambda w, d: {"engine": "llamacpp", "image": "appliance/llamacpp-cpu:custom"},
     ("nodeimage-import-image", "post"): lambda w, d: {"nodes": ["node-1"], "path": "x.tar"},
     ("profile-list", "post"): lambda w, d: {
         "slug": "matrix-profile",
@@ -276,7 +278,8 @@ BODIES: dict[tuple[str, str], Callable[[World, str], dict[str, Any]]] = {
     },
     ("node-maintenance", "*"): lambda w, d: {"enabled": "on", "reason": "matrix"},
     ("gpu-assign", "post"): lambda w, d: {"action": "release", "units": [w.ids["gpuunit"][d]]},
-    ("engine-image", "post"): lambda w, d: {"image": "appliance/llamacpp-cpu:test"},
+    ("engine-image", "post"): lambda w, d: {"image": "appliance/llamacpp-cpu:custom"},
+    ("deployment-on-demand", "post"): lambda w, d: {"on_demand": True, "idle_minutes": 30},
 }
 
 
@@ -299,6 +302,7 @@ PAGE_OBJECT = {
     "user-toggle-active": "user", "api-key-revoke": "apikey", "node-maintenance": "node", "gpu-detail": "gpu",
     "profile-detail": "profile", "profile-archive": "profile", "deployment-detail": "deployment",
     "deployment-action": "deployment",
+    "deployment-on-demand": "deployment",
 }  # fmt: skip
 
 
@@ -309,7 +313,7 @@ def url_for(world: World, kind: str, name: str, pattern: str, dept: str) -> str:
     if "<engine>" in pattern or "<str:engine>" in pattern:
         kwargs["engine"] = "llamacpp"
     if "<str:verb>" in pattern:
-        kwargs["verb"] = "stop"
+        kwargs["verb"] = "start"  # the world's deployments are stopped: start is the change that can succeed
     if "<pk>" in pattern or "<int:pk>" in pattern:
         obj = API_OBJECT[name.split("-")[0]] if kind == "api" else PAGE_OBJECT[name]
         kwargs["pk"] = world.ids[obj][dept]

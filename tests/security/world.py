@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -58,7 +59,7 @@ class World:
 def _node() -> Node:
     node = Node.objects.create(name="node-1", hostname="node-1")
     apply_inventory(node.pk, collect_simulated("4x RTX 4090 24GB", "node-1"))
-    images = ["appliance/llamacpp-cpu:test", "vllm/vllm-openai:test", "ollama/ollama:test"]
+    images = list(settings.APPLIANCE_ENGINE_IMAGES.values())  # the images deployments run, present on the node
     rows: list[dict[str, object]] = [
         {"tag": tag, "image_id": f"sha256:{i:064d}", "size_bytes": 1, "created": ""} for i, tag in enumerate(images)
     ]
