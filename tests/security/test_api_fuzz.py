@@ -50,7 +50,7 @@ from tests.security.world import OBJECT_DEPARTMENTS, World, build_world
 pytestmark = [pytest.mark.django_db, pytest.mark.fuzz]
 
 # Cases per operation, generation mode (valid / invalid data) and id source (random / real): about
-# 3,400 requests, three to four minutes for all roles on two busy cores. Anonymous requests all end at
+# 3,700 requests, about two minutes for all roles on two cores. Anonymous requests all end at
 # the 401 gate, so fewer are needed there.
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "3"))
 ANONYMOUS_EXAMPLES = min(MAX_EXAMPLES, 2)
