@@ -33,6 +33,12 @@ class ProfileForm(forms.Form):
     cpu_ram_gib = forms.FloatField(label=_("Host RAM per node (GiB)"), required=False)
     extra_args = forms.JSONField(label=_("Engine extra arguments (JSON)"), initial=dict, required=False)
     chat_defaults = forms.JSONField(label=_("Chat defaults: temperature per task (JSON)"), required=False)
+    default_max_tokens = forms.IntegerField(
+        label=_("Default answer length in chat (tokens)"),
+        required=False,
+        min_value=1,
+        help_text=_("Used when a user sets no max tokens; empty: up to half the model length."),
+    )
     reference_price_cny = forms.IntegerField(label=_("Reference price (CNY)"), required=False)
     concurrency_min = forms.IntegerField(label=_("Concurrent users, from"), required=False)
     concurrency_max = forms.IntegerField(label=_("Concurrent users, to"), required=False)

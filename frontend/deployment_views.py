@@ -15,12 +15,12 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from appliance.accounts.models import User, acting_user
-from appliance.catalog.models import Profile
 from appliance.core.exceptions import ServiceError
 from appliance.core.querysets import VIEW
 from appliance.deployments import services
 from appliance.deployments.choices import IDLE_MINUTES_DEFAULT, IDLE_MINUTES_MAX, IDLE_MINUTES_MIN
 from appliance.deployments.models import Deployment
+from frontend import deployment_wizard as wizard
 from frontend.forms import set_choices
 
 
@@ -62,9 +62,16 @@ def deployment_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def deployment_create(request: HttpRequest) -> HttpResponse:
     user = acting_user(request)
-    form = DeploymentForm(request.POST or None)
-    set_choices(form, "profile_id", [(p.pk, p.name) for p in Profile.objects.filter(archived_at__isnull=True)])
-    set_choices(form, "department_id", [(d.pk, d.name) for d in user.managed_departments()])
+    pools = user.managed_departments()
+    department = wizard.pick_department(pools, request.POST.get("department_id") or request.GET.get("department"))
+    options = wizard.profile_options(department)
+    default = next((o for o in options if o.runnable), None)
+    initial: dict[str, object] = {"department_id": department.pk if department else None}
+    if default is not None:
+        initial |= {"profile_id": default.profile.pk, "name": wizard.free_name(default.profile.slug)}
+    form = DeploymentForm(request.POST or None, initial=initial)
+    set_choices(form, "profile_id", [(o.profile.pk, o.profile.name) for o in options])
+    set_choices(form, "department_id", [(d.pk, d.name) for d in pools])
     if request.method == "POST" and form.is_valid():
         try:
             dep = services.create_deployment(user, **form.cleaned_data)
@@ -73,14 +80,22 @@ def deployment_create(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, _("Deployment %(name)s created.") % {"name": dep.name})
             return redirect("deployment-detail", pk=dep.pk)
-    return render(request, "deployments/create.html", {"form": form})
+    chosen = str(form["profile_id"].value())
+    context = {"form": form, "options": options, "chosen": chosen, "department": department}
+    return render(request, "deployments/create.html", context)
 
 
 @login_required
 def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
     dep = get_object_or_404(_deployments(request), pk=pk)
     template = "deployments/_status.html" if request.headers.get("HX-Request") else "deployments/detail.html"
-    context = {"dep": dep, "info": services.describe(dep), "events": dep.events.all()[:50]}
+    context = {
+        "dep": dep,
+        "info": services.describe(dep),
+        "events": dep.events.all()[:50],
+        # The console's own endpoint (keys, quotas, audit); the engine's address would bypass all three.
+        "api_base": request.build_absolute_uri("/v1"),
+    }
     if template.endswith("detail.html"):
         context["on_demand_form"] = OnDemandForm(initial={"on_demand": dep.on_demand, "idle_minutes": dep.idle_minutes})
     return render(request, template, context)

@@ -21,9 +21,22 @@ class UserForm(forms.Form):
     username = forms.CharField(label=_("Username"), max_length=150)
     display_name = forms.CharField(label=_("Display name"), max_length=128, required=False)
     department_id = forms.TypedChoiceField(label=_("Department"), coerce=int, required=False, empty_value=None)
-    role = forms.ChoiceField(label=_("Role"), choices=Role.choices)
+    # Least privilege by default: a new account is a member unless someone chooses more.
+    role = forms.ChoiceField(label=_("Role"), choices=Role.choices, initial=Role.MEMBER)
     password = forms.CharField(label=_("Initial password"), widget=forms.PasswordInput, required=False, max_length=128)
     is_service_account = forms.BooleanField(label=_("Service account (API keys only)"), required=False)
+
+
+class UserEditForm(forms.Form):
+    display_name = forms.CharField(label=_("Display name"), max_length=128, required=False)
+    email = forms.EmailField(label=_("Email"), required=False)
+    department_id = forms.TypedChoiceField(label=_("Department"), coerce=int, required=False, empty_value=None)
+    role = forms.ChoiceField(label=_("Role"), choices=Role.choices)
+    is_active = forms.BooleanField(label=_("Active (may log in and use keys)"), required=False)
+
+
+class PasswordResetForm(forms.Form):
+    new_password = forms.CharField(label=_("New password"), widget=forms.PasswordInput, max_length=128)
 
 
 class ApiKeyForm(forms.Form):

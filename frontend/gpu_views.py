@@ -100,12 +100,16 @@ def gpu_grid(request: HttpRequest) -> HttpResponse:
     user = acting_user(request)
     form = AssignForm()
     set_choices(form, "department_id", _department_choices() if user.is_platform_admin else [])
+    tiles = [tile(unit) for unit in visible_units(user)]
     context = {
-        "tiles": [tile(unit) for unit in visible_units(user)],
+        "tiles": tiles,
         "summary": _summary(user),
         "form": form,
-        "can_assign": user.is_platform_admin,
+        # Nothing to tick, nothing to assign: the page explains instead why there are no tiles.
+        "can_assign": user.is_platform_admin and bool(tiles),
         "refresh_ms": REFRESH_MS,
+        "not_assigned": not tiles and GpuUnit.objects.filter(state=PresenceState.PRESENT).exists(),
+        "gpu_less_nodes": [] if tiles else Node.objects.restrict(user, VIEW).filter(gpus__isnull=True),
     }
     return render(request, "gpus/grid.html", context)
 

@@ -1,7 +1,7 @@
 from django.urls import path
 
 from appliance.chat.views import chat_page
-from frontend import catalog_views, deployment_views, gpu_views, image_views, usage_views, views
+from frontend import catalog_views, deployment_views, gpu_views, image_views, usage_views, user_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -11,6 +11,8 @@ urlpatterns = [
     path("password/", views.password_change, name="password"),
     path("departments/", views.departments, name="departments"),
     path("users/", views.users, name="users"),
+    path("users/<int:pk>/", user_views.user_edit, name="user-edit"),
+    path("users/<int:pk>/password/", user_views.user_password, name="user-password"),
     path("users/<int:pk>/toggle-active/", views.user_toggle_active, name="user-toggle-active"),
     path("api-keys/", views.api_keys, name="api-keys"),
     path("api-keys/<int:pk>/revoke/", views.api_key_revoke, name="api-key-revoke"),

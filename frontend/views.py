@@ -9,11 +9,13 @@ from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from appliance.accounts import services, signin
+from appliance.accounts.choices import Role
 from appliance.accounts.models import ApiKey, Department, User, acting_user
 from appliance.audit.api.views import filter_audit
 from appliance.audit.models import AuditRecord
@@ -110,6 +112,7 @@ def users(request: HttpRequest) -> HttpResponse:
     user = acting_user(request)
     form = UserForm(request.POST or None)
     set_choices(form, "department_id", _department_choices(user, CHANGE))
+    set_choices(form, "role", [(r, str(Role(r).label)) for r in services.grantable_roles(user)])
     if request.method == "POST" and form.is_valid():
         try:
             created = services.create_user(user, **form.cleaned_data)
@@ -182,4 +185,6 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     page = Paginator(qs, 50).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    return render(request, "console/audit_log.html", {"page": page, "query": query.urlencode()})
+    offset = timezone.localtime().strftime("UTC%z")
+    context = {"page": page, "query": query.urlencode(), "tz_offset": f"{offset[:-2]}:{offset[-2:]}"}
+    return render(request, "console/audit_log.html", context)

@@ -120,6 +120,18 @@ def _check_role_grant(actor: User, role: str) -> None:
         raise PermissionDenied(_("You may only grant roles below your own."))
 
 
+def grantable_roles(actor: User) -> list[str]:
+    """The roles ``actor`` may give someone, as the grant check decides (pages offer only these)."""
+    allowed = []
+    for role in Role.values:
+        try:
+            _check_role_grant(actor, role)
+        except PermissionDenied:
+            continue
+        allowed.append(role)
+    return allowed
+
+
 def _check_password(password: str, user: User | None = None) -> None:
     try:
         validate_password(password, user)

@@ -114,6 +114,7 @@ SPEC_FIELDS = (
     "cpu_ram_gib",
     "extra_args",
     "chat_defaults",
+    "default_max_tokens",
     "reference_price_cny",
     "concurrency_min",
     "concurrency_max",
@@ -151,6 +152,9 @@ class ProfileVersion(models.Model):
     cpu_ram_gib = models.FloatField(null=True, blank=True, help_text="Host RAM per node.")
     extra_args = models.JSONField(default=dict, blank=True)
     chat_defaults = models.JSONField(default=default_chat_defaults, blank=True)
+    default_max_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Answer length in chat when the user sets none (None: half the context)."
+    )
     reference_price_cny = models.PositiveIntegerField(null=True, blank=True)
     concurrency_min = models.PositiveIntegerField(null=True, blank=True)
     concurrency_max = models.PositiveIntegerField(null=True, blank=True)

@@ -19,6 +19,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
 from appliance.catalog.catalog import WEIGHT_DTYPES, FieldError, ModelEntry, get_model
 
 GIB = 1024**3
@@ -298,7 +301,10 @@ def _gib(n_bytes: int) -> str:
 
 
 def _gpus(count: int, memory_gib: float) -> str:
-    return f"{count} × {memory_gib:g} GiB GPU{'' if count == 1 else 's'}"
+    return ngettext("%(count)d × %(memory)s GiB GPU", "%(count)d × %(memory)s GiB GPUs", count) % {
+        "count": count,
+        "memory": f"{memory_gib:g}",
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +329,9 @@ class _Layout:
         return self.weights_per_gpu <= self.budget and self.max_tokens >= context_length
 
     def describe(self) -> str:
-        return f"tensor parallel {self.tp}" + (f", pipeline parallel {self.pp}" if self.pp > 1 else "")
+        if self.pp > 1:
+            return _("tensor parallel %(tp)d, pipeline parallel %(pp)d") % {"tp": self.tp, "pp": self.pp}
+        return _("tensor parallel %(tp)d") % {"tp": self.tp}
 
 
 def _layouts(req: PlanRequest, entry: ModelEntry, weights: int, kv_dtype: str, up_to: int) -> list[_Layout]:
@@ -363,26 +371,48 @@ def _plan_vllm(req: PlanRequest, entry: ModelEntry, dtype: str, kv_dtype: str) -
 
 def _vllm_reason(req: PlanRequest, chosen: _Layout, needed: _Layout | None, tokens: int) -> str:
     memory, context = req.memory_per_gpu_gib, req.context_length
-    if needed is None:
-        need = f"does not fit on up to {_gpus(MAX_SEARCH_GPUS, memory)}"
-    else:
-        need = f"needs {_gpus(needed.tp * needed.pp, memory)} ({needed.describe()})"
-    found = f"found {_gpus(req.gpu_count, memory)}"
+    found = _("found %(gpus)s") % {"gpus": _gpus(req.gpu_count, memory)}
     if chosen.fits(context):
-        return (
-            f"{need}; {found}: fits with {chosen.describe()}; {_gib(chosen.weights_per_gpu)} of weights and "
-            f"{_gib(chosen.kv_free_per_gpu)} of KV cache per GPU hold {tokens:,} tokens = "
-            f"{tokens // context} concurrent sequences of {context:,} tokens"
-        )
-    if chosen.weights_per_gpu > chosen.budget:
-        reserve = _gib(ENGINE_RESERVE_BYTES[req.engine])
-        why = (
-            f"weights need {_gib(chosen.weights_per_gpu)} per GPU but only {_gib(chosen.budget)} is left after "
-            f"{req.gpu_memory_utilization:.0%} utilisation and the {reserve} engine reserve"
-        )
+        return found + _fits_words(chosen, needed, tokens, context, memory)
+    if needed is None:
+        need = _("does not fit on up to %(gpus)s") % {"gpus": _gpus(MAX_SEARCH_GPUS, memory)}
     else:
-        why = f"the KV cache holds {tokens:,} tokens, less than one sequence of {context:,}"
-    return f"{need}; {found}: does not fit with {chosen.describe()}: {why}"
+        need = _("needs %(gpus)s (%(layout)s)") % {
+            "gpus": _gpus(needed.tp * needed.pp, memory),
+            "layout": needed.describe(),
+        }
+    if chosen.weights_per_gpu > chosen.budget:
+        why = _(
+            "weights need %(weights)s per GPU but only %(budget)s is left after %(utilisation)s utilisation and "
+            "the %(reserve)s engine reserve"
+        ) % {
+            "weights": _gib(chosen.weights_per_gpu), "budget": _gib(chosen.budget),
+            "utilisation": f"{req.gpu_memory_utilization:.0%}", "reserve": _gib(ENGINE_RESERVE_BYTES[req.engine]),
+        }  # fmt: skip
+    else:
+        why = _("the KV cache holds %(tokens)s tokens, less than one sequence of %(context)s") % {
+            "tokens": f"{tokens:,}", "context": f"{context:,}",
+        }  # fmt: skip
+    return _("%(need)s; %(found)s: does not fit with %(layout)s: %(why)s") % {
+        "need": need, "found": found, "layout": chosen.describe(), "why": why,
+    }  # fmt: skip
+
+
+def _fits_words(chosen: _Layout, needed: _Layout | None, tokens: int, context: int, memory: float) -> str:
+    """What runs comes first; the smallest layout that would also fit is a footnote, not a "needs" that
+    reads as if it contradicted the chosen one (which spans all the GPUs given, for more KV cache)."""
+    text = _(
+        ": fits with %(layout)s; %(weights)s of weights and %(kv)s of KV cache per GPU hold %(tokens)s tokens = "
+        "%(sequences)d concurrent sequences of %(context)s tokens"
+    ) % {
+        "layout": chosen.describe(), "weights": _gib(chosen.weights_per_gpu), "kv": _gib(chosen.kv_free_per_gpu),
+        "tokens": f"{tokens:,}", "sequences": tokens // context, "context": f"{context:,}",
+    }  # fmt: skip
+    if needed is not None and (needed.tp, needed.pp) != (chosen.tp, chosen.pp):
+        text += _(" (the smallest layout that fits: %(gpus)s, %(layout)s)") % {
+            "gpus": _gpus(needed.tp * needed.pp, memory), "layout": needed.describe(),
+        }  # fmt: skip
+    return text
 
 
 # --- GGUF on llama.cpp / Ollama ------------------------------------------------------------------------------
@@ -443,14 +473,24 @@ def _plan_gguf(req: PlanRequest, entry: ModelEntry, kv_dtype: str) -> Plan:
 def _gguf_reason(req: PlanRequest, layers: int, offload: tuple[int, int], cpu_ram: int, tokens: int, fits: bool) -> str:
     rule, on_gpu = offload
     if req.gpu_count == 0:
-        split = f"CPU only: all {layers} layers in host RAM"
+        split = _("CPU only: all %(layers)d layers in host RAM") % {"layers": layers}
     else:
-        stepped = f", stepped down from Unsloth's {rule} to fit" if on_gpu < rule else " (Unsloth's rule)"
-        split = f"{on_gpu} of {layers} layers on {_gpus(req.gpu_count, req.memory_per_gpu_gib)}{stepped}"
+        words = {"on_gpu": on_gpu, "layers": layers, "gpus": _gpus(req.gpu_count, req.memory_per_gpu_gib), "rule": rule}
+        if on_gpu < rule:
+            split = (
+                _("%(on_gpu)d of %(layers)d layers on %(gpus)s, stepped down from Unsloth's %(rule)d to fit") % words
+            )
+        else:
+            split = _("%(on_gpu)d of %(layers)d layers on %(gpus)s (Unsloth's rule)") % words
     if req.cpu_ram_gib is None:
-        host = f"needs {_gib(cpu_ram)} of host RAM (not checked: cpu_ram_gib not given)"
+        host = _("needs %(ram)s of host RAM (not checked: cpu_ram_gib not given)") % {"ram": _gib(cpu_ram)}
     else:
-        host = f"needs {_gib(cpu_ram)} of host RAM, found {req.cpu_ram_gib:g} GiB"
+        host = _("needs %(ram)s of host RAM, found %(found)s GiB") % {
+            "ram": _gib(cpu_ram), "found": f"{req.cpu_ram_gib:g}",
+        }  # fmt: skip
     context = req.context_length
-    cache = f"the KV cache holds {tokens:,} tokens = {tokens // context} concurrent sequences of {context:,} tokens"
-    return f"{split}; {host}: {'fits' if fits else 'does not fit'}; {cache}"
+    cache = _("the KV cache holds %(tokens)s tokens = %(sequences)d concurrent sequences of %(context)s tokens") % {
+        "tokens": f"{tokens:,}", "sequences": tokens // context, "context": f"{context:,}",
+    }  # fmt: skip
+    verdict = _("fits") if fits else _("does not fit")
+    return f"{split}; {host}: {verdict}; {cache}"

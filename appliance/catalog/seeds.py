@@ -19,6 +19,7 @@ SEED_PROFILES: tuple[dict[str, Any], ...] = (
             "model": "deepseek-r1-distill-qwen-7b", "engine": "vllm", "precision": "fp16",
             "nodes": 1, "gpus_per_node": 2, "min_gpu_memory_gib": 24, "gpu_model": "RTX 4090",
             "tensor_parallel": 2, "pipeline_parallel": 1, "max_model_len": 8192, "max_num_seqs": 30,
+            "default_max_tokens": 2048,
             "cpu_ram_gib": 128, "reference_price_cny": 88_000, "concurrency_min": 15, "concurrency_max": 30,
             "requests_per_second_min": 10, "requests_per_second_max": 20,
         },
@@ -30,6 +31,7 @@ SEED_PROFILES: tuple[dict[str, Any], ...] = (
             "model": "deepseek-r1-distill-qwen-32b", "engine": "vllm", "precision": "fp16",
             "nodes": 1, "gpus_per_node": 4, "min_gpu_memory_gib": 24, "gpu_model": "RTX 4090",
             "tensor_parallel": 4, "pipeline_parallel": 1, "max_model_len": 4096, "max_num_seqs": 30,
+            "default_max_tokens": 1536,
             "cpu_ram_gib": 256, "reference_price_cny": 168_000, "concurrency_min": 15, "concurrency_max": 30,
             "requests_per_second_min": 10, "requests_per_second_max": 15,
         },
@@ -41,6 +43,7 @@ SEED_PROFILES: tuple[dict[str, Any], ...] = (
             "model": "deepseek-r1", "engine": "vllm", "precision": "fp8",
             "nodes": 2, "gpus_per_node": 8, "min_gpu_memory_gib": 96, "gpu_model": "H20",
             "tensor_parallel": 8, "pipeline_parallel": 2, "max_model_len": 8192, "max_num_seqs": 190,
+            "default_max_tokens": 2048,
             "cpu_ram_gib": 1536, "reference_price_cny": 1_990_000, "concurrency_min": 90, "concurrency_max": 190,
             "requests_per_second_min": 30, "requests_per_second_max": 60,
         },
@@ -53,6 +56,7 @@ SEED_PROFILES: tuple[dict[str, Any], ...] = (
             "model": "smollm2-135m-instruct-q4_1", "engine": "llamacpp", "precision": "gguf",
             "nodes": 1, "gpus_per_node": 0, "min_gpu_memory_gib": None, "gpu_model": "",
             "tensor_parallel": 1, "pipeline_parallel": 1, "max_model_len": 2048, "max_num_seqs": 4,
+            "default_max_tokens": 256,
             "cpu_ram_gib": 2,
         },
         "description": "SmolLM2-135M-Instruct Q4_1 on llama.cpp, CPU only: the model this project runs live.",
@@ -62,15 +66,26 @@ SEED_PROFILES: tuple[dict[str, Any], ...] = (
 SEED_NOTE = "seeded"
 
 
+def seed_default_max_tokens(profile_model: Any, version_model: Any) -> None:
+    """Give the seeded versions their answer length where nobody has set one yet (migration 0003)."""
+    for seed in SEED_PROFILES:
+        version_model.objects.filter(
+            profile__slug=seed["profile"]["slug"], note=SEED_NOTE, default_max_tokens__isnull=True
+        ).update(default_max_tokens=seed["version"]["default_max_tokens"])
+
+
 def seed_profiles(profile_model: Any, version_model: Any) -> int:
     """Create the seeded profiles that are missing (by slug); returns how many were created."""
     created = 0
+    # A migration passes its historical model, which may predate fields added to the seeds later.
+    fields = {field.name for field in version_model._meta.get_fields()}
     for seed in SEED_PROFILES:
         if profile_model.objects.filter(slug=seed["profile"]["slug"]).exists():
             continue
         profile = profile_model.objects.create(**seed["profile"], description=seed["description"], builtin=True)
+        spec = {name: value for name, value in seed["version"].items() if name in fields}
         version = version_model.objects.create(
-            profile=profile, number=1, note=SEED_NOTE, chat_defaults=dict(DEFAULT_CHAT_DEFAULTS), **seed["version"]
+            profile=profile, number=1, note=SEED_NOTE, chat_defaults=dict(DEFAULT_CHAT_DEFAULTS), **spec
         )
         profile.current_version = version
         profile.save(update_fields=["current_version"])

@@ -35,8 +35,9 @@ DEFAULT_SPEC: Mapping[str, Any] = MappingProxyType(
     {
         "precision": "auto", "kv_dtype": "auto", "nodes": 1, "min_gpu_memory_gib": None, "gpu_model": "",
         "pipeline_parallel": 1, "gpu_memory_utilization": 0.9, "max_num_seqs": None, "cpu_ram_gib": None,
-        "extra_args": {}, "chat_defaults": None, "reference_price_cny": None, "concurrency_min": None,
-        "concurrency_max": None, "requests_per_second_min": None, "requests_per_second_max": None,
+        "extra_args": {}, "chat_defaults": None, "default_max_tokens": None, "reference_price_cny": None,
+        "concurrency_min": None, "concurrency_max": None, "requests_per_second_min": None,
+        "requests_per_second_max": None,
     }
 )  # fmt: skip
 

@@ -95,7 +95,8 @@ def _model(name: str, deployment: Deployment, status: str, reasoning: bool) -> A
     return AvailableModel(
         name=name, engine=deployment.engine, reasoning=reasoning, status=status,
         chat_defaults={**DEFAULT_TEMPERATURES, **(version.chat_defaults or {})},
-        default_max_tokens=default_max_tokens(version.max_model_len), max_model_len=version.max_model_len,
+        default_max_tokens=default_max_tokens(version.max_model_len, version.default_max_tokens),
+        max_model_len=version.max_model_len,
     )  # fmt: skip
 
 

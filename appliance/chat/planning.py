@@ -50,18 +50,20 @@ class ModelChoice:
     deployment_ids: tuple[int, ...] = ()
     # On demand and not running: the generation starts these deployments and waits (no base_urls yet).
     starting: bool = False
+    configured_max_tokens: int | None = None
 
     def temperature_for(self, task: str) -> float:
         return float(self.chat_defaults.get(task, DEFAULT_TEMPERATURES.get(task, DEFAULT_TEMPERATURES[DEFAULT_TASK])))
 
     @property
     def default_max_tokens(self) -> int:
-        return default_max_tokens(self.max_model_len)
+        return default_max_tokens(self.max_model_len, self.configured_max_tokens)
 
 
-def default_max_tokens(max_model_len: int) -> int:
-    """The completion budget when the user sets none: leave at least half the context to the prompt."""
-    return max(1, min(DEFAULT_MAX_TOKENS, max_model_len // 2))
+def default_max_tokens(max_model_len: int, configured: int | None = None) -> int:
+    """The completion budget when the user sets none: the profile's, else up to DEFAULT_MAX_TOKENS; either way
+    at least half the context is left to the prompt."""
+    return max(1, min(configured or DEFAULT_MAX_TOKENS, max_model_len // 2))
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ def choose_model(user: User, name: str) -> ModelChoice:
         chat_defaults=dict(deployment.profile_version.chat_defaults or {}),
         max_model_len=deployment.profile_version.max_model_len,
         deployment_ids=tuple(dict.fromkeys(e.deployment_id for e in endpoints)),
+        configured_max_tokens=deployment.profile_version.default_max_tokens,
     )  # fmt: skip
 
 
@@ -120,6 +123,7 @@ def _to_start(user: User, name: str) -> ModelChoice:
         reasoning=routing.is_reasoning(deployment.model_slug),
         chat_defaults=dict(deployment.profile_version.chat_defaults or {}),
         max_model_len=deployment.profile_version.max_model_len, deployment_ids=tuple(ids), starting=True,
+        configured_max_tokens=deployment.profile_version.default_max_tokens,
     )  # fmt: skip
 
 

@@ -19,6 +19,10 @@ def _strings() -> dict[str, str]:
         "startingModel": _("Starting the model… (%(seconds)s s)"),
         "thought": _("Thought for %(seconds)s seconds"),
         "stopped": _("Stopped by you; the answer so far is kept."),
+        "stoppedEmpty": _("Stopped by you before the model wrote anything."),
+        "codeLabel": _("code"),
+        "conversations": _("Conversations"),
+        "deleteNamed": _("Delete the conversation “%(title)s” and all its messages? This cannot be undone."),
         "failed": _("The answer failed: %(reason)s The text so far is kept."),
         "usage": _("%(prompt)s in · %(completion)s out tokens"),
         "estimated": _("(estimated)"),
@@ -47,6 +51,9 @@ def _strings() -> dict[str, str]:
         "reconnecting": _("Connection lost, reconnecting…"),
         "defaultTemperature": _("default %(value)s"),
         "defaultMaxTokens": _("default %(value)s"),
+        "maxTokensHint": _(
+            "This model's answers stop after %(value)s tokens (its profile's default); enter a number to change it."
+        ),
     }
 
 

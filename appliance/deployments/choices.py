@@ -43,6 +43,8 @@ WAKEABLE_STATES = frozenset({State.PENDING, State.STOPPED, State.STOPPING})
 IDLE_MINUTES_MIN, IDLE_MINUTES_MAX, IDLE_MINUTES_DEFAULT = 1, 7 * 24 * 60, 30
 # States in which a deployment may be deleted.
 DELETABLE_STATES = frozenset({State.PENDING, State.STOPPED, State.FAILED})
+# States from which stop (and restart, a stop that starts again) is allowed: not stopped or already stopping.
+STOPPABLE_STATES = frozenset(State) - {State.PENDING, State.STOPPED, State.STOPPING}
 
 ALLOWED = {
     State.PENDING: {State.SCHEDULED, State.STOPPED, State.FAILED},

@@ -16,9 +16,12 @@ from django.utils import timezone
 
 from appliance.core.querysets import VIEW, RestrictedQuerySet
 from appliance.deployments.choices import (
+    DELETABLE_STATES,
     IDLE_MINUTES_DEFAULT,
     IDLE_MINUTES_MAX,
     IDLE_MINUTES_MIN,
+    STARTABLE_STATES,
+    STOPPABLE_STATES,
     Desired,
     ImportState,
     Role,
@@ -78,6 +81,20 @@ class Deployment(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def allowed_verbs(self) -> frozenset[str]:
+        """The operations its state machine allows now, so pages offer only those (services re-check)."""
+        verbs = {"start"} if self.state in STARTABLE_STATES else set()
+        if self.state in STOPPABLE_STATES:
+            verbs |= {"stop", "restart"}
+        if self.state in DELETABLE_STATES:
+            verbs.add("delete")
+        return frozenset(verbs)
+
+    @property
+    def is_serving(self) -> bool:
+        """Whether its endpoint and health mean anything now (a stopped deployment's are stale)."""
+        return self.state in (State.RUNNING, State.UNREACHABLE, State.STARTING)
 
     @staticmethod
     def restrict_scope(qs: DeploymentQuerySet, user: User, action: str) -> DeploymentQuerySet:

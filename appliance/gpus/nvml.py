@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
 import pynvml
+from django.utils.translation import gettext as _
 
 from .inventory import GpuReading, MigReading, NodeInventory, ProcessReading
 
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ERROR_PREFIX = "no NVIDIA GPU / NVML error: "
+# NVML's own messages (stored after ERROR_PREFIX) that mean "there is no NVIDIA GPU or driver here".
+_NO_DRIVER = ("Shared Library Not Found", "Driver Not Loaded", "libnvidia-ml", "No such file")
 
 # NVML names a MIG device "<parent name> MIG <profile>", e.g. "NVIDIA H100 80GB HBM3 MIG 3g.40gb".
 _MIG_PROFILE_IN_NAME = re.compile(r"\bMIG\s+(\S+)\s*$")
@@ -32,6 +35,18 @@ class _Memory(NamedTuple):
     used: int
     free: int
     reserved: int | None
+
+
+def explain_inventory_error(error: str) -> str:
+    """A node's stored inventory error in the reader's language; NVML's own words stay in brackets."""
+    if not error.startswith(ERROR_PREFIX):
+        return error
+    detail = error[len(ERROR_PREFIX) :]
+    if any(marker in detail for marker in _NO_DRIVER):
+        text = _("No NVIDIA GPU or driver on this node (NVML: %(detail)s); models can run here on the CPU only.")
+    else:
+        text = _("The NVIDIA driver could not be read (NVML: %(detail)s); its GPUs are not offered until it can.")
+    return text % {"detail": detail}
 
 
 def collect() -> NodeInventory:

@@ -66,6 +66,7 @@ class ProfileWriteSerializer(StrictSerializer):
     cpu_ram_gib = serializers.FloatField(required=False, allow_null=True)
     extra_args = serializers.JSONField(required=False)
     chat_defaults = serializers.JSONField(required=False)
+    default_max_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1)
     reference_price_cny = serializers.IntegerField(required=False, allow_null=True)
     concurrency_min = serializers.IntegerField(required=False, allow_null=True)
     concurrency_max = serializers.IntegerField(required=False, allow_null=True)

@@ -6,6 +6,8 @@
   const S = config.strings;
   const $ = (selector, root = document) => root.querySelector(selector);
   const ui = {
+    chat: $("[data-testid=chat]"),
+    listToggle: $("[data-testid=conversations-toggle]"),
     list: $("[data-testid=conversations]"),
     search: $("[data-testid=chat-search]"),
     newChat: $("[data-testid=new-chat]"),
@@ -14,6 +16,7 @@
     system: $("[data-testid=system-prompt]"),
     temperature: $("[data-testid=temperature]"),
     maxTokens: $("[data-testid=max-tokens]"),
+    maxTokensHint: $("[data-testid=max-tokens-hint]"),
     connection: $("[data-testid=connection]"),
     notice: $("[data-testid=chat-error]"),
     messages: $("[data-testid=messages]"),
@@ -225,7 +228,10 @@
     title.textContent = conversation.title || S.untitled;
     title.title = title.textContent;
     item.append(title, iconButton("✎", S.rename, () => rename(conversation)), iconButton("✕", S.delete, () => remove(conversation)));
-    item.addEventListener("click", () => conversation.id !== state.conversationId && openConversation(conversation.id));
+    item.addEventListener("click", () => {
+      closeList();
+      if (conversation.id !== state.conversationId) openConversation(conversation.id);
+    });
     return item;
   }
 
@@ -242,19 +248,26 @@
     return button;
   }
 
+  // On a phone the conversation list is a drawer opened from the toolbar.
+  function closeList() {
+    ui.chat.classList.remove("list-open");
+    ui.listToggle.setAttribute("aria-expanded", "false");
+  }
+
   function markCurrent() {
     ui.list.querySelectorAll("li").forEach((li) => li.toggleAttribute("aria-current", Number(li.dataset.id) === state.conversationId));
   }
 
   async function rename(conversation) {
-    const title = prompt(S.renamePrompt, conversation.title);
+    const title = await window.AppDialog.ask(S.renamePrompt, conversation.title, { okLabel: S.rename });
     if (title === null) return;
     await api(`conversations/${conversation.id}/`, { method: "PATCH", body: JSON.stringify({ title: title.trim() }) }).catch((e) => showNotice(e.message));
     refreshList();
   }
 
   async function remove(conversation) {
-    if (!confirm(S.deleteConfirm)) return;
+    const named = fmt(S.deleteNamed, { title: conversation.title || S.untitled });
+    if (!(await window.AppDialog.confirm(named, { okLabel: S.delete, danger: true }))) return;
     await api(`conversations/${conversation.id}/`, { method: "DELETE" }).catch((e) => showNotice(e.message));
     if (conversation.id === state.conversationId) newConversation();
     refreshList();
@@ -287,6 +300,7 @@
     const temperature = defaults[ui.task.value];
     ui.temperature.placeholder = fmt(S.defaultTemperature, { value: temperature == null ? "" : Number(temperature).toFixed(1) });
     ui.maxTokens.placeholder = model ? fmt(S.defaultMaxTokens, { value: model.default_max_tokens }) : "";
+    ui.maxTokensHint.textContent = model ? fmt(S.maxTokensHint, { value: model.default_max_tokens }) : "";
   }
 
   function applySettings(conversation) {
@@ -408,7 +422,15 @@
     const message = streamingMessage();
     if (message) request({ type: "stop", message_id: message.id });
   });
-  ui.newChat.addEventListener("click", newConversation);
+  ui.newChat.addEventListener("click", () => {
+    closeList();
+    newConversation();
+  });
+  ui.listToggle.addEventListener("click", () => {
+    const open = ui.chat.classList.toggle("list-open");
+    ui.listToggle.setAttribute("aria-expanded", String(open));
+    if (open) loadList();
+  });
   ui.model.addEventListener("change", updateDefaults);
   ui.task.addEventListener("change", updateDefaults);
   let searchTimer = 0;

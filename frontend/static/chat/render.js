@@ -67,6 +67,7 @@
       answer.className = "answer";
       answer.dataset.testid = "answer";
       window.ChatMarkdown.render(answer, message.content);
+      decorateCode(answer);
       parts.push(answer);
       if (["failed", "stopped", "interrupted"].includes(message.status)) parts.push(problemPart(message));
       if (!streaming) parts.push(statsPart(message), assistantActions(message));
@@ -104,7 +105,7 @@
       const line = document.createElement("p");
       line.className = `problem ${message.status}`;
       line.dataset.testid = "problem";
-      if (message.status === "stopped") line.textContent = S.stopped;
+      if (message.status === "stopped") line.textContent = message.content || message.reasoning ? S.stopped : S.stoppedEmpty;
       else {
         const reason = ctx.config.errors[message.error_code] || message.error_code;
         line.textContent = fmt(S.failed, { reason });
@@ -153,6 +154,30 @@
         actions.append(textButton(S.regenerate, () => ctx.regenerate(message), "regenerate"));
       }
       return actions;
+    }
+
+    // Each code block gets a header: its language (as the Markdown fence or highlight.js names it) and Copy.
+    function decorateCode(answer) {
+      answer.querySelectorAll("pre > code").forEach((code) => {
+        const pre = code.parentElement;
+        const fence = [...code.classList].find((c) => c.startsWith("language-"));
+        const bar = document.createElement("div");
+        bar.className = "code-bar";
+        const language = document.createElement("span");
+        language.className = "code-language";
+        language.dataset.testid = "code-language";
+        language.textContent = fence ? fence.slice("language-".length) : S.codeLabel;
+        const copy = textButton(S.copy, async () => {
+          await copyText(code.textContent);
+          copy.textContent = S.copied;
+          setTimeout(() => (copy.textContent = S.copy), 1500);
+        }, "copy-code");
+        bar.append(language, copy);
+        const box = document.createElement("div");
+        box.className = "code-block";
+        pre.replaceWith(box);
+        box.append(bar, pre);
+      });
     }
 
     async function copyText(text) {

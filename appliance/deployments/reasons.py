@@ -1,0 +1,75 @@
+"""Deployment event reasons in the reader's language.
+
+Services, lifecycle and workers store a reason as English text (it is also what logs and the API
+show). Each template below is the English form they write; a page matches a stored reason against
+them and shows the translation, keeping the values (node, container, seconds) it carried. A reason
+that matches none (an engine's own message) is shown as stored.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+
+# English template as stored → translation; both use the same %(name)s placeholders.
+TEMPLATES: dict[str, Promise] = {
+    "created": _("created"),
+    "stopped by request": _("stopped by request"),
+    "restart requested": _("restart requested"),
+    "its GPU units were force-released": _("its GPU units were force-released"),
+    "started on %(nodes)s": _("started on %(nodes)s"),
+    "restarted on %(nodes)s": _("restarted on %(nodes)s"),
+    "scheduled on %(nodes)s": _("scheduled on %(nodes)s"),
+    "restart %(count)s/%(limit)s on %(nodes)s": _("restart %(count)s/%(limit)s on %(nodes)s"),
+    "creating container %(container)s on %(node)s": _("creating container %(container)s on %(node)s"),
+    "container started; waiting for the engine to load the model": _(
+        "container started; waiting for the engine to load the model"
+    ),
+    "all containers stopped and removed; GPU units released": _(
+        "all containers stopped and removed; GPU units released"
+    ),
+    "host port %(busy)s is in use on %(node)s; using %(port)s": _(
+        "host port %(busy)s is in use on %(node)s; using %(port)s"
+    ),
+    "image %(image)s is not on node %(node)s; import it": _("image %(image)s is not on node %(node)s; import it"),
+    "Docker engine on %(node)s unreachable: %(detail)s": _("Docker engine on %(node)s unreachable: %(detail)s"),
+    "container failed to start: %(detail)s": _("container failed to start: %(detail)s"),
+    "container exited while loading the model": _("container exited while loading the model"),
+    "container %(container)s vanished": _("container %(container)s vanished"),
+    "container %(container)s died": _("container %(container)s died"),
+    "healthy after %(seconds)s s: %(detail)s": _("healthy after %(seconds)s s: %(detail)s"),
+    "not healthy after %(seconds)s s: %(detail)s": _("not healthy after %(seconds)s s: %(detail)s"),
+    "loading for %(seconds)s s: %(detail)s": _("loading for %(seconds)s s: %(detail)s"),
+}
+EXIT_CODE = re.compile(r"^(?P<head>.*) \(exit code (?P<code>-?\d+)\)$")
+_PLACEHOLDER = re.compile(r"%\\\((\w+)\\\)s")
+
+
+@cache
+def _patterns() -> list[tuple[re.Pattern[str], Promise]]:
+    compiled = []
+    for english, translated in TEMPLATES.items():
+        regex = _PLACEHOLDER.sub(lambda m: f"(?P<{m.group(1)}>.+?)", re.escape(english))
+        compiled.append((re.compile(f"^{regex}$", re.DOTALL), translated))
+    return compiled
+
+
+def _translate_line(line: str) -> str:
+    for pattern, translated in _patterns():
+        match = pattern.match(line)
+        if match:
+            return str(translated) % match.groupdict()
+    return line
+
+
+def translate_reason(reason: str) -> str:
+    """The stored reason with its first line translated; log lines after it stay as the engine wrote them."""
+    first, newline, rest = reason.partition("\n")
+    suffix = ""
+    coded = EXIT_CODE.match(first)
+    if coded:
+        first, suffix = coded["head"], str(_(" (exit code %(code)s)")) % {"code": coded["code"]}
+    return _translate_line(first) + suffix + newline + rest
