@@ -4,7 +4,7 @@ PY := .venv/bin/python
 TEST_DATABASE_URL ?= mysql://root@127.0.0.1:3306/console
 ADMIN_USER ?= admin
 
-.PHONY: run test engine venv venv-dev assets messages lint check-migrations pytest clean
+.PHONY: run test engine venv venv-dev assets messages lint check-migrations pytest clean screenshots
 
 .venv/.stamp-run: pyproject.toml constraints.txt
 	python3 -m venv .venv
@@ -65,6 +65,10 @@ test:
 	$(MAKE) messages
 	$(MAKE) lint check-migrations
 	$(MAKE) pytest
+
+# docs/screenshots/: main pages, both languages, desktop and phone (tests/browser/screens.py).
+screenshots:
+	TEST_DATABASE_URL=$(TEST_DATABASE_URL) deploy/scripts/screenshots.sh
 
 clean:
 	rm -rf .venv node_modules frontend/static/vendor var

@@ -16,11 +16,9 @@ from django.test import Client
 from appliance.accounts.models import Department, User
 from appliance.catalog.models import Profile, ProfileVersion
 from appliance.catalog.services import merged_catalog
-from appliance.deployments import services as deployment_services
 from appliance.deployments.models import Deployment, Instance
-from appliance.deployments.tests.factories import assign_all, profile_id, simulated_node, with_images
 from appliance.gpus.models import Gpu, Node
-from appliance.gpus.nvml import ERROR_PREFIX
+from tests.scenes import seed_appliance
 
 pytestmark = pytest.mark.django_db
 
@@ -85,16 +83,7 @@ def english_words(html: str, allowed: set[str]) -> list[str]:
 
 @pytest.fixture
 def appliance(personas: dict, departments: dict, seeded_profiles: None) -> dict[str, Any]:
-    node = simulated_node("gpu-01", "2x RTX 4090 24GB")
-    assign_all(personas["root"], node, departments["eng"])
-    with_images(node)
-    Node.objects.create(
-        name="cpu-01", hostname="cpu-01", inventory_error=f"{ERROR_PREFIX}NVML Shared Library Not Found"
-    )
-    dep = deployment_services.create_deployment(
-        personas["alice"], profile_id=profile_id("basic-7b"), department_id=departments["eng"].pk, name="web-7b"
-    )
-    return {"deployment": dep, "profile": Profile.objects.get(slug="flagship-671b")}
+    return {**seed_appliance(personas, departments), "profile": Profile.objects.get(slug="flagship-671b")}
 
 
 def _pages(appliance: dict[str, Any], personas: dict) -> list[str]:

@@ -43,6 +43,13 @@ TEMPLATES: dict[str, Promise] = {
     "healthy after %(seconds)s s: %(detail)s": _("healthy after %(seconds)s s: %(detail)s"),
     "not healthy after %(seconds)s s: %(detail)s": _("not healthy after %(seconds)s s: %(detail)s"),
     "loading for %(seconds)s s: %(detail)s": _("loading for %(seconds)s s: %(detail)s"),
+    # The engines' health details (appliance/engines), which the lines above carry as %(detail)s.
+    "llama-server is loading the model": _("llama-server is loading the model"),
+    "%(path)s did not answer 200": _("%(path)s did not answer 200"),
+    "%(path)s answered HTTP %(status)s": _("%(path)s answered HTTP %(status)s"),
+    "no answer from %(url)s": _("no answer from %(url)s"),
+    "serves %(listed)s, not %(model)s": _("serves %(listed)s, not %(model)s"),
+    "%(model)s is not created yet": _("%(model)s is not created yet"),
 }
 EXIT_CODE = re.compile(r"^(?P<head>.*) \(exit code (?P<code>-?\d+)\)$")
 _PLACEHOLDER = re.compile(r"%\\\((\w+)\\\)s")
@@ -52,7 +59,7 @@ _PLACEHOLDER = re.compile(r"%\\\((\w+)\\\)s")
 def _patterns() -> list[tuple[re.Pattern[str], Promise]]:
     compiled = []
     for english, translated in TEMPLATES.items():
-        regex = _PLACEHOLDER.sub(lambda m: f"(?P<{m.group(1)}>.+?)", re.escape(english))
+        regex = _PLACEHOLDER.sub(lambda m: f"(?P<{m.group(1)}>.*?)", re.escape(english))
         compiled.append((re.compile(f"^{regex}$", re.DOTALL), translated))
     return compiled
 
@@ -61,7 +68,9 @@ def _translate_line(line: str) -> str:
     for pattern, translated in _patterns():
         match = pattern.match(line)
         if match:
-            return str(translated) % match.groupdict()
+            # A value may itself be a known reason (an engine's health detail inside "loading for …").
+            values = {name: _translate_line(value) if value else value for name, value in match.groupdict().items()}
+            return (str(translated) % values).rstrip("：: ")
     return line
 
 

@@ -13,7 +13,7 @@ from appliance.catalog.models import ProfileVersion
 from appliance.chat.tests.factories import running_deployment
 from appliance.chat.tests.fake_engine import FakeEngine, Script
 from tests.browser import test_chat_flow
-from tests.browser.ux import DESKTOP, PHONE, assert_fits
+from tests.browser.ux import DESKTOP, PHONE, assert_fits, login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 # The chat flow's fixtures (the console served over HTTP + WebSocket, a fake engine), however it serves them.
@@ -29,6 +29,12 @@ def chat_model(personas: dict[str, User], engine: FakeEngine) -> FakeEngine:
     # Versions are immutable through save(); the factory's version stands for a profile set to 300.
     ProfileVersion.objects.filter(pk=dep.profile_version_id).update(default_max_tokens=300)
     return engine
+
+
+def _open_chat(page: Any, url: str, username: str) -> None:
+    login(page, url, username)
+    page.goto(f"{url}/chat/")
+    page.wait_for_selector("[data-testid=connection] >> text=已连接")
 
 
 def _pick_model(page: Any, engine: FakeEngine) -> None:
@@ -101,7 +107,7 @@ def test_phone_conversation_list_new_rename_delete(
     chat_model: FakeEngine,
 ) -> None:
     page.set_viewport_size(PHONE)
-    _log_in_and_open_chat(page, console_url, "bob")
+    _open_chat(page, console_url, "bob")  # on a phone the page links sit behind the menu button
     _pick_model(page, chat_model)
     assert not page.is_visible("[data-testid=chat-sidebar]")
     chat_model.default = Script(content=["一"])

@@ -56,13 +56,24 @@ def test_admin_creates_department_user_and_key_and_sees_audit(live_server: Any, 
     page.wait_for_selector("[data-testid=api-keys] tr:has-text('open-webui') >> text=已吊销")
 
     page.goto(f"{base}/audit-log/")
-    audit_text = page.inner_text("[data-testid=audit]")
+    # Human labels, the code on hover.
+    codes = page.eval_on_selector_all("[data-testid=audit] [data-code]", "els => els.map(e => e.title)")
     for action in ("login.success", "department.create", "user.create", "api_key.create", "api_key.revoke"):
-        assert action in audit_text, action
-    page.fill("input[name=action]", "api_key.")
+        assert action in codes, action
+    audit_text = page.inner_text("[data-testid=audit]")
+    assert "API 密钥 · 已吊销" in audit_text and "api_key.revoke" not in audit_text
+    # Substring filters: a word of the code, part of the actor's name.
+    page.fill("input[name=action]", "api_key")
     page.click("form.filters button[type=submit]")
     rows = page.locator("[data-testid=audit] tbody tr")
     assert rows.count() == 2
+    page.fill("input[name=action]", "")
+    page.fill("input[name=actor]", "roo")
+    page.click("form.filters button[type=submit]")
+    assert page.locator("[data-testid=audit] tbody tr").count() >= 5
+    page.fill("input[name=actor]", "nobody-like-this")
+    page.click("form.filters button[type=submit]")
+    assert page.locator("[data-testid=audit] tbody tr [data-code]").count() == 0
 
 
 def test_wrong_password_shows_error_and_switch_to_english(live_server: Any, page: Any, personas: dict) -> None:

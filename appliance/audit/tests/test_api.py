@@ -3,9 +3,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
+
+from appliance.audit.models import AuditRecord
 
 pytestmark = pytest.mark.django_db
 
@@ -24,6 +28,12 @@ def test_filters(api_as: Callable[[str], APIClient], departments: dict) -> None:
     assert client.get(f"/api/v1/audit-log/?department={departments['fin'].pk}").json()["count"] == 1
     assert client.get("/api/v1/audit-log/?actor=root").json()["count"] == 3
     assert client.get("/api/v1/audit-log/?since=2999-01-01T00:00:00Z").json()["count"] == 0
+    # Substrings: a word of the code finds every action with it; part of a name finds the actor.
+    assert client.get("/api/v1/audit-log/?action=department").json()["count"] == 1
+    assert client.get("/api/v1/audit-log/?action=create").json()["count"] == 3
+    assert client.get("/api/v1/audit-log/?actor=ro").json()["count"] == 3
+    assert client.get("/api/v1/audit-log/?actor=ROOT").json()["count"] == 3
+    assert client.get("/api/v1/audit-log/?actor=alice").json()["count"] == 0
     bad = client.get("/api/v1/audit-log/?since=yesterday")
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_datetime"
 
@@ -75,3 +85,18 @@ def test_request_id_reaches_audit(api_as: Callable[[str], APIClient]) -> None:
         "pytest",
         "api",
     )
+
+
+@pytest.mark.parametrize("zone, offset", [("Asia/Shanghai", "+08:00"), ("UTC", "+00:00")])
+def test_csv_times_are_in_the_console_time_zone_with_offset(
+    api_as: Callable[[str], APIClient], departments: dict, settings: Any, zone: str, offset: str
+) -> None:
+    settings.TIME_ZONE = zone
+    _seed(api_as, departments)
+    resp = api_as("root").get("/api/v1/audit-log/export/?action=department.create")
+    text = b"".join(resp.streaming_content).decode("utf-8-sig")  # type: ignore[attr-defined]
+    row = next(csv.DictReader(io.StringIO(text)))
+    moment = datetime.fromisoformat(row["created_at"])
+    assert row["created_at"].endswith(offset)
+    record = AuditRecord.objects.get(action="department.create")
+    assert moment == record.created_at.replace(microsecond=0)  # the same instant, written in local time

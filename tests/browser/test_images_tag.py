@@ -1,0 +1,26 @@
+"""The images page shows each engine's full image tag, uncut, at desktop and phone widths."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from appliance.deployments.images import image_for
+from tests.browser.ux import DESKTOP, PHONE, assert_fits, login
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_full_tag_is_visible(live_server: Any, page: Any, personas: dict, size: dict) -> None:
+    page.set_viewport_size(size)
+    login(page, live_server.url, "root")
+    page.goto(f"{live_server.url}/images/")
+    for engine in settings.APPLIANCE_ENGINE_IMAGES:
+        image = image_for(engine)
+        cell = page.locator(f"[data-testid=tag-{engine}]")
+        assert cell.inner_text() == image
+        assert cell.evaluate("e => e.scrollWidth <= e.clientWidth + 1")  # not clipped
+    assert_fits(page)
