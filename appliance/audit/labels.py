@@ -63,6 +63,8 @@ VERBS: dict[str, Promise] = {
     "import.failed": _("import failed"),
     "import.running": _("import running"),
     "conversation.delete": _("conversation deleted"),
+    "restart_requested": _("restart requested"),
+    "stop_requested": _("stop requested"),
 }
 TARGETS: dict[str, Promise] = {
     "accounts.user": _("User"),

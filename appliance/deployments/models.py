@@ -87,6 +87,9 @@ class Deployment(models.Model):
         verbs = {"start"} if self.state in STARTABLE_STATES else set()
         if self.state in STOPPABLE_STATES:
             verbs |= {"stop", "restart"}
+        elif self.state == State.STOPPING:
+            # What happens once stopped can still change: a restart asked for, or taken back by a stop.
+            verbs.add("restart" if self.desired == Desired.STOPPED else "stop")
         if self.state in DELETABLE_STATES:
             verbs.add("delete")
         return frozenset(verbs)
