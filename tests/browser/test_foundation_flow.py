@@ -53,6 +53,8 @@ def test_admin_creates_department_user_and_key_and_sees_audit(live_server: Any, 
 
     page.goto(f"{base}/api-keys/")
     page.click("[data-testid=api-keys] tr:has-text('open-webui') button")
+    assert "open-webui" in page.inner_text("[data-testid=dialog-message]")  # asks first, naming the key
+    page.click("[data-testid=dialog-ok]")
     page.wait_for_selector("[data-testid=api-keys] tr:has-text('open-webui') >> text=已吊销")
 
     page.goto(f"{base}/audit-log/")
