@@ -10,8 +10,10 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from appliance.accounts.models import User
+from appliance.catalog.models import ProfileVersion
 from appliance.chat import answers, live, services
 from appliance.chat.models import Conversation, Message
+from appliance.chat.planning import default_max_tokens
 from appliance.chat.tests.fake_engine import FakeEngine, Script
 from appliance.chat.tests.wsclient import finish, open_socket, receive_until, send
 from appliance.deployments.models import Deployment
@@ -113,3 +115,23 @@ def test_an_orphaned_answer_keeps_its_text_and_is_marked_interrupted(personas: d
     assert Message.objects.get(pk=young.pk).status == "streaming"  # too young to judge
     assert live.snapshot_sync(old.pk) is None
     assert answers.recover_orphans() == 0
+
+
+@pytest.mark.asyncio
+async def test_the_default_max_tokens_is_the_profiles(
+    personas: dict[str, User], engine: FakeEngine, eng_model: Deployment
+) -> None:
+    await ProfileVersion.objects.filter(pk=eng_model.profile_version_id).aupdate(default_max_tokens=321)
+    socket = await open_socket(personas["bob"])
+    await send(socket, engine.model, "hi")
+    await finish(socket)
+    await send(socket, engine.model, "again", max_tokens=40)  # what the user sets wins
+    await finish(socket)
+    await socket.disconnect()
+    assert [body["max_tokens"] for body in engine.seen.bodies] == [321, 40]
+
+
+def test_default_max_tokens_leaves_half_the_context_to_the_prompt() -> None:
+    assert default_max_tokens(8192, 2048) == 2048
+    assert default_max_tokens(2048, 4000) == 1024
+    assert default_max_tokens(100_000) == 4096  # no profile value: the console's default
