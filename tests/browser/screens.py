@@ -51,6 +51,8 @@ def _login(page: Any, url: str, username: str) -> None:
 def _chat(page: Any, engine: FakeEngine, language: str) -> None:
     page.wait_for_selector(f"[data-testid=model-picker] option[value='{engine.model}']", state="attached")
     page.select_option("[data-testid=model-picker]", engine.model)
+    connected = "已连接" if language == "zh-hans" else "Connected"
+    page.wait_for_selector(f"[data-testid=connection] >> text={connected}")
     question = "怎样用 Python 读取 CSV 文件？" if language == "zh-hans" else "How do I read a CSV in Python?"
     page.fill("[data-testid=composer]", question)
     page.click("[data-testid=send]")
