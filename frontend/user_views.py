@@ -7,6 +7,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -16,13 +17,16 @@ from appliance.accounts import services
 from appliance.accounts.choices import Role
 from appliance.accounts.models import User, acting_user
 from appliance.core.exceptions import ServiceError
-from appliance.core.querysets import CHANGE
+from appliance.core.querysets import CHANGE, VIEW
 from frontend.forms import PasswordResetForm, UserEditForm, set_choices
 
 
 def _editable(actor: User, pk: int) -> User:
     target = User.objects.restrict(actor, CHANGE).select_related("department").filter(pk=pk).first()
     if target is None:
+        # As the API: a user one may see but not change is refused; one outside one's scope is not revealed.
+        if User.objects.restrict(actor, VIEW).filter(pk=pk).exists():
+            raise PermissionDenied
         raise Http404(_("User not found."))
     return target
 

@@ -206,6 +206,9 @@ EXPECT: dict[tuple[str, str, str], Row | dict[str, Row]] = {
     ("page", "set_language", "post"): (OK, OK, OK, OK, OK),
     ("page", "usage", "get"): (LOGIN, OK, OK, OK, OK),
     ("page", "user-toggle-active", "post"): (LOGIN, DENY, DENY, DENY, OK),
+    # As the API: the auditor sees the user, so the edit and reset pages refuse (403); others don't see it.
+    ("page", "user-edit", "get"): (LOGIN, HIDE, DENY, HIDE, OK),
+    ("page", "user-reset-password", "post"): (LOGIN, HIDE, DENY, HIDE, OK),
     ("page", "users", "get"): (LOGIN, OK, OK, OK, OK),
     ("ws", "ws/deployments/<int:pk>/logs/", "*"): (LOGIN, OK, OK, DENY, OK),
     # Every signed-in user may chat; what they may chat with is the models of their department.
@@ -216,6 +219,7 @@ EXPECT: dict[tuple[str, str, str], Row | dict[str, Row]] = {
 POST_PAGES = {
     "logout", "set_language", "user-toggle-active", "api-key-revoke", "node-maintenance", "gpu-assign",
     "profile-archive", "catalog-delete", "deployment-action", "deployment-on-demand", "engine-image",
+    "user-reset-password",
 }  # fmt: skip
 
 
@@ -280,6 +284,7 @@ BODIES: dict[tuple[str, str], Callable[[World, str], dict[str, Any]]] = {
     ("gpu-assign", "post"): lambda w, d: {"action": "release", "units": [w.ids["gpuunit"][d]]},
     ("engine-image", "post"): lambda w, d: {"image": "appliance/llamacpp-cpu:custom"},
     ("deployment-on-demand", "post"): lambda w, d: {"on_demand": True, "idle_minutes": 30},
+    ("user-reset-password", "post"): lambda w, d: {"new_password": "another-horse-battery-7"},
 }
 
 
@@ -303,6 +308,7 @@ PAGE_OBJECT = {
     "profile-detail": "profile", "profile-archive": "profile", "deployment-detail": "deployment",
     "deployment-action": "deployment",
     "deployment-on-demand": "deployment",
+    "user-edit": "user", "user-reset-password": "user",
 }  # fmt: skip
 
 
