@@ -17,7 +17,7 @@ from appliance.audit import services as audit
 from appliance.core.exceptions import Conflict, InvalidInput, NotFound, PermissionDenied
 from appliance.core.querysets import CHANGE, VIEW
 from appliance.core.tasks import queue_on_commit
-from appliance.deployments import placement
+from appliance.deployments import container_quota, placement
 from appliance.deployments.choices import (
     ACTIVE_STATES,
     ALLOWED,
@@ -146,6 +146,10 @@ def schedule(dep: Deployment, spec: LaunchSpec, actor: User | None, reason: str 
     """Place every replica, take its units and ports, and queue the launches once this commits."""
     from workers.tasks.deployments import launch_instance
 
+    if actor is not None:
+        # A person asks for containers: they count against the department's limit. The console's
+        # own restarts replace containers that were already counted, so they are not refused.
+        container_quota.check(dep, dep.replicas * spec.nodes)
     first: list[Instance] = []
     for replica in range(dep.replicas):
         plans = placement.place(

@@ -205,11 +205,17 @@ class GpuQuotaQuerySet(RestrictedQuerySet["GpuQuota"]):
 
 
 class GpuQuota(models.Model):
-    """The most a department's pool may hold; a null limit (or no row) means no limit."""
+    """The most a department's pool may hold; a null limit (or no row) means no limit.
+
+    ``max_containers`` is different: it bounds the engine containers of the department's whole
+    subtree, CPU-only ones included (they take no GPU unit, so the pool limits never see them), and
+    a null falls back to ``APPLIANCE_DEFAULT_MAX_CONTAINERS`` (see deployments/containers_quota.py).
+    """
 
     department = models.OneToOneField("accounts.Department", on_delete=models.CASCADE, related_name="gpu_quota")
     max_units = models.PositiveIntegerField(null=True, blank=True)
     max_memory_gib = models.PositiveIntegerField(null=True, blank=True)
+    max_containers = models.PositiveIntegerField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = GpuQuotaQuerySet.as_manager()
@@ -275,5 +281,10 @@ def audit_snapshot(obj: Any) -> dict[str, Any]:
             "simulated": obj.simulated,
         }
     if isinstance(obj, GpuQuota):
-        return {"department": obj.department_id, "max_units": obj.max_units, "max_memory_gib": obj.max_memory_gib}
+        return {
+            "department": obj.department_id,
+            "max_units": obj.max_units,
+            "max_memory_gib": obj.max_memory_gib,
+            "max_containers": obj.max_containers,
+        }
     raise TypeError(f"no audit snapshot for {type(obj).__name__}")

@@ -196,13 +196,21 @@ def move_units(actor: User, unit_ids: Iterable[int], department_id: int, *, forc
 
 
 @transaction.atomic
-def set_quota(actor: User, department_id: int, *, max_units: int | None, max_memory_gib: int | None) -> GpuQuota:
-    """Set (or with both None, lift) a department's GPU quota; a quota below current use blocks new units only."""
+def set_quota(
+    actor: User,
+    department_id: int,
+    *,
+    max_units: int | None,
+    max_memory_gib: int | None,
+    max_containers: int | None = None,
+) -> GpuQuota:
+    """Set (or with None, lift) a department's GPU and container limits; a quota below current use
+    blocks new units and containers only. A null ``max_containers`` means the configured default."""
     _require_platform_admin(actor)
     dept = _department(department_id)
     quota, created = GpuQuota.objects.select_for_update().get_or_create(department=dept)
     before = None if created else audit_snapshot(quota)
-    quota.max_units, quota.max_memory_gib = max_units, max_memory_gib
+    quota.max_units, quota.max_memory_gib, quota.max_containers = max_units, max_memory_gib, max_containers
     quota.save()
     audit.record(
         "gpu_quota.set", actor=actor, target=quota, department_id=dept.pk, before=before, after=audit_snapshot(quota)

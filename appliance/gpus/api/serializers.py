@@ -125,14 +125,27 @@ class GpuQuotaSerializer(StrictModelSerializer):
     department_name = serializers.CharField(source="department.name", read_only=True)
     used_units = serializers.IntegerField(read_only=True)
     used_memory_gib = serializers.SerializerMethodField()
+    used_containers = serializers.SerializerMethodField()
 
     class Meta:
         model = GpuQuota
-        fields = ["id", "department", "department_name", "max_units", "max_memory_gib", "used_units", "used_memory_gib"]
-        read_only_fields = ["id", "department", "department_name", "used_units", "used_memory_gib"]
+        fields = [
+            *("id", "department", "department_name", "max_units", "max_memory_gib", "max_containers"),
+            *("used_units", "used_memory_gib", "used_containers"),
+        ]
+        read_only_fields = ["id", "department", "department_name", "used_units", "used_memory_gib", "used_containers"]
 
     def get_used_memory_gib(self, quota: Any) -> float:
         return round((getattr(quota, "used_memory", None) or 0) / GIB, 1)
+
+    def get_used_containers(self, quota: Any) -> int:
+        """Engine containers of the department's subtree (CPU-only included) counted by its container limit."""
+        from appliance.deployments.container_quota import containers_in_use
+
+        return containers_in_use(quota.department)
+
+
+_CONTAINERS_HELP = "Engine containers of the department's subtree, CPU-only included; null: the configured default."
 
 
 # The limits are PositiveIntegerField columns; a larger value would reach the database and fail there.
@@ -141,13 +154,28 @@ QUOTA_LIMIT_MAX = 2**31 - 1
 
 class GpuQuotaSetSerializer(StrictSerializer):
     department = serializers.IntegerField()
-    max_units = serializers.IntegerField(min_value=0, max_value=QUOTA_LIMIT_MAX, allow_null=True)
-    max_memory_gib = serializers.IntegerField(min_value=0, max_value=QUOTA_LIMIT_MAX, allow_null=True)
+    max_units = serializers.IntegerField(
+        min_value=0, max_value=QUOTA_LIMIT_MAX, allow_null=True, required=False, default=None
+    )
+    max_memory_gib = serializers.IntegerField(
+        min_value=0, max_value=QUOTA_LIMIT_MAX, allow_null=True, required=False, default=None
+    )
+    max_containers = serializers.IntegerField(
+        min_value=0,
+        max_value=QUOTA_LIMIT_MAX,
+        allow_null=True,
+        required=False,
+        default=None,
+        help_text=_CONTAINERS_HELP,
+    )
 
 
 class GpuQuotaUpdateSerializer(StrictSerializer):
     max_units = serializers.IntegerField(min_value=0, max_value=QUOTA_LIMIT_MAX, allow_null=True, required=False)
     max_memory_gib = serializers.IntegerField(min_value=0, max_value=QUOTA_LIMIT_MAX, allow_null=True, required=False)
+    max_containers = serializers.IntegerField(
+        min_value=0, max_value=QUOTA_LIMIT_MAX, allow_null=True, required=False, help_text=_CONTAINERS_HELP
+    )
 
 
 class GpuUnitsSerializer(StrictSerializer):

@@ -165,7 +165,11 @@ class GpuQuotaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Restrict
         ser.is_valid(raise_exception=True)
         data = ser.validated_data
         quota = services.set_quota(
-            acting_user(request), data["department"], max_units=data["max_units"], max_memory_gib=data["max_memory_gib"]
+            acting_user(request),
+            data["department"],
+            max_units=data["max_units"],
+            max_memory_gib=data["max_memory_gib"],
+            max_containers=data["max_containers"],
         )
         return Response(GpuQuotaSerializer(self.queryset.get(pk=quota.pk)).data, status=status.HTTP_200_OK)
 
@@ -175,6 +179,7 @@ class GpuQuotaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Restrict
         assert isinstance(quota, GpuQuota)
         ser = GpuQuotaUpdateSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
-        changes = {"max_units": quota.max_units, "max_memory_gib": quota.max_memory_gib, **ser.validated_data}
+        current = {"max_units": quota.max_units, "max_memory_gib": quota.max_memory_gib}
+        changes = {**current, "max_containers": quota.max_containers, **ser.validated_data}
         services.set_quota(acting_user(request), quota.department_id, **changes)
         return Response(GpuQuotaSerializer(self.queryset.get(pk=pk)).data)
