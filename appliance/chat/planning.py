@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.utils.translation import gettext as _
@@ -25,6 +25,8 @@ from appliance.chat.models import Conversation
 from appliance.core.exceptions import PermissionDenied
 from appliance.deployments import routing
 from appliance.deployments.models import Deployment
+from appliance.engines import prompt
+from appliance.engines.prompt import TemplateCost
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class ModelChoice:
     # On demand and not running: the generation starts these deployments and waits (no base_urls yet).
     starting: bool = False
     configured_max_tokens: int | None = None
+    template: TemplateCost = field(default_factory=routing.default_template_cost)
 
     def temperature_for(self, task: str) -> float:
         return float(self.chat_defaults.get(task, DEFAULT_TEMPERATURES.get(task, DEFAULT_TEMPERATURES[DEFAULT_TASK])))
@@ -110,6 +113,7 @@ def choose_model(user: User, name: str) -> ModelChoice:
         max_model_len=deployment.profile_version.max_model_len,
         deployment_ids=tuple(dict.fromkeys(e.deployment_id for e in endpoints)),
         configured_max_tokens=deployment.profile_version.default_max_tokens,
+        template=routing.worst_template(endpoints),
     )  # fmt: skip
 
 
@@ -139,9 +143,9 @@ def history(conversation: Conversation) -> list[dict[str, str]]:
     return messages
 
 
-def estimate_tokens(messages: list[dict[str, str]]) -> int:
-    """A deliberately high guess for the reservation (about two characters a token, plus framing)."""
-    return sum(len(m["content"]) // 2 + 8 for m in messages)
+def estimate_tokens(messages: list[dict[str, str]], template: TemplateCost) -> int:
+    """Never below what the engine bills: each text bounded per byte, plus the template as measured."""
+    return sum(prompt.message_bound(m) for m in messages) + template.chat(len(messages))
 
 
 def plan(user: User, conversation: Conversation, message_id: int, choice: ModelChoice) -> Job:
@@ -160,6 +164,6 @@ def plan(user: User, conversation: Conversation, message_id: int, choice: ModelC
         message_id=message_id, conversation_id=conversation.pk, user_id=user.pk,
         department_id=user.department_id, deployment_id=choice.deployment_id, model=choice.name,
         base_urls=choice.base_urls, payload=payload, assume_reasoning=choice.reasoning,
-        prompt_tokens=estimate_tokens(messages), max_tokens=max_tokens, request_id=uuid.uuid4().hex,
+        prompt_tokens=estimate_tokens(messages, choice.template), max_tokens=max_tokens, request_id=uuid.uuid4().hex,
         deployment_ids=choice.deployment_ids, starting=choice.starting,
     )  # fmt: skip

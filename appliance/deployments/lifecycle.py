@@ -19,6 +19,7 @@ from appliance.deployments.choices import ACTIVE_STATES, Desired, Role, State
 from appliance.deployments.launchspec import launch_spec
 from appliance.deployments.models import Deployment, Event, Instance, PortLease
 from appliance.deployments.services import queue_stops, schedule, transition
+from appliance.engines.prompt import TemplateCost
 from appliance.gpus.choices import node_queue
 
 
@@ -99,12 +100,14 @@ def _launch_workers_after_head(inst: Instance) -> None:
 
 
 @transaction.atomic
-def mark_healthy(instance_id: int, detail: str) -> None:
+def mark_healthy(instance_id: int, detail: str, *, template: TemplateCost | None = None) -> None:
     inst = Instance.objects.select_for_update().filter(pk=instance_id, state=State.STARTING).first()
     if inst is None:
         return
     inst.state, inst.health_detail = State.RUNNING, detail[:255]
-    inst.save(update_fields=["state", "health_detail"])
+    if template is not None:
+        inst.template_tokens, inst.message_tokens = template.template, template.per_message
+    inst.save(update_fields=["state", "health_detail", "template_tokens", "message_tokens"])
     _promote(Deployment.objects.select_for_update().get(pk=inst.deployment_id), detail)
 
 

@@ -124,6 +124,10 @@ class Instance(models.Model):
     exit_code = models.IntegerField(null=True, blank=True)
     last_logs = models.TextField(blank=True)
     health_detail = models.CharField(max_length=255, blank=True)
+    # The chat template's cost as the engine billed it when it came up (appliance/engines/prompt.py);
+    # null until measured, when the gateway and chat reserve the configured allowance instead.
+    template_tokens = models.PositiveIntegerField(null=True, blank=True)
+    message_tokens = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["deployment_id", "replica", "rank"]

@@ -8,13 +8,32 @@ request for it starts it (``ondemand.wake``) and waits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db.models import Q, QuerySet
 
 from appliance.accounts.models import User
 from appliance.deployments.choices import Desired, Role, State
 from appliance.deployments.models import Deployment, Instance
+from appliance.engines.prompt import TemplateCost
+
+
+def default_template_cost() -> TemplateCost:
+    """The allowance for an engine whose template cost was not measured (yet)."""
+    return TemplateCost(settings.APPLIANCE_TEMPLATE_TOKENS, settings.APPLIANCE_MESSAGE_TOKENS)
+
+
+def template_cost(inst: Instance) -> TemplateCost:
+    if inst.template_tokens is None or inst.message_tokens is None:
+        return default_template_cost()
+    return TemplateCost(inst.template_tokens, inst.message_tokens)
+
+
+def worst_template(endpoints: list[Endpoint] | tuple[Endpoint, ...]) -> TemplateCost:
+    """The dearest template among replicas the request may go to (they may run different engines)."""
+    costs = [e.template for e in endpoints] or [default_template_cost()]
+    return TemplateCost(max(c.template for c in costs), max(c.per_message for c in costs))
 
 
 @dataclass(frozen=True)
@@ -26,6 +45,7 @@ class Endpoint:
     base_url: str  # e.g. http://127.0.0.1:20000 ; OpenAI routes are under /v1 (Ollama: native under /api)
     department_id: int
     is_reasoning: bool = False
+    template: TemplateCost = field(default_factory=lambda: TemplateCost(0, 0))
 
 
 # Not running, but started by the next request: on demand, and not stopped by a person.
@@ -82,6 +102,7 @@ def endpoints(user: User, served_model_name: str | None = None) -> list[Endpoint
             base_url=i.base_url,
             department_id=i.deployment.department_id,
             is_reasoning=is_reasoning(i.deployment.model_slug),
+            template=template_cost(i),
         )
         for i in instances
     ]

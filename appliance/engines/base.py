@@ -21,6 +21,7 @@ import httpx
 from docker.types import DeviceRequest
 
 from .flags import ExtraArgs
+from .prompt import TemplateCost, measure
 
 MODELS_MOUNT = "/models"
 NS_PER_S = 1_000_000_000  # Docker healthcheck durations are nanoseconds
@@ -270,6 +271,13 @@ class Engine(ABC):
     health_path: ClassVar[str]
     models_path: ClassVar[str]
     metrics_path: ClassVar[str | None] = None
+    # The engine's usage.prompt_tokens counts the whole prompt even when part of it was cached
+    # (vLLM, llama-server). Ollama reports only what it evaluated, so its measurement can be low.
+    counts_cached_prompt: ClassVar[bool] = True
+
+    def template_cost(self, base_url: str, client: httpx.Client, model: str) -> TemplateCost | None:
+        """What the chat template adds to a prompt, asked of the serving engine (None: it did not say)."""
+        return measure(base_url, client, model)
 
     @abstractmethod
     def build_spec(self, req: EngineRequest) -> list[ContainerSpec]:

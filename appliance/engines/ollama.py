@@ -60,6 +60,7 @@ class OllamaEngine(Engine):
     health_path = "/"
     models_path = "/api/tags"
     metrics_path = None  # Ollama has no Prometheus endpoint (server/routes.go)
+    counts_cached_prompt = False  # prompt_eval_count leaves out the prefix it had cached
 
     def build_spec(self, req: EngineRequest) -> list[ContainerSpec]:
         self._validate(req)

@@ -1,6 +1,8 @@
 """The gateway's only contact with the quotas app: scopes, admission (reserve) and the guard that settles.
 
-A request reserves its worst case (estimated prompt + max_tokens) before the upstream call; the
+A request reserves its worst case before the upstream call: an upper bound of the prompt (its text
+bounded per byte, plus the chat template measured on the engine, appliance/engines/prompt.py) and
+max_tokens for every answer the engine may write (n or best_of for each prompt of a batch); the
 ``Guard`` returned settles to the real usage exactly once, whatever way the request ends, and
 queues the usage record in the same Redis script (appliance/quotas/usage.py).
 """
@@ -14,8 +16,9 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from appliance.accounts.models import User
+from appliance.deployments.routing import worst_template
 from appliance.gateway.errors import INVALID_REQUEST, RATE_LIMIT, UNAVAILABLE, GatewayError
-from appliance.gateway.protocol import Call
+from appliance.gateway.protocol import Call, Kind
 from appliance.quotas.choices import UsageStatus
 from appliance.quotas.limiter import QuotaExceeded, QuotaScope, QuotaUnavailable, max_tokens_cap
 from appliance.quotas.services import scopes_for as _scopes_for
@@ -39,11 +42,19 @@ def reservation_id(request_id: str) -> str:
 
 
 def _max_tokens(call: Call, scopes: list[Scope]) -> int:
-    cap = max_tokens_cap(scopes)
-    if call.max_tokens is None and cap is not None:
-        # The engine must not write past what the quota lets one request have.
-        call.body["max_tokens"] = cap
-    return call.max_tokens or cap or settings.APPLIANCE_GATEWAY_DEFAULT_MAX_TOKENS
+    """The client's max tokens, else the quota's cap, else the configured default — always sent to
+    the engine, which would otherwise write up to its context length while the quota held less."""
+    if call.max_tokens is None:
+        call.max_tokens = max_tokens_cap(scopes) or settings.APPLIANCE_GATEWAY_DEFAULT_MAX_TOKENS
+        call.body["max_tokens"] = call.max_tokens
+    return call.max_tokens
+
+
+def prompt_tokens(call: Call, route: Route) -> int:
+    """An upper bound of what the engine will bill for the prompt, its chat template included."""
+    if call.kind is Kind.CHAT:
+        return call.prompt_estimate + worst_template(route.endpoints).chat(call.messages)
+    return call.prompt_estimate
 
 
 async def begin(route: Route, call: Call, request_id: str) -> Guard:
@@ -56,8 +67,9 @@ async def begin(route: Route, call: Call, request_id: str) -> Guard:
             scopes,
             meta,
             request_id=reservation_id(request_id),
-            prompt_tokens=call.prompt_estimate,
+            prompt_tokens=prompt_tokens(call, route),
             max_tokens=_max_tokens(call, scopes),
+            sequences=call.sequences,
         )
     except QuotaExceeded as exc:
         refused = exc.status_code == 429

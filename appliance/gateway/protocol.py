@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from appliance.engines import prompt
 from appliance.gateway.errors import bad_request
 
 
@@ -33,13 +34,15 @@ class Call:
     stream: bool
     include_usage: bool  # the client asked for the usage chunk in its stream
     max_tokens: int | None  # max_completion_tokens or max_tokens, as the client sent it
-    prompt_estimate: int
+    prompt_estimate: int  # an upper bound of the prompt's tokens, the chat template aside (engines/prompt.py)
+    messages: int = 0  # chat messages, for the template's per-message cost
+    prompts: int = 1  # prompts in a batched completion: each gets its own answers
+    choices: int = 1  # answers written per prompt: max(n, best_of)
 
-
-# Bytes per token, rounded down so that the reservation overestimates: English runs ~4 bytes a
-# token, Chinese (3 bytes a character in UTF-8) ~1.4 characters a token. Settling corrects it.
-_BYTES_PER_TOKEN = 3
-_TOKENS_PER_MESSAGE = 4  # the chat template's role markers
+    @property
+    def sequences(self) -> int:
+        """How many completions of up to ``max_tokens`` the engine may write for this request."""
+        return self.prompts * self.choices
 
 
 def parse(raw: bytes, kind: Kind) -> Call:
@@ -55,51 +58,73 @@ def parse(raw: bytes, kind: Kind) -> Call:
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise bad_request("`stream` must be true or false.", param="stream")
-    estimate = _chat_estimate(body) if kind is Kind.CHAT else _completion_estimate(body)
     options = body.get("stream_options")
     include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
-    return Call(kind, model, body, stream, include_usage, _max_tokens(body), estimate)
+    call = Call(kind, model, body, stream, include_usage, _max_tokens(body), 0, choices=_choices(body))
+    if kind is Kind.CHAT:
+        call.prompt_estimate, call.messages = _chat_bound(body)
+    else:
+        call.prompt_estimate, call.prompts = _completion_bound(body)
+    return call
+
+
+def _positive(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise bad_request(f"`{name}` must be a positive integer.", param=name)
+    return value
 
 
 def _max_tokens(body: dict[str, Any]) -> int | None:
     for name in ("max_completion_tokens", "max_tokens"):
-        value = body.get(name)
-        if value is None:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise bad_request(f"`{name}` must be a positive integer.", param=name)
-        return value
+        value = _positive(body, name)
+        if value is not None:
+            return value
     return None
 
 
-def _chat_estimate(body: dict[str, Any]) -> int:
+def _choices(body: dict[str, Any]) -> int:
+    # best_of answers are generated and the best n returned: the engine writes all best_of of them.
+    return max(_positive(body, "n") or 1, _positive(body, "best_of") or 1)
+
+
+def _chat_bound(body: dict[str, Any]) -> tuple[int, int]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise bad_request("`messages` must be a non-empty list.", param="messages")
-    total = 0
+    total = prompt.tools_bound(body)
     for message in messages:
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise bad_request("Each message needs a `role`.", param="messages")
-        total += text_bytes(message.get("content")) + _TOKENS_PER_MESSAGE * _BYTES_PER_TOKEN
-    return total // _BYTES_PER_TOKEN + 1
+        total += prompt.message_bound(message)
+    return total, len(messages)
 
 
-def _completion_estimate(body: dict[str, Any]) -> int:
-    prompt = body.get("prompt")
-    if isinstance(prompt, str):
-        return text_bytes(prompt) // _BYTES_PER_TOKEN + 1
-    if isinstance(prompt, list) and prompt:
-        if all(isinstance(p, int) for p in prompt):
-            return len(prompt)  # already tokens
-        if all(isinstance(p, str) for p in prompt):
-            return sum(text_bytes(p) for p in prompt) // _BYTES_PER_TOKEN + 1
-    raise bad_request("`prompt` must be a string, a list of strings or a list of token ids.", param="prompt")
+def _completion_bound(body: dict[str, Any]) -> tuple[int, int]:
+    """(upper bound of the prompt tokens, number of prompts) for every prompt shape OpenAI accepts."""
+    prompts = body.get("prompt")
+    if isinstance(prompts, str) or (isinstance(prompts, list) and prompts and _is_ids(prompts)):
+        prompts = [prompts]
+    if not isinstance(prompts, list) or not prompts:
+        raise bad_request(_PROMPT_SHAPES, param="prompt")
+    total = 0
+    for one in prompts:
+        if isinstance(one, str):
+            total += prompt.text_bound(one) + prompt.COMPLETION_FRAMING
+        elif isinstance(one, list) and one and _is_ids(one):
+            total += len(one) + prompt.COMPLETION_FRAMING
+        else:
+            raise bad_request(_PROMPT_SHAPES, param="prompt")
+    suffix = body.get("suffix")
+    if isinstance(suffix, str):
+        total += prompt.text_bound(suffix) * len(prompts)
+    return total, len(prompts)
 
 
-def text_bytes(content: Any) -> int:
-    """UTF-8 size of a message's text: a string, or the ``text`` parts of a list of content parts."""
-    if isinstance(content, str):
-        return len(content.encode())
-    if isinstance(content, list):
-        return sum(len(str(part.get("text", "")).encode()) for part in content if isinstance(part, dict))
-    return 0
+_PROMPT_SHAPES = "`prompt` must be a string, a list of token ids, or a list of either."
+
+
+def _is_ids(values: list[Any]) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) for v in values)

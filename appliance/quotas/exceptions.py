@@ -15,17 +15,37 @@ class QuotaExceeded(BaseQuotaExceeded):
     status_code = 429
 
     def __init__(
-        self, code: str, limit_name: str, limit: int, current: int, retry_after_seconds: int | None, scope: str = ""
+        self,
+        code: str,
+        limit_name: str,
+        limit: int,
+        current: int,
+        retry_after_seconds: int | None,
+        scope: str = "",
+        requested: int | None = None,
     ) -> None:
-        message = _("Quota exceeded: %(limit)s is %(value)d (current use %(current)d).") % {
-            "limit": LimitName(limit_name).label,
+        values = {
+            "label": LimitName(limit_name).label,
+            "name": limit_name,
+            "scope": scope,
             "value": limit,
             "current": current,
+            "requested": current if requested is None else requested,
         }
+        # Names the limit as the API spells it and what this request asked of it, so a refused
+        # client knows which budget (and whose) is in the way, not only that one is.
+        message = (
+            _(
+                "Quota exceeded: %(label)s (%(name)s) of %(scope)s is %(value)d; in use %(current)d, "
+                "this request needs up to %(requested)d."
+            )
+            % values
+        )
         details = {
             "limit_name": limit_name,
             "limit": limit,
             "current": current,
+            "requested": requested,
             "retry_after_seconds": retry_after_seconds,
             "scope": scope,
         }

@@ -202,18 +202,25 @@ class _Call:
 
 
 def _plan_reserve(
-    scopes: list[QuotaScope], request_id: str, prompt_tokens: int, max_tokens: int, ttl: int | None, now: float | None
+    scopes: list[QuotaScope],
+    request_id: str,
+    prompt_tokens: int,
+    max_tokens: int,
+    ttl: int | None,
+    now: float | None,
+    sequences: int = 1,
 ) -> _Call:
     ttl = settings.APPLIANCE_QUOTA_RESERVATION_TTL_SECONDS if ttl is None else ttl
-    if not scopes or not request_id or prompt_tokens < 0 or max_tokens < 0:
-        raise ValueError("reserve needs scopes, a request id and non-negative token counts")
+    if not scopes or not request_id or prompt_tokens < 0 or max_tokens < 0 or sequences < 1:
+        raise ValueError("reserve needs scopes, a request id, non-negative token counts and a sequence")
     if len({s.key for s in scopes}) != len(scopes):
         raise ValueError("each scope may appear once")  # twice would hold its tokens twice
     if not 0 < ttl <= MAX_RESERVATION_TTL_SECONDS:
         raise ValueError(f"ttl must be within 1..{MAX_RESERVATION_TTL_SECONDS} seconds")
     _check_max_tokens(scopes, max_tokens)
     win = windows_at(time.time() if now is None else now)
-    worst, expires = prompt_tokens + max_tokens, win.now + ttl
+    # n/best_of answers to each of a batch's prompts: the engine may write max_tokens for every one.
+    worst, expires = prompt_tokens + max_tokens * sequences, win.now + ttl
     keys = [scope_keys(s.key, win)[name] for s in scopes for name in _RESERVE_KEYS]
     args: list[Any] = [int(win.now * 1000), int(expires * 1000), request_id, worst]
     for s in scopes:
@@ -228,7 +235,9 @@ def _check_max_tokens(scopes: list[QuotaScope], max_tokens: int) -> None:
         cap = scope.max_tokens_per_request
         if cap is not None and max_tokens > cap:
             name = LimitName.MAX_TOKENS_PER_REQUEST
-            raise QuotaExceeded(REJECTION_CODES[name], name, cap, max_tokens, None, scope.label or scope.key)
+            raise QuotaExceeded(
+                REJECTION_CODES[name], name, cap, max_tokens, None, scope.label or scope.key, max_tokens
+            )
 
 
 def _retry_after(name: str, worst: int, limit: int, settled: int, win: Windows) -> int:
@@ -247,7 +256,9 @@ def _check_result(result: list[Any], scopes: list[QuotaScope], call: _Call) -> N
     name, index, limit, current, settled = result[0], int(result[1]), int(result[2]), int(result[3]), int(result[4])
     retry = _retry_after(name, call.reservation.reserved_tokens, limit, settled, call.windows)
     scope = scopes[index]
-    raise QuotaExceeded(REJECTION_CODES[name], name, limit, current, retry, scope.label or scope.key)
+    tokens = name in (LimitName.TOKENS_PER_DAY, LimitName.TOKENS_PER_MONTH)
+    requested = call.reservation.reserved_tokens if tokens else 1
+    raise QuotaExceeded(REJECTION_CODES[name], name, limit, current, retry, scope.label or scope.key, requested)
 
 
 def _unavailable(operation: str, exc: BaseException, reservation: Reservation) -> Reservation:
@@ -266,9 +277,14 @@ def reserve(
     ttl: int | None = None,
     *,
     now: float | None = None,
+    sequences: int = 1,
 ) -> Reservation:
-    """Admit a request or raise :class:`QuotaExceeded` / :class:`QuotaUnavailable`; never partially reserves."""
-    call = _plan_reserve(scopes, request_id, prompt_tokens, max_tokens, ttl, now)
+    """Admit a request or raise :class:`QuotaExceeded` / :class:`QuotaUnavailable`; never partially reserves.
+
+    ``max_tokens`` is per written sequence (what the per-request cap limits); ``sequences`` of them
+    are reserved: n or best_of answers to each prompt of a batch.
+    """
+    call = _plan_reserve(scopes, request_id, prompt_tokens, max_tokens, ttl, now, sequences)
     try:
         result = scripts().reserve(keys=call.keys, args=call.args)
     except redis.RedisError as exc:
@@ -285,9 +301,10 @@ async def areserve(
     ttl: int | None = None,
     *,
     now: float | None = None,
+    sequences: int = 1,
 ) -> Reservation:
     """:func:`reserve` for asyncio callers (the gateway and the chat consumer)."""
-    call = _plan_reserve(scopes, request_id, prompt_tokens, max_tokens, ttl, now)
+    call = _plan_reserve(scopes, request_id, prompt_tokens, max_tokens, ttl, now, sequences)
     try:
         result = await async_scripts().reserve(keys=call.keys, args=call.args)
     except redis.RedisError as exc:

@@ -243,13 +243,14 @@ def begin(
     prompt_tokens: int,
     max_tokens: int,
     ttl: int | None = None,
+    sequences: int = 1,
 ) -> Guard:
     """Admit a request (raises QuotaExceeded or QuotaUnavailable, recording the rejection)."""
     from django.conf import settings
 
     ttl = ttl or settings.APPLIANCE_QUOTA_RESERVATION_TTL_SECONDS
     try:
-        reservation = limiter.reserve(scopes, request_id, prompt_tokens, max_tokens, ttl)
+        reservation = limiter.reserve(scopes, request_id, prompt_tokens, max_tokens, ttl, sequences=sequences)
     except (QuotaExceeded, QuotaUnavailable):
         queue_record(_rejected(meta, request_id, prompt_tokens))
         raise
@@ -264,12 +265,13 @@ async def abegin(
     prompt_tokens: int,
     max_tokens: int,
     ttl: int | None = None,
+    sequences: int = 1,
 ) -> Guard:
     from django.conf import settings
 
     ttl = ttl or settings.APPLIANCE_QUOTA_RESERVATION_TTL_SECONDS
     try:
-        reservation = await limiter.areserve(scopes, request_id, prompt_tokens, max_tokens, ttl)
+        reservation = await limiter.areserve(scopes, request_id, prompt_tokens, max_tokens, ttl, sequences=sequences)
     except (QuotaExceeded, QuotaUnavailable):
         await aqueue_record(_rejected(meta, request_id, prompt_tokens))
         raise

@@ -20,7 +20,9 @@ from appliance.deployments.containers import container_kwargs
 from appliance.deployments.images import record_node_images
 from appliance.deployments.models import Deployment, Instance
 from appliance.deployments.reconcile import reconcile
-from appliance.engines import engine_for
+from appliance.deployments.routing import default_template_cost
+from appliance.engines import Engine, engine_for
+from appliance.engines.prompt import TemplateCost
 from appliance.gpus.choices import NodeState, node_queue
 from appliance.gpus.models import Node
 
@@ -81,6 +83,16 @@ def _fault_point(name: str) -> None:
         time.sleep(float(spec.split(":")[1]))
 
 
+def measured_template(engine: Engine, url: str, client: httpx.Client, model: str) -> TemplateCost | None:
+    """The chat template's cost as the engine bills it, so reservations never count less (None: unknown)."""
+    cost = engine.template_cost(url, client, model)
+    if cost is not None and not engine.counts_cached_prompt:
+        # Its counts leave cached prefixes out: never go below the unmeasured allowance.
+        floor = default_template_cost()
+        cost = TemplateCost(max(cost.template, floor.template), max(cost.per_message, floor.per_message))
+    return cost
+
+
 @shared_task(name="deployments.check_health", ignore_result=True)
 def check_health(instance_id: int) -> str:
     inst = Instance.objects.select_related("deployment", "node").filter(pk=instance_id).first()
@@ -98,11 +110,13 @@ def check_health(instance_id: int) -> str:
         return "exited"
     engine = engine_for(inst.deployment.engine, inst.deployment.image)
     url = f"http://127.0.0.1:{inst.host_port}"
+    model = inst.deployment.served_model_name
     with httpx.Client(timeout=settings.APPLIANCE_HEALTH_PROBE_TIMEOUT_SECONDS) as client:
-        result = engine.health_check(url, client, expect_model=inst.deployment.served_model_name)
+        result = engine.health_check(url, client, expect_model=model)
+        cost = measured_template(engine, url, client, model) if result.ok else None
     elapsed = (timezone.now() - (inst.started_at or timezone.now())).total_seconds()
     if result.ok:
-        lifecycle.mark_healthy(instance_id, f"healthy after {elapsed:.0f} s: {result.detail}")
+        lifecycle.mark_healthy(instance_id, f"healthy after {elapsed:.0f} s: {result.detail}", template=cost)
         return "healthy"
     if elapsed > settings.APPLIANCE_HEALTH_TIMEOUT_SECONDS:
         lifecycle.mark_failed(

@@ -16,7 +16,7 @@ from appliance.chat.models import Conversation, Message
 from appliance.chat.planning import default_max_tokens
 from appliance.chat.tests.fake_engine import FakeEngine, Script
 from appliance.chat.tests.wsclient import finish, open_socket, receive_until, send
-from appliance.deployments.models import Deployment
+from appliance.deployments.models import Deployment, Instance
 from appliance.quotas.drain import drain
 from appliance.quotas.models import Quota, UsageRecord
 
@@ -135,3 +135,19 @@ def test_default_max_tokens_leaves_half_the_context_to_the_prompt() -> None:
     assert default_max_tokens(8192, 2048) == 2048
     assert default_max_tokens(2048, 4000) == 1024
     assert default_max_tokens(100_000) == 4096  # no profile value: the console's default
+
+
+async def test_the_reservation_bounds_the_prompt_with_the_measured_template(
+    personas: dict[str, User], engine: FakeEngine, eng_model: Deployment
+) -> None:
+    """Issue 12: the old guess (two characters a token) held 158 tokens for 300 Chinese characters,
+    which a tokenizer may bill as 300 or more, and nothing for the template's system prompt."""
+    await Instance.objects.filter(deployment=eng_model).aupdate(template_tokens=40, message_tokens=6)
+    # 40 (template) + 300 × 3 bytes + 1 (the text) + 64 (max_tokens) = 1005 reserved: one more than the budget.
+    await Quota.objects.acreate(department=personas["bob"].department, tokens_per_day=1004)
+    socket = await open_socket(personas["bob"])
+    await send(socket, engine.model, "好" * 300, max_tokens=64)
+    _deltas, done = await finish(socket)
+    await socket.disconnect()
+    assert (done["message"]["status"], done["message"]["error_code"]) == ("failed", "quota_exceeded")
+    assert "tokens_per_day" in done["message"]["error_detail"] and engine.seen.bodies == []

@@ -9,10 +9,11 @@ from rest_framework.test import APIClient
 
 from appliance.audit.services import verify_chain
 from appliance.core.exceptions import Conflict, InvalidInput
-from appliance.deployments import lifecycle, services
+from appliance.deployments import lifecycle, routing, services
 from appliance.deployments.choices import State
 from appliance.deployments.models import Deployment, Event, Instance, PortLease
 from appliance.deployments.tests.factories import assign_all, profile_id, simulated_node, with_images
+from appliance.engines.prompt import TemplateCost
 from appliance.gpus.models import UnitClaim
 
 pytestmark = pytest.mark.django_db
@@ -164,3 +165,15 @@ def test_no_restart_past_the_limit(node, personas: dict, departments: dict) -> N
     lifecycle.mark_failed(inst.pk, "container died", exit_code=1)
     dep.refresh_from_db()
     assert dep.state == State.FAILED and dep.next_restart_at is None
+
+
+def test_the_template_cost_measured_at_health_is_what_routing_reserves(node, personas: dict, departments: dict) -> None:
+    dep = _create(personas, departments)
+    inst = Instance.objects.get(deployment=dep)
+    lifecycle.claim_for_launch(inst.pk)
+    lifecycle.mark_started(inst.pk, "c0ffee")
+    unmeasured = routing.template_cost(Instance.objects.get(pk=inst.pk))
+    assert unmeasured == routing.default_template_cost()
+    lifecycle.mark_healthy(inst.pk, "ok", template=TemplateCost(27, 6))
+    (endpoint,) = routing.endpoints(personas["bob"], dep.served_model_name)
+    assert endpoint.template == TemplateCost(27, 6) == routing.worst_template([endpoint])

@@ -52,11 +52,33 @@ def test_parse_refuses_bodies_with_the_param_named(raw: bytes, param: str | None
     assert (caught.value.status, caught.value.param) == (400, param)
 
 
-def test_completion_prompts_of_every_shape() -> None:
-    assert parse(b'{"model": "m", "prompt": [1, 2, 3]}', Kind.COMPLETION).prompt_estimate == 3
-    assert parse(b'{"model": "m", "prompt": ["ab", "cd"]}', Kind.COMPLETION).prompt_estimate == 2
-    with pytest.raises(GatewayError):
-        parse(b'{"model": "m", "prompt": 5}', Kind.COMPLETION)
+def _shape(raw: bytes) -> tuple[int, int, int]:
+    call = parse(raw, Kind.COMPLETION)
+    return call.prompt_estimate, call.prompts, call.sequences
+
+
+def test_completion_prompts_of_every_shape_are_bounded_per_prompt() -> None:
+    # Token ids are exact; a text is at most one token a byte plus one; each prompt may get BOS and EOS.
+    assert _shape(b'{"model": "m", "prompt": [1, 2, 3]}') == (3 + 2, 1, 1)
+    assert _shape(b'{"model": "m", "prompt": ["ab", "cd"]}') == (2 * (3 + 2), 2, 2)
+    assert _shape(b'{"model": "m", "prompt": [[1, 2], [3]], "n": 2, "best_of": 3}') == (3 + 2 * 2, 2, 6)
+    assert _shape('{"model": "m", "prompt": "你好"}'.encode()) == (6 + 1 + 2, 1, 1)
+    for bad in (b"5", b"[]", b"[[]]", b'["a", 1]', b"[true]"):
+        with pytest.raises(GatewayError):
+            parse(b'{"model": "m", "prompt": ' + bad + b"}", Kind.COMPLETION)
+
+
+def test_chat_bound_counts_every_text_and_the_tools() -> None:
+    message = {"role": "user", "content": [{"type": "text", "text": "你好"}], "name": "bo"}
+    call = parse(json.dumps({"model": "m", "messages": [message], "n": 4}).encode(), Kind.CHAT)
+    assert (call.prompt_estimate, call.messages, call.sequences) == ((6 + 1) + (4 + 1) + (2 + 1), 1, 4)
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    with_tools = parse(json.dumps({"model": "m", "messages": [message], "tools": tools}).encode(), Kind.CHAT)
+    assert with_tools.prompt_estimate > call.prompt_estimate + len("function")
+    for name in ("n", "best_of"):
+        with pytest.raises(GatewayError) as caught:
+            parse(body(**{name: 0}), Kind.CHAT)
+        assert caught.value.param == name
 
 
 # --- SSE relay ------------------------------------------------------------------------------------
