@@ -55,7 +55,14 @@ class HttpError(Exception):
         self.status = status
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error", 503: "Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    500: "Internal Server Error",
+    503: "Unavailable",
+}
 
 
 class SyntheticUpstream:
@@ -71,8 +78,11 @@ class SyntheticUpstream:
         token_delay: float = 0.0,
         first_delay: float = 0.0,
         keep_bodies: bool = True,
+        api_key: str = "",
     ) -> None:
         self.host, self.port, self.model = host, port, model
+        # Like vLLM started with --api-key: /v1 and /api routes want `Authorization: Bearer <key>`.
+        self.api_key = api_key
         self.tokens, self.token_delay, self.first_delay = tokens, token_delay, first_delay
         self.keep_bodies = keep_bodies
         self.stats = Stats()
@@ -149,7 +159,14 @@ class SyntheticUpstream:
         self.stats.requests += 1
         self.stats.paths.append(path)
         try:
-            await self._route(method, path.split("?", 1)[0], raw, writer)
+            route = path.split("?", 1)[0]
+            if (
+                self.api_key
+                and route not in ("/", "/health")
+                and headers.get("authorization") != f"Bearer {self.api_key}"
+            ):
+                raise HttpError(401, "invalid api key")
+            await self._route(method, route, raw, writer)
         except HttpError as exc:
             await self._send_json(writer, exc.status, {"error": {"message": str(exc), "type": "synthetic"}})
         return headers.get("connection", "").lower() != "close"

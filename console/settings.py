@@ -308,6 +308,9 @@ APPLIANCE_LAUNCH_GRACE_SECONDS = env_int("APPLIANCE_LAUNCH_GRACE_SECONDS", 120, 
 APPLIANCE_MAX_RESTARTS = env_int("APPLIANCE_MAX_RESTARTS", 3, minimum=0)
 # Threads of a CPU-only llama.cpp/Ollama engine; 0 = half the node's CPUs.
 APPLIANCE_ENGINE_CPU_THREADS = env_int("APPLIANCE_ENGINE_CPU_THREADS", 0, minimum=0)
+# Secret from which each deployment's engine key is derived (appliance/deployments/engine_keys.py);
+# empty: derived from CONSOLE_SECRET_KEY. Changing it changes every engine key: restart deployments.
+APPLIANCE_ENGINE_KEY_SECRET = env_str("APPLIANCE_ENGINE_KEY_SECRET", "")
 # Engine containers a department's subtree may run when its quota sets no max_containers; 0: no limit.
 APPLIANCE_DEFAULT_MAX_CONTAINERS = env_int("APPLIANCE_DEFAULT_MAX_CONTAINERS", 16, minimum=0)
 # Fault injection for the worker-death tests only, e.g. "after_create:30"; empty in production.

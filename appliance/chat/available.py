@@ -39,10 +39,11 @@ class AvailableModel:
     max_model_len: int
 
 
-def probe(base_url: str) -> str:
+def probe(base_url: str, api_key: str = "") -> str:
     timeout = settings.CHAT_HEALTH_TIMEOUT_SECONDS
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        response = httpx.get(f"{base_url}/v1/models", timeout=timeout)
+        response = httpx.get(f"{base_url}/v1/models", timeout=timeout, headers=headers)
     except (httpx.ConnectError, httpx.ConnectTimeout):
         return DOWN
     except httpx.HTTPError:
@@ -51,9 +52,9 @@ def probe(base_url: str) -> str:
     return OK if response.status_code == httpx.codes.OK else DOWN
 
 
-def health(base_urls: list[str]) -> dict[str, str]:
-    """State of each engine: from the cache, else probed now (all at once)."""
-    urls = sorted(set(base_urls))
+def health(keys: dict[str, str]) -> dict[str, str]:
+    """State of each engine (base URL → its key): from the cache, else probed now (all at once)."""
+    urls = sorted(keys)
     if not urls:
         return {}
     redis = live.client()
@@ -62,7 +63,7 @@ def health(base_urls: list[str]) -> dict[str, str]:
     missing = [url for url in urls if url not in found]
     if missing:
         with ThreadPoolExecutor(max_workers=min(MAX_PROBE_THREADS, len(missing))) as pool:
-            fresh = dict(zip(missing, pool.map(probe, missing), strict=True))
+            fresh = dict(zip(missing, pool.map(probe, missing, [keys[url] for url in missing]), strict=True))
         pipe = redis.pipeline(transaction=False)
         for url, state in fresh.items():
             pipe.set(f"chat:health:{url}", state, ex=settings.CHAT_HEALTH_CACHE_SECONDS)
@@ -78,7 +79,7 @@ def available_models(user: User) -> list[AvailableModel]:
     idle = {name: ids[0] for name, ids in routing.on_demand_to_start(user).items() if name not in by_name}
     ids = {endpoints[0].deployment_id for endpoints in by_name.values()} | set(idle.values())
     deployments = Deployment.objects.select_related("profile_version").in_bulk(ids)
-    states = health([e.base_url for endpoints in by_name.values() for e in endpoints])
+    states = health({e.base_url: e.api_key for endpoints in by_name.values() for e in endpoints})
     models = []
     for name, endpoints in by_name.items():
         best = min((states.get(e.base_url, DOWN) for e in endpoints), key=_RANK.__getitem__)

@@ -168,9 +168,9 @@ class Generation:
         try:
             async with metering.admitted(self.job.admission()) as guard:
                 try:
-                    base_urls = await self._start_model() if self.job.starting else self.job.base_urls
+                    upstreams = await self._start_model() if self.job.starting else self.job.upstreams
                     lastuse.touch(*self.job.deployment_ids)
-                    async with upstream.open_stream(base_urls, self.job.payload) as events:
+                    async with upstream.open_stream(upstreams, self.job.payload) as events:
                         await self._pump(events, guard)
                 finally:
                     guard.set_usage(*self._usage())
@@ -213,7 +213,7 @@ class Generation:
         await self._flush()
         self.progress.status = Status.COMPLETE
 
-    async def _start_model(self) -> tuple[str, ...]:
+    async def _start_model(self) -> tuple[tuple[str, str], ...]:
         """An on-demand model that is not running: start it, and tell the user's tabs how long it is taking."""
         job, began = self.job, time.monotonic()
         try:
@@ -223,7 +223,7 @@ class Generation:
         while True:
             state = await database_sync_to_async(ondemand.progress)(list(job.deployment_ids))
             if state.ready:
-                urls = await database_sync_to_async(_base_urls)(job.user_id, job.model)
+                urls = await database_sync_to_async(_upstreams)(job.user_id, job.model)
                 if urls:
                     return urls
             elif state.failed:
@@ -337,10 +337,11 @@ class Generation:
         await live.end(job.message_id)
 
 
-def _base_urls(user_id: int, model: str) -> tuple[str, ...]:
-    """The replicas of ``model`` the user may use now (routing's rule, re-read once the model runs)."""
+def _upstreams(user_id: int, model: str) -> tuple[tuple[str, str], ...]:
+    """(base URL, engine key) of the replicas of ``model`` the user may use now (routing's rule, re-read
+    once the model runs)."""
     user = User.objects.select_related("department").get(pk=user_id)
-    return tuple(dict.fromkeys(e.base_url for e in routing.endpoints(user, model)))
+    return tuple(dict.fromkeys((e.base_url, e.api_key) for e in routing.endpoints(user, model)))
 
 
 def _store(message_id: int, final: answers.Final) -> dict[str, Any] | None:

@@ -45,12 +45,12 @@ class ModelChoice:
     name: str
     deployment_id: int
     department_id: int
-    base_urls: tuple[str, ...]
+    upstreams: tuple[tuple[str, str], ...]  # (base URL, engine key) of each replica, tried in order
     reasoning: bool
     chat_defaults: dict[str, float]
     max_model_len: int
     deployment_ids: tuple[int, ...] = ()
-    # On demand and not running: the generation starts these deployments and waits (no base_urls yet).
+    # On demand and not running: the generation starts these deployments and waits (no upstreams yet).
     starting: bool = False
     configured_max_tokens: int | None = None
     template: TemplateCost = field(default_factory=routing.default_template_cost)
@@ -79,14 +79,14 @@ class Job:
     department_id: int | None
     deployment_id: int
     model: str
-    base_urls: tuple[str, ...]
+    upstreams: tuple[tuple[str, str], ...]
     payload: dict[str, Any]
     assume_reasoning: bool
     prompt_tokens: int
     max_tokens: int
     request_id: str
-    deployment_ids: tuple[int, ...] = ()  # the deployments behind base_urls (or to start), marked as in use
-    starting: bool = False  # on demand, not running: start deployment_ids and wait for base_urls
+    deployment_ids: tuple[int, ...] = ()  # the deployments behind upstreams (or to start), marked as in use
+    starting: bool = False  # on demand, not running: start deployment_ids and wait for upstreams
 
     def admission(self) -> Admission:
         return Admission(
@@ -104,11 +104,11 @@ def choose_model(user: User, name: str) -> ModelChoice:
         return _to_start(user, name)
     first = endpoints[0]
     deployment = Deployment.objects.select_related("profile_version").get(pk=first.deployment_id)
-    urls = [e.base_url for e in endpoints]
+    urls = [(e.base_url, e.api_key) for e in endpoints]
     random.shuffle(urls)  # spread conversations over replicas; the others are tried if one refuses
     return ModelChoice(
         name=name, deployment_id=first.deployment_id, department_id=first.department_id,
-        base_urls=tuple(dict.fromkeys(urls)), reasoning=first.is_reasoning,
+        upstreams=tuple(dict.fromkeys(urls)), reasoning=first.is_reasoning,
         chat_defaults=dict(deployment.profile_version.chat_defaults or {}),
         max_model_len=deployment.profile_version.max_model_len,
         deployment_ids=tuple(dict.fromkeys(e.deployment_id for e in endpoints)),
@@ -123,7 +123,7 @@ def _to_start(user: User, name: str) -> ModelChoice:
         raise PermissionDenied(_("This model is not available to you."), code=ErrorCode.MODEL_UNAVAILABLE)
     deployment = Deployment.objects.select_related("profile_version").get(pk=ids[0])
     return ModelChoice(
-        name=name, deployment_id=deployment.pk, department_id=deployment.department_id, base_urls=(),
+        name=name, deployment_id=deployment.pk, department_id=deployment.department_id, upstreams=(),
         reasoning=routing.is_reasoning(deployment.model_slug),
         chat_defaults=dict(deployment.profile_version.chat_defaults or {}),
         max_model_len=deployment.profile_version.max_model_len, deployment_ids=tuple(ids), starting=True,
@@ -163,7 +163,7 @@ def plan(user: User, conversation: Conversation, message_id: int, choice: ModelC
     return Job(
         message_id=message_id, conversation_id=conversation.pk, user_id=user.pk,
         department_id=user.department_id, deployment_id=choice.deployment_id, model=choice.name,
-        base_urls=choice.base_urls, payload=payload, assume_reasoning=choice.reasoning,
+        upstreams=choice.upstreams, payload=payload, assume_reasoning=choice.reasoning,
         prompt_tokens=estimate_tokens(messages, choice.template), max_tokens=max_tokens, request_id=uuid.uuid4().hex,
         deployment_ids=choice.deployment_ids, starting=choice.starting,
     )  # fmt: skip

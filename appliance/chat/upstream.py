@@ -63,11 +63,16 @@ def _error_detail(body: bytes) -> str:
     return str(error)
 
 
-async def _connect(client: httpx.AsyncClient, base_urls: Sequence[str], payload: dict[str, Any]) -> httpx.Response:
+# An engine to try: its base URL and its key (appliance/deployments/engine_keys.py), sent as Bearer.
+Upstream = tuple[str, str]
+
+
+async def _connect(client: httpx.AsyncClient, upstreams: Sequence[Upstream], payload: dict[str, Any]) -> httpx.Response:
     """The first replica that takes the connection; only connection failures move on to the next one."""
     last: Exception | None = None
-    for base in base_urls:
-        request = client.build_request("POST", f"{base}/v1/chat/completions", json=payload)
+    for base, key in upstreams:
+        headers = {"Authorization": f"Bearer {key}"} if key else None
+        request = client.build_request("POST", f"{base}/v1/chat/completions", json=payload, headers=headers)
         try:
             response = await client.send(request, stream=True)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -85,9 +90,9 @@ async def _connect(client: httpx.AsyncClient, base_urls: Sequence[str], payload:
 
 
 @asynccontextmanager
-async def open_stream(base_urls: Sequence[str], payload: dict[str, Any]) -> AsyncIterator[AsyncIterator[Chunk]]:
+async def open_stream(upstreams: Sequence[Upstream], payload: dict[str, Any]) -> AsyncIterator[AsyncIterator[Chunk]]:
     async with httpx.AsyncClient(timeout=_timeout()) as client:
-        response = await _connect(client, base_urls, payload)
+        response = await _connect(client, upstreams, payload)
         events = parse_events(response.aiter_lines())
         try:
             yield events

@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 
 from appliance.deployments.choices import CONTAINER_LABEL_REPLICA, Role
+from appliance.deployments.engine_keys import engine_key
 from appliance.deployments.launchspec import GGUF_ENGINES, launch_spec
 from appliance.deployments.models import Instance
 from appliance.engines import EngineRequest, build_specs
@@ -47,6 +48,7 @@ def engine_request(inst: Instance) -> EngineRequest:
         node_ip=settings.APPLIANCE_NODE_ADDRESS if inst.role != Role.SINGLE else "",
         node_rank=inst.rank,
         bind_address=settings.APPLIANCE_ENGINE_BIND_ADDRESS,
+        api_key=engine_key(dep.pk),
     )
 
 

@@ -15,6 +15,7 @@ from django.db.models import Q, QuerySet
 
 from appliance.accounts.models import User
 from appliance.deployments.choices import Desired, Role, State
+from appliance.deployments.engine_keys import engine_key
 from appliance.deployments.models import Deployment, Instance
 from appliance.engines.prompt import TemplateCost
 
@@ -46,6 +47,7 @@ class Endpoint:
     department_id: int
     is_reasoning: bool = False
     template: TemplateCost = field(default_factory=lambda: TemplateCost(0, 0))
+    api_key: str = field(default="", repr=False)  # the engine's key (engine_keys.py), sent as Bearer
 
 
 # Not running, but started by the next request: on demand, and not stopped by a person.
@@ -103,6 +105,7 @@ def endpoints(user: User, served_model_name: str | None = None) -> list[Endpoint
             department_id=i.deployment.department_id,
             is_reasoning=is_reasoning(i.deployment.model_slug),
             template=template_cost(i),
+            api_key=engine_key(i.deployment_id),
         )
         for i in instances
     ]

@@ -115,6 +115,9 @@ class EngineRequest:
     reasoning_parser: str | None = None  # None: chosen from the model name; "": none
     template: str | None = None  # Ollama TEMPLATE
     user: str | None = None  # None keeps the image's user
+    # The deployment's engine key: vLLM and llama.cpp refuse requests without it (Bearer). Passed in
+    # the container's environment, never on its command line (which `ps` on the node shows).
+    api_key: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "gpu_uuids", tuple(self.gpu_uuids))
@@ -348,10 +351,27 @@ def healthcheck(test: list[str], *, start_period_s: int, interval_s: int = 30) -
     }
 
 
-def http_probe_command(port: int, path: str, *, python: str = "python3", host: str = "127.0.0.1") -> list[str]:
+def http_probe_command(
+    port: int, path: str, *, python: str = "python3", host: str = "127.0.0.1", key_variable: str = ""
+) -> list[str]:
     # urlopen raises on a refused connection or a non-2xx status, so the exit code is the verdict.
-    script = f"import urllib.request as u; u.urlopen('http://{host}:{port}{path}', timeout=4)"
+    url = f"http://{host}:{port}{path}"
+    if not key_variable:
+        return [python, "-c", f"import urllib.request as u; u.urlopen('{url}', timeout=4)"]
+    # The key is read from the container's environment when the probe runs, so it is not written
+    # into the healthcheck that `docker inspect` shows next to it.
+    auth = f"{{'Authorization': 'Bearer ' + os.environ.get('{key_variable}', '')}}"
+    script = f"import os, urllib.request as u; u.urlopen(u.Request('{url}', headers={auth}), timeout=4)"
     return [python, "-c", script]
+
+
+def require_api_key(req: EngineRequest, engine: str) -> None:
+    if not req.api_key:
+        raise EngineError("api_key", f"{engine} is given the deployment's engine key; none was set")
+
+
+def is_loopback(address: str) -> bool:
+    return ipaddress.ip_address(address).is_loopback
 
 
 def probe(client: httpx.Client, base_url: str, path: str) -> httpx.Response | None:

@@ -39,6 +39,7 @@ from .base import (
     openai_model_ids,
     probe,
     published_port,
+    require_api_key,
     serving,
     unexpected,
 )
@@ -72,6 +73,7 @@ class _LlamaCpp(Engine):
     entrypoint: ClassVar[tuple[str, ...]]
     flags: ClassVar[FlagTable]
     managed: ClassVar[frozenset[str]]
+    key_variable: ClassVar[str]  # the environment variable the server reads its API key from
 
     def build_spec(self, req: EngineRequest) -> list[ContainerSpec]:
         self._validate(req)
@@ -81,7 +83,7 @@ class _LlamaCpp(Engine):
             entrypoint=list(self.entrypoint),
             command=[*self.server_args(req), *render_args(req.extra_args, self.flags, self.flag_name)],
             labels=labels_for(req),
-            environment=merge_env(gpu_environment(req.gpu_uuids), req.env),
+            environment=merge_env({**gpu_environment(req.gpu_uuids), self.key_variable: req.api_key}, req.env),
             container_port=self.container_port,
             health_path=self.health_path,
             models_path=self.models_path,
@@ -121,6 +123,7 @@ class _LlamaCpp(Engine):
                 raise EngineError(name, "llama.cpp does not use it")
         if not req.model_path.endswith(".gguf"):
             raise EngineError("model_path", "llama.cpp is given a .gguf file")
+        require_api_key(req, self.variant)
         self.validate_extra_args(req.extra_args)
 
 
@@ -133,8 +136,10 @@ class LlamaCppPythonEngine(_LlamaCpp):
     flags = LLAMA_CPP_PYTHON_FLAGS
     managed = frozenset(
         {"--model", "--model_alias", "--host", "--port", "--n_ctx", "--n_gpu_layers", "--n_threads"}
-        | {"--interrupt_requests"}
+        | {"--interrupt_requests", "--api_key"}
     )
+    # pydantic-settings: ServerSettings.api_key is read from API_KEY (llama_cpp/server/settings.py).
+    key_variable = "API_KEY"
     default_image = LLAMACPP_IMAGE
 
     variant = f"llama-cpp-python {LLAMA_CPP_PYTHON_VERSION}"
@@ -155,7 +160,10 @@ class LlamaCppPythonEngine(_LlamaCpp):
         return [*args, "--interrupt_requests", "false"]
 
     def probe_command(self) -> list[str]:
-        return http_probe_command(self.container_port, self.health_path, python="python")
+        # Every route of this server wants the key once it has one, /v1/models included.
+        return http_probe_command(
+            self.container_port, self.health_path, python="python", key_variable=self.key_variable
+        )
 
     def health_check(self, base_url: str, client: httpx.Client, *, expect_model: str | None = None) -> HealthResult:
         # The server loads the model before it listens, so a 200 here means it serves.
@@ -176,7 +184,10 @@ class LlamaServerEngine(_LlamaCpp):
     flags = LLAMA_SERVER_FLAGS
     managed = frozenset(
         {"--model", "--alias", "--host", "--port", "--ctx-size", "--gpu-layers", "--parallel", "--threads"}
+        | {"--api-key", "--api-key-file"}
     )
+    # common/arg.cpp: --api-key is also read from LLAMA_API_KEY; /health and /v1/models stay public.
+    key_variable = "LLAMA_API_KEY"
     default_image = LLAMA_SERVER_IMAGE
     version = LLAMA_SERVER_VERSION
 

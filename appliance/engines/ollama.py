@@ -29,6 +29,7 @@ from .base import (
     down,
     gpu_environment,
     healthcheck,
+    is_loopback,
     labels_for,
     merge_env,
     model_volumes,
@@ -124,6 +125,12 @@ class OllamaEngine(Engine):
                 raise EngineError(name, "Ollama does not use it")
         if not req.model_path.endswith(".gguf"):
             raise EngineError("model_path", "Ollama is given a .gguf file")
+        if not is_loopback(req.bind_address):
+            # Ollama has no authentication: whoever reaches its port may use, pull or delete models.
+            # Published on loopback, it is reachable only through the console on its own node.
+            raise EngineError(
+                "bind_address", f"Ollama has no authentication: published on loopback only, not {req.bind_address}"
+            )
         if req.template is not None and '"""' in req.template:
             raise EngineError("template", 'must not contain """, which ends a Modelfile TEMPLATE')
         self.validate_extra_args(req.extra_args)

@@ -36,6 +36,7 @@ from .base import (
     openai_model_ids,
     probe,
     published_port,
+    require_api_key,
     serving,
     unexpected,
 )
@@ -64,6 +65,7 @@ MANAGED = frozenset(
         *("--pipeline-parallel-size", "--gpu-memory-utilization", "--max-model-len", "--dtype"),
         *("--quantization", "--max-num-seqs", "--reasoning-parser", "--distributed-executor-backend"),
         "--config",  # a YAML file of options would bypass every check here
+        "--api-key",  # the console's key, set through VLLM_API_KEY
     }
 )
 UNUSED_FIELDS = ("n_gpu_layers", "parallel", "threads", "template")
@@ -115,6 +117,8 @@ class VllmEngine(Engine):
         if req.hf_model_id and req.models_dir is None:
             raise EngineError("models_dir", "an offline Hugging Face id needs the models_dir cache mounted")
         _check_gpu_count(req)
+        if req.role is not Role.RAY_WORKER:
+            require_api_key(req, "vLLM")
         self.validate_extra_args(req.extra_args)
 
     def _single(self, req: EngineRequest) -> ContainerSpec:
@@ -198,6 +202,10 @@ def reasoning_parser(req: EngineRequest) -> str | None:
 def vllm_environment(req: EngineRequest) -> dict[str, str]:
     # The appliance is often air-gapped: never reach for the Hub, never phone home with usage stats.
     env = {"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", **gpu_environment(req.gpu_uuids)}
+    if req.role is not Role.RAY_WORKER:
+        # vLLM's --api-key, read from the environment (vllm/entrypoints/openai/cli_args.py): every
+        # /v1 route then wants `Authorization: Bearer <key>`; /health stays open for probes.
+        env["VLLM_API_KEY"] = req.api_key
     if req.hf_model_id:
         env["HF_HUB_CACHE"] = f"{MODELS_MOUNT}/hub"
     if req.role is not Role.SINGLE:

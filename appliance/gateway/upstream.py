@@ -119,7 +119,8 @@ async def open_first(endpoints: Sequence[Endpoint], build: Builder, request_id: 
     headers = {**_HEADERS, "X-Request-ID": request_id}
     for endpoint in attempts:
         path, content = build(endpoint)
-        request = _request(endpoint, path, content, headers)
+        auth = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
+        request = _request(endpoint, path, content, {**headers, **auth})
         balancer.acquire(endpoint)
         try:
             response = await pools().next().send(request, stream=True)

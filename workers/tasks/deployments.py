@@ -14,7 +14,7 @@ from celery.signals import worker_ready
 from django.conf import settings
 from django.utils import timezone
 
-from appliance.deployments import docker_driver, lifecycle, ondemand
+from appliance.deployments import docker_driver, engine_keys, lifecycle, ondemand
 from appliance.deployments.choices import Role, State
 from appliance.deployments.containers import container_kwargs
 from appliance.deployments.images import record_node_images
@@ -111,7 +111,9 @@ def check_health(instance_id: int) -> str:
     engine = engine_for(inst.deployment.engine, inst.deployment.image)
     url = f"http://127.0.0.1:{inst.host_port}"
     model = inst.deployment.served_model_name
-    with httpx.Client(timeout=settings.APPLIANCE_HEALTH_PROBE_TIMEOUT_SECONDS) as client:
+    # The engine's key on every probe: vLLM's /v1/models wants it, and the template is measured by a chat.
+    headers = engine_keys.headers(inst.deployment_id)
+    with httpx.Client(timeout=settings.APPLIANCE_HEALTH_PROBE_TIMEOUT_SECONDS, headers=headers) as client:
         result = engine.health_check(url, client, expect_model=model)
         cost = measured_template(engine, url, client, model) if result.ok else None
     elapsed = (timezone.now() - (inst.started_at or timezone.now())).total_seconds()

@@ -34,6 +34,7 @@ class Script:
 @dataclass
 class Seen:
     bodies: list[dict[str, Any]] = field(default_factory=list)
+    authorizations: list[str] = field(default_factory=list)
     completed: int = 0
     disconnects: int = 0
 
@@ -42,6 +43,7 @@ class FakeEngine:
     def __init__(self, model: str = "fake-model") -> None:
         self.model = model
         self.default = Script()
+        self.api_key = ""  # when set, requests without `Authorization: Bearer <it>` get a 401, as from vLLM
         self.scripts: list[Script] = []
         self.seen = Seen()
         self.disconnected = threading.Event()
@@ -67,7 +69,7 @@ class FakeEngine:
         self._thread.join(5)
 
     def reset(self) -> None:
-        self.default, self.scripts, self.seen = Script(), [], Seen()
+        self.default, self.scripts, self.seen, self.api_key = Script(), [], Seen(), ""
         self.disconnected.clear()
         self.started_stream.clear()
 
@@ -86,7 +88,10 @@ class FakeEngine:
                 method, path, _ = lines[0].split(" ", 2)
                 headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
                 body = await reader.readexactly(int(headers.get("content-length", 0)))
-                if method == "GET" and path == "/v1/models":
+                self.seen.authorizations.append(headers.get("authorization", ""))
+                if self.api_key and headers.get("authorization") != f"Bearer {self.api_key}":
+                    await self._json(writer, 401, {"error": {"message": "invalid api key"}})
+                elif method == "GET" and path == "/v1/models":
                     await self._json(writer, 200, {"object": "list", "data": [{"id": self.model, "object": "model"}]})
                 elif method == "POST" and path == "/v1/chat/completions":
                     self.seen.bodies.append(json.loads(body))

@@ -16,6 +16,7 @@ from appliance.chat.models import Conversation, Message
 from appliance.chat.planning import default_max_tokens
 from appliance.chat.tests.fake_engine import FakeEngine, Script
 from appliance.chat.tests.wsclient import finish, open_socket, receive_until, send
+from appliance.deployments.engine_keys import engine_key
 from appliance.deployments.models import Deployment, Instance
 from appliance.quotas.drain import drain
 from appliance.quotas.models import Quota, UsageRecord
@@ -151,3 +152,19 @@ async def test_the_reservation_bounds_the_prompt_with_the_measured_template(
     await socket.disconnect()
     assert (done["message"]["status"], done["message"]["error_code"]) == ("failed", "quota_exceeded")
     assert "tokens_per_day" in done["message"]["error_detail"] and engine.seen.bodies == []
+
+
+@pytest.mark.asyncio
+async def test_the_engine_is_sent_its_deployments_key(
+    personas: dict[str, User], engine: FakeEngine, eng_model: Deployment
+) -> None:
+    """Issue 12: engines are locked; the chat portal authenticates with the deployment's key."""
+    engine.api_key = engine_key(eng_model.pk)
+    socket = await open_socket(personas["bob"])
+    await send(socket, engine.model, "hi", max_tokens=8)
+    _deltas, done = await finish(socket)
+    await socket.disconnect()
+    assert done["message"]["status"] == "complete"
+    assert engine.seen.authorizations[-1] == f"Bearer {engine.api_key}"
+    another = await sync_to_async(engine_key)(eng_model.pk + 1)
+    assert another != engine.api_key and engine.api_key.startswith("ek_")

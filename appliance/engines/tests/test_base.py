@@ -32,6 +32,7 @@ MIG = "MIG-5a1c3e2f-0b6d-5f41-9c1e-2d4b6a8c0e11"
 
 def request(**overrides: Any) -> EngineRequest:
     fields: dict[str, Any] = {
+        "api_key": "ek_test",
         "deployment_id": "dep1",
         "console_id": "console1",
         "node_name": "node-a",

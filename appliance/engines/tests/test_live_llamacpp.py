@@ -24,6 +24,7 @@ pytestmark = pytest.mark.docker
 
 MODEL = "smollm2-135m-instruct-q4_1"
 START_TIMEOUT_S = 120
+KEY = f"ek_live-{uuid.uuid4().hex}"
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def free_port() -> int:
 def wait_ready(engine: LlamaServerEngine, base_url: str) -> HealthState:
     deadline = time.monotonic() + START_TIMEOUT_S
     state = HealthState.DOWN
-    with httpx.Client(timeout=5.0) as client:
+    with httpx.Client(timeout=5.0, headers={"Authorization": f"Bearer {KEY}"}) as client:
         while time.monotonic() < deadline:
             state = engine.health_check(base_url, client, expect_model=MODEL).state
             if state is HealthState.READY:
@@ -76,6 +77,7 @@ def test_llamacpp_cpu_container_serves_from_its_spec(docker_client: Any) -> None
         threads=2,
         parallel=2,
         extra_args=["--cont-batching", "-fa", "auto", "--cache-type-k", "f16", "--no-webui"],
+        api_key=KEY,
     )
     [spec] = engine.build_spec(req)
     container = docker_client.containers.create(**spec.to_create_kwargs())
@@ -93,7 +95,11 @@ def test_llamacpp_cpu_container_serves_from_its_spec(docker_client: Any) -> None
         assert container.attrs["Config"]["User"] == "10001:10001"  # the image's non-root user, kept
 
         body = {"model": MODEL, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 8}
-        answer = httpx.post(f"{base_url}/v1/chat/completions", json=body, timeout=60).json()
+        # Locked (issue 12): without the deployment's key the engine refuses to generate.
+        refused = httpx.post(f"{base_url}/v1/chat/completions", json=body, timeout=60)
+        assert refused.status_code == 401
+        auth = {"Authorization": f"Bearer {KEY}"}
+        answer = httpx.post(f"{base_url}/v1/chat/completions", json=body, headers=auth, timeout=60).json()
         assert answer["choices"][0]["message"]["content"]
         assert answer["usage"]["completion_tokens"] > 0
         assert answer["model"] == MODEL

@@ -17,6 +17,7 @@ UPSTREAM = "ghcr.io/ggml-org/llama.cpp:server-cuda"
 
 def request(**overrides: Any) -> EngineRequest:
     fields: dict[str, Any] = {
+        "api_key": "ek_test",
         "deployment_id": "smol",
         "console_id": "console1",
         "node_name": "node-a",
@@ -50,12 +51,13 @@ def test_cpu_image_without_gpus_requests_no_device() -> None:
             "appliance.engine": "llamacpp",
             "appliance.role": "single",
         },
-        "environment": {"NVIDIA_VISIBLE_DEVICES": "void"},
+        "environment": {"NVIDIA_VISIBLE_DEVICES": "void", "API_KEY": "ek_test"},
         "ports": {"8000/tcp": ("127.0.0.1", 30030)},
         "healthcheck": {
             "test": [
                 *("CMD", "python", "-c"),
-                "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/v1/models', timeout=4)",
+                "import os, urllib.request as u; u.urlopen(u.Request('http://127.0.0.1:8000/v1/models', "
+                "headers={'Authorization': 'Bearer ' + os.environ.get('API_KEY', '')}), timeout=4)",
             ],
             "interval": 30_000_000_000,
             "timeout": 5_000_000_000,
@@ -118,7 +120,7 @@ def test_upstream_server_on_gpus() -> None:
     ]
     assert spec.ports == {"8080/tcp": ("127.0.0.1", 30030)}
     assert spec.device_requests == [DeviceRequest(driver="nvidia", device_ids=uuids, capabilities=[["gpu"]])]
-    assert spec.environment == {"NVIDIA_VISIBLE_DEVICES": ",".join(uuids)}
+    assert spec.environment == {"NVIDIA_VISIBLE_DEVICES": ",".join(uuids), "LLAMA_API_KEY": "ek_test"}
     assert spec.healthcheck is not None and spec.healthcheck["test"] == [
         *("CMD", "curl", "-f", "http://localhost:8080/health"),
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 
@@ -46,7 +47,7 @@ def test_text_bound_is_a_byte_count() -> None:
     assert (text_bound(""), text_bound("hi"), text_bound("你好"), text_bound("🙂")) == (1, 3, 7, 5)
 
 
-def test_ollama_measurement_never_goes_below_the_allowance(settings: object) -> None:
+def test_ollama_measurement_never_goes_below_the_allowance(settings: Any) -> None:
     """Ollama's counts leave out a prefix it had cached, so its measurement may be low: floored."""
     from workers.tasks.deployments import measured_template
 
@@ -56,4 +57,4 @@ def test_ollama_measurement_never_goes_below_the_allowance(settings: object) -> 
         floored = measured_template(OllamaEngine(), "http://e", client, "m")
     assert floored == TemplateCost(
         max(27, settings.APPLIANCE_TEMPLATE_TOKENS), max(6, settings.APPLIANCE_MESSAGE_TOKENS)
-    )  # type: ignore[attr-defined]
+    )

@@ -20,6 +20,7 @@ def gpus(count: int, node: int = 0) -> list[str]:
 
 def request(**overrides: Any) -> EngineRequest:
     fields: dict[str, Any] = {
+        "api_key": "ek_test",
         "deployment_id": "dep7b",
         "console_id": "console1",
         "node_name": "node-a",
@@ -63,6 +64,7 @@ def test_basic_tier_7b_on_one_gpu() -> None:
             "HF_HUB_OFFLINE": "1",
             "VLLM_NO_USAGE_STATS": "1",
             "NVIDIA_VISIBLE_DEVICES": gpus(1)[0],
+            "VLLM_API_KEY": "ek_test",
         },
         "ports": {"8000/tcp": ("127.0.0.1", 30001)},
         "device_requests": [DeviceRequest(driver="nvidia", device_ids=gpus(1), capabilities=[["gpu"]])],
@@ -148,6 +150,7 @@ def test_flagship_head_starts_ray_then_serves_with_the_ray_backend() -> None:
         "HF_HUB_OFFLINE": "1",
         "VLLM_NO_USAGE_STATS": "1",
         "NVIDIA_VISIBLE_DEVICES": ",".join(gpus(8, node=0)),
+        "VLLM_API_KEY": "ek_test",
         "VLLM_HOST_IP": "10.0.0.1",
         "RAY_NODE_IP_ADDRESS": "10.0.0.1",
         "RAY_OVERRIDE_NODE_IP_ADDRESS": "10.0.0.1",

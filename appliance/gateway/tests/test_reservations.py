@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import httpx
 import openai
 import pytest
 from django.conf import settings
 from openai.types.chat import ChatCompletionMessageParam
 
 from appliance.accounts.models import User
+from appliance.deployments.engine_keys import engine_key
 from appliance.deployments.models import Instance
 from appliance.gateway.tests.factories import api_key, running_deployment
 from appliance.quotas.models import Quota
@@ -91,3 +93,17 @@ def test_the_measured_template_counts_in_the_prompt_reservation(
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model="tmpl", messages=HI, max_tokens=1)
     assert engine.stats.requests == 0
+
+
+def test_the_engine_is_locked_and_the_gateway_sends_its_key(
+    client: openai.OpenAI, synthetic: Start, personas: dict[str, User]
+) -> None:
+    """Issue 12: engines accepted any request; now they want the deployment's key, which only the console holds."""
+    engine = synthetic(model="locked", tokens=2)
+    dep = running_deployment(personas["bob"].department, personas["root"], "locked", [engine.port])  # type: ignore[arg-type]
+    engine.api_key = engine_key(dep.pk)
+    direct = httpx.post(f"{engine.base_url}/v1/chat/completions", json={"model": "locked", "messages": HI})
+    assert direct.status_code == 401
+    answer = client.chat.completions.create(model="locked", messages=HI, max_tokens=2)
+    assert answer.choices[0].message.content
+    assert engine.stats.requests == 2
