@@ -82,3 +82,17 @@ def test_ollama_has_no_authentication_so_it_is_published_on_loopback_only(addres
         OllamaEngine().build_spec(request("ollama", bind_address=address))
     [spec] = OllamaEngine().build_spec(request("ollama", bind_address="127.0.0.1"))
     assert spec.ports == {"11434/tcp": ("127.0.0.1", 30001)}
+
+
+def test_vllm_fetches_media_only_from_the_departments_domains_and_follows_no_redirect() -> None:
+    [spec] = VllmEngine().build_spec(request("vllm"))
+    command = spec.command
+    at = command.index("--allowed-media-domains")
+    assert command[at + 1 :] == ["media.invalid"]  # none listed: a name that never resolves, so nothing is fetched
+    assert spec.environment["VLLM_MEDIA_URL_ALLOW_REDIRECTS"] == "0"
+    [listed] = VllmEngine().build_spec(request("vllm", allowed_media_domains=("images.example.com", "cdn.example")))
+    assert listed.command[listed.command.index("--allowed-media-domains") :] == [
+        "--allowed-media-domains",
+        "images.example.com",
+        "cdn.example",
+    ]

@@ -107,3 +107,28 @@ def test_the_engine_is_locked_and_the_gateway_sends_its_key(
     answer = client.chat.completions.create(model="locked", messages=HI, max_tokens=2)
     assert answer.choices[0].message.content
     assert engine.stats.requests == 2
+
+
+def _image_chat(url: str) -> list[ChatCompletionMessageParam]:
+    parts = [{"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": url}}]
+    return [{"role": "user", "content": parts}]  # type: ignore[list-item]
+
+
+def test_image_urls_are_refused_unless_the_department_lists_their_domain(
+    client: openai.OpenAI, synthetic: Start, personas: dict[str, User]
+) -> None:
+    """Issue 12: vLLM was passed image_urls unchecked, so any user could make it fetch internal URLs (SSRF)."""
+    engine = synthetic(model="vision", tokens=1)
+    _deploy(personas, "vision", engine)
+    department = personas["bob"].department
+    assert department is not None
+    department.allowed_media_domains = ["images.example.com"]
+    department.save(update_fields=["allowed_media_domains"])
+    refused = ("http://169.254.169.254/latest/meta-data/", "file:///etc/passwd", "https://evil.example/a.png")
+    for url in (*refused, "https://images.example.com.evil.example/a.png", "https://user@evil.example/a.png"):
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.chat.completions.create(model="vision", messages=_image_chat(url), max_tokens=1)
+        assert caught.value.code == "image_url_not_allowed" and "image_url" in caught.value.message
+    for url in ("data:image/png;base64,iVBORw0KGgo=", "https://images.example.com/a.png"):
+        client.chat.completions.create(model="vision", messages=_image_chat(url), max_tokens=1)
+    assert engine.stats.requests == 2
