@@ -98,6 +98,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "console.urls"
@@ -211,6 +212,25 @@ LOGIN_MAX_DELAY_SECONDS = env_int("CONSOLE_LOGIN_MAX_DELAY_SECONDS", 15 * 60, mi
 DJANGO_ADMIN_ENABLED = env_bool("CONSOLE_DJANGO_ADMIN", False)
 API_KEY_LAST_USED_RESOLUTION_SECONDS = 60
 
+# Content-Security-Policy on every page (django-csp; docs/security.md). Scripts, style sheets, fonts
+# and images come from the console itself: an answer that slipped a tag past the chat's sanitiser
+# still could not run a script, load a tracking image or post a form elsewhere. Style *attributes*
+# stay allowed: KaTeX sizes its glyphs with them, and CSS cannot fetch anything img-src refuses.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],  # 'self' covers the chat's WebSocket on the same host (CSP level 3)
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    }
+}
 SESSION_COOKIE_SECURE = env_bool("CONSOLE_SECURE_COOKIES", PRODUCTION)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True

@@ -1,3 +1,4 @@
+from csp.decorators import csp_update
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
@@ -7,6 +8,9 @@ from appliance.core import health
 from appliance.core.api import docs
 from appliance.core.api.errors import api_not_found
 
+_SWAGGER_CDN = {"script-src": ["https://cdn.jsdelivr.net"], "style-src": ["https://cdn.jsdelivr.net"],
+                "img-src": ["https://cdn.jsdelivr.net"]}  # fmt: skip
+
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
@@ -14,7 +18,8 @@ urlpatterns = [
     # The OpenAI-compatible gateway sits at the root, where OpenAI clients put it (base_url …/v1).
     path("v1/", include("appliance.gateway.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", docs.api_docs, name="api-docs"),
+    # Swagger UI comes from drf-spectacular's CDN default, which this one page may load from.
+    path("api/docs/", csp_update(_SWAGGER_CDN)(docs.api_docs), name="api-docs"),
     re_path(r"^api/(?P<rest>.*)$", api_not_found, name="api-not-found"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("frontend.urls")),

@@ -28,6 +28,9 @@ class Department(models.Model):
     name = models.CharField(max_length=128, unique=True)
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
     path = models.CharField(max_length=255, editable=False, db_index=True, default="")
+    # Hosts the department's engines may fetch `image_url`s from (exact names); empty: none at all.
+    # The gateway refuses other URLs and vLLM is started with them as --allowed-media-domains.
+    allowed_media_domains = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = DepartmentQuerySet.as_manager()
@@ -200,7 +203,12 @@ def audit_snapshot(obj: Any) -> dict[str, Any]:
             "is_service_account": obj.is_service_account,
         }
     if isinstance(obj, Department):
-        return {"code": obj.code, "name": obj.name, "parent": obj.parent_id}
+        return {
+            "code": obj.code,
+            "name": obj.name,
+            "parent": obj.parent_id,
+            "allowed_media_domains": list(obj.allowed_media_domains),
+        }
     if isinstance(obj, ApiKey):
         return {
             "name": obj.name,

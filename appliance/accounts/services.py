@@ -43,12 +43,15 @@ def _compute_path(dept: Department) -> str:
 
 
 @transaction.atomic
-def create_department(actor: User, *, code: str, name: str, parent_id: int | None = None) -> Department:
+def create_department(
+    actor: User, *, code: str, name: str, parent_id: int | None = None, allowed_media_domains: list[str] | None = None
+) -> Department:
     _require_platform_admin(actor)
     parent = _visible_department(actor, parent_id)
+    media = list(allowed_media_domains or [])
     try:
         with transaction.atomic():
-            dept = Department.objects.create(code=code, name=name, parent=parent)
+            dept = Department.objects.create(code=code, name=name, parent=parent, allowed_media_domains=media)
     except IntegrityError:
         raise Conflict(f"A department with code {code!r} or name {name!r} already exists.", code="duplicate") from None
     dept.path = _compute_path(dept)
@@ -69,7 +72,7 @@ def update_department(actor: User, dept_id: int, **changes: Any) -> Department:
         if parent is not None and parent.path.startswith(dept.path):
             raise InvalidInput("A department cannot be moved under itself.", code="invalid_parent")
         dept.parent = parent
-    for field in ("code", "name"):
+    for field in ("code", "name", "allowed_media_domains"):
         if field in changes:
             setattr(dept, field, changes.pop(field))
     if changes:

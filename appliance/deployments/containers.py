@@ -49,6 +49,7 @@ def engine_request(inst: Instance) -> EngineRequest:
         node_rank=inst.rank,
         bind_address=settings.APPLIANCE_ENGINE_BIND_ADDRESS,
         api_key=engine_key(dep.pk),
+        allowed_media_domains=tuple(dep.department.allowed_media_domains or ()),
     )
 
 

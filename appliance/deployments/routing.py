@@ -48,6 +48,7 @@ class Endpoint:
     is_reasoning: bool = False
     template: TemplateCost = field(default_factory=lambda: TemplateCost(0, 0))
     api_key: str = field(default="", repr=False)  # the engine's key (engine_keys.py), sent as Bearer
+    media_domains: frozenset[str] = frozenset()  # hosts its department lets the engine fetch images from
 
 
 # Not running, but started by the next request: on demand, and not stopped by a person.
@@ -92,7 +93,7 @@ def endpoints(user: User, served_model_name: str | None = None) -> list[Endpoint
     instances = (
         Instance.objects.filter(deployment__in=deps, state=State.RUNNING, host_port__isnull=False)
         .exclude(role=Role.RAY_WORKER)
-        .select_related("deployment")
+        .select_related("deployment__department")
         .order_by("deployment_id", "replica")
     )
     return [
@@ -106,6 +107,7 @@ def endpoints(user: User, served_model_name: str | None = None) -> list[Endpoint
             is_reasoning=is_reasoning(i.deployment.model_slug),
             template=template_cost(i),
             api_key=engine_key(i.deployment_id),
+            media_domains=frozenset(i.deployment.department.allowed_media_domains or ()),
         )
         for i in instances
     ]

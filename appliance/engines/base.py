@@ -118,9 +118,11 @@ class EngineRequest:
     # The deployment's engine key: vLLM and llama.cpp refuse requests without it (Bearer). Passed in
     # the container's environment, never on its command line (which `ps` on the node shows).
     api_key: str = field(default="", repr=False)
+    allowed_media_domains: Sequence[str] = ()  # hosts vLLM may fetch image_url from; none: nothing is fetched
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "gpu_uuids", tuple(self.gpu_uuids))
+        object.__setattr__(self, "allowed_media_domains", tuple(self.allowed_media_domains))
         object.__setattr__(self, "role", Role(self.role))
         object.__setattr__(self, "env", dict(self.env))
         validate_request(self)

@@ -54,10 +54,29 @@ from .flags import (
 
 VLLM_PORT = 8000
 RAY_PORT = 6379
+# Every port Ray opens, pinned (docs/engines.md lists them for the cluster network's firewall). Ray has
+# no authentication: these must be reachable from the other nodes of the cluster network only.
+RAY_PORTS = {
+    "--node-manager-port": 6380,
+    "--object-manager-port": 6381,
+    "--runtime-env-agent-port": 6382,
+    "--dashboard-agent-grpc-port": 6383,
+    "--dashboard-agent-listen-port": 6384,
+    "--metrics-export-port": 6385,
+    "--min-worker-port": 10002,
+    "--max-worker-port": 10999,
+}
+# The dashboard's job-submission API runs arbitrary code: never started.
+RAY_FLAGS = [
+    *(f"{flag}={port}" for flag, port in RAY_PORTS.items()),
+    "--include-dashboard=false",
+    "--disable-usage-stats",
+]
 # Loading 671B from disk takes tens of minutes; vLLM also waits up to 1800 s for Ray workers
 # (PG_WAIT_TIMEOUT in vllm/v1/executor/ray_utils.py) before it serves.
 LOAD_SECONDS = 1800
 R1_PARSER = "deepseek_r1"
+NO_MEDIA_DOMAIN = "media.invalid"
 # Flags the adapter derives from the request's fields; extra_args may not override them.
 MANAGED = frozenset(
     {
@@ -66,6 +85,7 @@ MANAGED = frozenset(
         *("--quantization", "--max-num-seqs", "--reasoning-parser", "--distributed-executor-backend"),
         "--config",  # a YAML file of options would bypass every check here
         "--api-key",  # the console's key, set through VLLM_API_KEY
+        "--allowed-media-domains",  # the department's list (image_url SSRF)
     }
 )
 UNUSED_FIELDS = ("n_gpu_layers", "parallel", "threads", "template")
@@ -117,6 +137,12 @@ class VllmEngine(Engine):
         if req.hf_model_id and req.models_dir is None:
             raise EngineError("models_dir", "an offline Hugging Face id needs the models_dir cache mounted")
         _check_gpu_count(req)
+        if req.role is Role.RAY_HEAD and req.bind_address not in (req.node_ip, "127.0.0.1", "::1"):
+            # Host networking: the API listens on the host itself, so only there and on the cluster
+            # interface, never on every interface (0.0.0.0) or another network's address.
+            raise EngineError(
+                "bind_address", f"a Ray head serves on loopback or its node_ip {req.node_ip}, not {req.bind_address}"
+            )
         if req.role is not Role.RAY_WORKER:
             require_api_key(req, "vLLM")
         self.validate_extra_args(req.extra_args)
@@ -138,7 +164,7 @@ class VllmEngine(Engine):
         args = [*serve_args(req, host=req.bind_address, port=req.host_port), "--distributed-executor-backend", "ray"]
         # `ray start` without --block returns once the head's daemons run; vLLM then waits for the
         # workers' GPUs to join the cluster before it serves.
-        ray = f"ray start --head --node-ip-address={req.node_ip} --port={RAY_PORT}"
+        ray = f"ray start --head --node-ip-address={req.node_ip} --port={RAY_PORT} {' '.join(RAY_FLAGS)}"
         spec = self._spec(req, ["/bin/bash", "-c"], [f"{ray} && exec vllm serve {shlex.join(args)}"], req.host_port)
         probe_cmd = http_probe_command(req.host_port, self.health_path, host=_connect_host(req.bind_address))
         return replace(
@@ -148,6 +174,7 @@ class VllmEngine(Engine):
     def _worker(self, req: EngineRequest) -> ContainerSpec:
         # A worker has no HTTP API: it lends its GPUs to the head's Ray and is judged through the head.
         join = ["start", "--block", f"--address={req.ray_head_address}:{RAY_PORT}", f"--node-ip-address={req.node_ip}"]
+        join += RAY_FLAGS
         spec = self._spec(req, ["ray"], join, 0)
         return replace(spec, health_path="", models_path="", metrics_path=None, network_mode="host", ipc_mode="host")
 
@@ -184,7 +211,10 @@ def serve_args(req: EngineRequest, *, host: str, port: int) -> list[str]:
         "--reasoning-parser": reasoning_parser(req),
     }
     args += [token for flag, value in optional.items() if value is not None for token in (flag, str(value))]
-    return args + render_args(req.extra_args, VLLM_FLAGS, vllm_flag_name)
+    # Last, as it takes any number of values. Without any listed domain, one that can never resolve
+    # (RFC 2606 .invalid): vLLM's default (no list) would fetch from anywhere, internal hosts included.
+    media = ["--allowed-media-domains", *(req.allowed_media_domains or (NO_MEDIA_DOMAIN,))]
+    return args + render_args(req.extra_args, VLLM_FLAGS, vllm_flag_name) + media
 
 
 def model_reference(req: EngineRequest) -> str:
@@ -202,6 +232,8 @@ def reasoning_parser(req: EngineRequest) -> str | None:
 def vllm_environment(req: EngineRequest) -> dict[str, str]:
     # The appliance is often air-gapped: never reach for the Hub, never phone home with usage stats.
     env = {"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", **gpu_environment(req.gpu_uuids)}
+    # A listed host could otherwise redirect vLLM's media fetch to an internal address.
+    env["VLLM_MEDIA_URL_ALLOW_REDIRECTS"] = "0"
     if req.role is not Role.RAY_WORKER:
         # vLLM's --api-key, read from the environment (vllm/entrypoints/openai/cli_args.py): every
         # /v1 route then wants `Authorization: Bearer <key>`; /health stays open for probes.

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from appliance.engines import prompt
 from appliance.gateway.errors import bad_request
@@ -38,6 +39,7 @@ class Call:
     messages: int = 0  # chat messages, for the template's per-message cost
     prompts: int = 1  # prompts in a batched completion: each gets its own answers
     choices: int = 1  # answers written per prompt: max(n, best_of)
+    media_urls: tuple[str, ...] = ()  # image/audio/video URLs in the messages, which vLLM would fetch
 
     @property
     def sequences(self) -> int:
@@ -63,6 +65,7 @@ def parse(raw: bytes, kind: Kind) -> Call:
     call = Call(kind, model, body, stream, include_usage, _max_tokens(body), 0, choices=_choices(body))
     if kind is Kind.CHAT:
         call.prompt_estimate, call.messages = _chat_bound(body)
+        call.media_urls = tuple(_media_urls(body["messages"]))
     else:
         call.prompt_estimate, call.prompts = _completion_bound(body)
     return call
@@ -121,6 +124,44 @@ def _completion_bound(body: dict[str, Any]) -> tuple[int, int]:
     if isinstance(suffix, str):
         total += prompt.text_bound(suffix) * len(prompts)
     return total, len(prompts)
+
+
+# Content parts whose URL the engine fetches (OpenAI's image_url; vLLM's audio_url and video_url).
+_MEDIA_PARTS = ("image_url", "audio_url", "video_url")
+
+
+def _media_urls(messages: list[dict[str, Any]]) -> list[str]:
+    found = []
+    for message in messages:
+        content = message.get("content")
+        for part in content if isinstance(content, list) else ():
+            for name in _MEDIA_PARTS:
+                value = part.get(name) if isinstance(part, dict) else None
+                url = value.get("url") if isinstance(value, dict) else value
+                if url is not None:
+                    found.append(str(url))
+    return found
+
+
+def refuse_unlisted_media(call: Call, allowed: frozenset[str]) -> None:
+    """400 for a media URL the engine would fetch from a host its department did not list (SSRF).
+
+    Inline ``data:`` URLs fetch nothing. Hosts are compared exactly, as vLLM's --allowed-media-domains.
+    """
+    for url in call.media_urls:
+        if url.startswith("data:"):
+            continue
+        try:
+            parsed = urlsplit(url)
+            host = (parsed.hostname or "").rstrip(".")
+        except ValueError:
+            host, parsed = "", urlsplit("")
+        if parsed.scheme not in ("http", "https") or host not in allowed:
+            message = (
+                f"`image_url` from {host or url[:40]!r} is not allowed: send the image inline as a data: URL, "
+                "or ask a platform admin to list its domain for your department."
+            )
+            raise bad_request(message, param="messages", code="image_url_not_allowed")
 
 
 _PROMPT_SHAPES = "`prompt` must be a string, a list of token ids, or a list of either."

@@ -28,7 +28,7 @@ from appliance.deployments import lastuse
 from appliance.deployments.routing import Endpoint
 from appliance.gateway import admission, balancer, metering, relay, starting, translate_ollama, upstream
 from appliance.gateway.errors import UPSTREAM, GatewayError
-from appliance.gateway.protocol import Call, Kind, parse
+from appliance.gateway.protocol import Call, Kind, parse, refuse_unlisted_media
 from appliance.gateway.streaming import OLLAMA, StreamedAnswer
 
 OVERHEAD_HEADER = "X-Console-Overhead-Ms"
@@ -128,7 +128,11 @@ async def _admit(request: HttpRequest, kind: Kind) -> tuple[Call, admission.Rout
     except GatewayError:
         await admission.models(secret)  # a bad key is reported before a bad body, as OpenAI does
         raise
-    return call, await admission.route(secret, call.model)
+    route = await admission.route(secret, call.model)
+    if call.media_urls:
+        # Any replica may get the request: its URLs must be allowed for every one of them.
+        refuse_unlisted_media(call, frozenset.intersection(*(e.media_domains for e in route.endpoints)))
+    return call, route
 
 
 def _builder(call: Call) -> upstream.Builder:

@@ -32,10 +32,22 @@ def browser() -> Iterator[Any]:
         browser.close()
 
 
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(locale="zh-CN")
+def _page(browser: Any, *, bypass_csp: bool) -> Iterator[Any]:
+    context = browser.new_context(locale="zh-CN", bypass_csp=bypass_csp)
     page = context.new_page()
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A page for UI tests: Playwright's string predicates (wait_for_function) are evaluated with
+    `eval`, which the console's Content-Security-Policy refuses, so this context sets the CSP aside."""
+    yield from _page(browser, bypass_csp=True)
+
+
+@pytest.fixture
+def strict_page(browser: Any) -> Iterator[Any]:
+    """A page that obeys the console's Content-Security-Policy, as a user's browser does."""
+    yield from _page(browser, bypass_csp=False)

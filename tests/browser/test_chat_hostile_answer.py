@@ -42,11 +42,12 @@ def hostile_answer(tracker: str) -> list[str]:
 
 def test_a_planted_form_style_and_tracking_images_do_not_render_or_load(
     console_url: str,  # noqa: F811
-    page: Any,
+    strict_page: Any,
     personas: dict[str, User],
     engine: FakeEngine,  # noqa: F811
     tracker: SyntheticUpstream,
 ) -> None:
+    page = strict_page
     alice = personas["alice"]
     running_deployment(alice.department, alice, engine.model, engine.port)
     engine.default = Script(content=hostile_answer(tracker.base_url))
@@ -78,4 +79,5 @@ def test_every_page_has_a_content_security_policy(console_url: str) -> None:  # 
         policy = httpx.get(f"{console_url}{path}").headers.get("Content-Security-Policy", "")
         assert "default-src 'self'" in policy and "script-src 'self'" in policy, (path, policy)
         assert "form-action 'self'" in policy and "frame-ancestors 'none'" in policy, (path, policy)
-        assert "'unsafe-inline'" not in policy.split("style-src-attr")[0], (path, policy)
+        directives = dict(d.strip().partition(" ")[::2] for d in policy.split(";"))
+        assert "unsafe" not in directives["script-src"] + directives["style-src"], (path, policy)

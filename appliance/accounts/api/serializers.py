@@ -2,19 +2,38 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from appliance.accounts.choices import Role
 from appliance.accounts.models import ApiKey, Department, User, code_validator
 from appliance.core.api.serializers import StrictModelSerializer, StrictSerializer
 
+# A host name as vLLM compares it (url.hostname, lower case): no scheme, port, path or wildcard.
+_HOST = RegexValidator(
+    r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$",
+    "Give host names only, such as images.example.com.",
+)
+
+
+class MediaDomainField(serializers.CharField):
+    def to_internal_value(self, data: Any) -> str:
+        # Host names are case-insensitive and may end with the root's dot; vLLM compares the bare form.
+        return str(super().to_internal_value(data)).strip().lower().rstrip(".")
+
 
 class DepartmentSerializer(StrictModelSerializer):
     parent = serializers.IntegerField(source="parent_id", allow_null=True, required=False)  # type: ignore[assignment]
+    allowed_media_domains = serializers.ListField(
+        child=MediaDomainField(max_length=253, validators=[_HOST]),
+        max_length=64,
+        required=False,
+        help_text="Hosts this department's engines may fetch image_url from; empty: none.",
+    )
 
     class Meta:
         model = Department
-        fields = ["id", "code", "name", "parent", "path", "created_at"]
+        fields = ["id", "code", "name", "parent", "path", "allowed_media_domains", "created_at"]
         read_only_fields = ["id", "path", "created_at"]
         # Uniqueness is the database's job: a duplicate answers 409 from the service, not 400 here.
         extra_kwargs = {"code": {"validators": [code_validator]}, "name": {"validators": []}}

@@ -21,7 +21,7 @@ def test_platform_admin_sets_the_allowed_media_domains_and_it_is_audited(
     assert resp.status_code == 200, resp.content
     assert resp.json()["allowed_media_domains"] == ["images.example.com", "cdn.example"]
     record = AuditRecord.objects.filter(action="department.update").latest("id")
-    assert record.after["allowed_media_domains"] == ["images.example.com", "cdn.example"]
+    assert record.after is not None and record.after["allowed_media_domains"] == ["images.example.com", "cdn.example"]
     for bad in (["http://x.example/"], ["*.example.com"], ["a b"], ["x" * 300]):
         assert (
             api_as("root")

@@ -96,3 +96,12 @@ def test_vllm_fetches_media_only_from_the_departments_domains_and_follows_no_red
         "images.example.com",
         "cdn.example",
     ]
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "192.168.1.9"])
+def test_a_multi_node_head_serves_on_loopback_or_the_cluster_interface_only(address: str) -> None:
+    cluster = {"node_ip": "10.0.0.1", "tensor_parallel": 1, "pipeline_parallel": 2}
+    with pytest.raises(EngineError, match="bind_address"):
+        VllmEngine().build_spec(request("vllm", role=Role.RAY_HEAD, bind_address=address, **cluster))
+    [head] = VllmEngine().build_spec(request("vllm", role=Role.RAY_HEAD, bind_address="10.0.0.1", **cluster))
+    assert "--host 10.0.0.1" in head.command[0] and "--include-dashboard=false" in head.command[0]

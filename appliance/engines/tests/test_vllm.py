@@ -11,6 +11,13 @@ from appliance.engines import EngineError, EngineRequest, FlagError, Role, VllmE
 from appliance.engines.flags import VLLM_IMAGE
 
 ENGINE = VllmEngine()
+# Ray's own ports, pinned so the firewall rules in docs/engines.md can name them; no dashboard (its job
+# API runs code), no usage stats.
+RAY_PORT_FLAGS = (
+    "--node-manager-port=6380 --object-manager-port=6381 --runtime-env-agent-port=6382"
+    " --dashboard-agent-grpc-port=6383 --dashboard-agent-listen-port=6384 --metrics-export-port=6385"
+    " --min-worker-port=10002 --max-worker-port=10999 --include-dashboard=false --disable-usage-stats"
+)
 LOG_CONFIG = {"type": "json-file", "config": {"max-size": "50m", "max-file": "5"}}
 
 
@@ -58,6 +65,7 @@ def test_basic_tier_7b_on_one_gpu() -> None:
             *("--tensor-parallel-size", "1", "--pipeline-parallel-size", "1"),
             *("--gpu-memory-utilization", "0.9", "--max-model-len", "8192", "--dtype", "half"),
             *("--max-num-seqs", "32", "--reasoning-parser", "deepseek_r1"),
+            *("--allowed-media-domains", "media.invalid"),
         ],
         "labels": labels("dep7b", "node-a", "single"),
         "environment": {
@@ -65,6 +73,7 @@ def test_basic_tier_7b_on_one_gpu() -> None:
             "VLLM_NO_USAGE_STATS": "1",
             "NVIDIA_VISIBLE_DEVICES": gpus(1)[0],
             "VLLM_API_KEY": "ek_test",
+            "VLLM_MEDIA_URL_ALLOW_REDIRECTS": "0",
         },
         "ports": {"8000/tcp": ("127.0.0.1", 30001)},
         "device_requests": [DeviceRequest(driver="nvidia", device_ids=gpus(1), capabilities=[["gpu"]])],
@@ -108,6 +117,7 @@ def test_standard_tier_32b_tensor_parallel_4() -> None:
         *("--host", "0.0.0.0", "--port", "8000", "--tensor-parallel-size", "4", "--pipeline-parallel-size", "1"),
         *("--max-model-len", "4096", "--reasoning-parser", "deepseek_r1"),
         *("--enable-prefix-caching", "--max-num-batched-tokens", "8192"),
+        *("--allowed-media-domains", "media.invalid"),
     ]
     assert spec.device_requests == [DeviceRequest(driver="nvidia", device_ids=gpus(4), capabilities=[["gpu"]])]
     assert spec.device_requests[0]["Count"] == 0  # by UUID, never count=-1 ("all")
@@ -138,11 +148,12 @@ def test_flagship_head_starts_ray_then_serves_with_the_ray_backend() -> None:
     serve = (
         "--model /models/DeepSeek-R1 --served-model-name deepseek-r1 --host 127.0.0.1 --port 30010"
         " --tensor-parallel-size 8 --pipeline-parallel-size 2 --max-model-len 16384 --reasoning-parser deepseek_r1"
-        " --distributed-executor-backend ray"
+        " --allowed-media-domains media.invalid --distributed-executor-backend ray"
     )
     assert head.name == "appliance-vllm-r1-head"
     assert head.entrypoint == ["/bin/bash", "-c"]
-    assert head.command == [f"ray start --head --node-ip-address=10.0.0.1 --port=6379 && exec vllm serve {serve}"]
+    ray = f"ray start --head --node-ip-address=10.0.0.1 --port=6379 {RAY_PORT_FLAGS}"
+    assert head.command == [f"{ray} && exec vllm serve {serve}"]
     assert (head.network_mode, head.ipc_mode, head.ports) == ("host", "host", {})
     assert head.container_port == 30010  # host networking: the API listens on the host port itself
     assert head.labels == labels("r1", "node-a", "ray-head")
@@ -151,6 +162,7 @@ def test_flagship_head_starts_ray_then_serves_with_the_ray_backend() -> None:
         "VLLM_NO_USAGE_STATS": "1",
         "NVIDIA_VISIBLE_DEVICES": ",".join(gpus(8, node=0)),
         "VLLM_API_KEY": "ek_test",
+        "VLLM_MEDIA_URL_ALLOW_REDIRECTS": "0",
         "VLLM_HOST_IP": "10.0.0.1",
         "RAY_NODE_IP_ADDRESS": "10.0.0.1",
         "RAY_OVERRIDE_NODE_IP_ADDRESS": "10.0.0.1",
@@ -164,7 +176,10 @@ def test_flagship_worker_joins_the_heads_ray() -> None:
 
     assert worker.name == "appliance-vllm-r1-worker1"
     assert worker.entrypoint == ["ray"]
-    assert worker.command == ["start", "--block", "--address=10.0.0.1:6379", "--node-ip-address=10.0.0.2"]
+    assert worker.command == [
+        *("start", "--block", "--address=10.0.0.1:6379", "--node-ip-address=10.0.0.2"),
+        *RAY_PORT_FLAGS.split(),
+    ]
     assert (worker.network_mode, worker.ipc_mode, worker.ports, worker.healthcheck) == ("host", "host", {}, None)
     assert (worker.health_path, worker.models_path, worker.metrics_path) == ("", "", None)
     assert worker.labels == labels("r1", "node-b", "ray-worker")
@@ -238,7 +253,7 @@ def test_reasoning_parser_can_be_chosen_or_turned_off() -> None:
     [off] = ENGINE.build_spec(request(reasoning_parser=""))
     [qwen3] = ENGINE.build_spec(request(served_model_name="qwen3-8b", model_path="Qwen3-8B", reasoning_parser="qwen3"))
     assert "--reasoning-parser" not in off.command
-    assert qwen3.command[-2:] == ["--reasoning-parser", "qwen3"]
+    assert qwen3.command[-4:-2] == ["--reasoning-parser", "qwen3"]
 
 
 def test_simulated_node_without_gpus_says_so_to_the_nvidia_runtime() -> None:

@@ -111,7 +111,7 @@ def test_the_engine_is_locked_and_the_gateway_sends_its_key(
 
 def _image_chat(url: str) -> list[ChatCompletionMessageParam]:
     parts = [{"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": url}}]
-    return [{"role": "user", "content": parts}]  # type: ignore[list-item]
+    return [{"role": "user", "content": parts}]  # type: ignore[list-item,misc]
 
 
 def test_image_urls_are_refused_unless_the_department_lists_their_domain(

@@ -7,6 +7,24 @@
 (function () {
   "use strict";
 
+  // Only what Markdown, highlighted code and KaTeX produce. A model's answer is text an attacker can
+  // steer (a prompt injection in a pasted page): no form, input or button (a fake login box), no
+  // style element (restyling the page), no img (a remote image is a tracking pixel; data: images are
+  // not needed), no iframe, object, embed or link. KaTeX draws roots and stretchy arrows with inline
+  // SVG (svg, path, line) and sizes its glyphs with style attributes.
+  const SANITIZE = {
+    ALLOWED_TAGS: [
+      "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "del", "s", "b", "i", "u",
+      "code", "pre", "kbd", "samp", "blockquote", "ul", "ol", "li", "a", "table", "thead", "tbody", "tr",
+      "th", "td", "span", "div", "sup", "sub", "abbr", "svg", "path", "line",
+    ],
+    ALLOWED_ATTR: [
+      "href", "title", "class", "style", "colspan", "rowspan", "align", "start", "aria-hidden",
+      "viewBox", "width", "height", "preserveAspectRatio", "d", "x1", "x2", "y1", "y2", "stroke-width",
+    ],
+    ALLOWED_URI_REGEXP: /^(?:https?:|mailto:|#|\/(?!\/))/i,
+  };
+
   const CODE = /(```[\s\S]*?(?:```|$)|`[^`\n]*`)/g;
   const MATH = /\$\$([\s\S]+?)\$\$|\\\[([\s\S]+?)\\\]|\\\(([\s\S]+?)\\\)|\$(?=[^\s$])((?:\\\$|[^$\n])+?)(?<=[^\s\\])\$(?!\d)/g;
 
@@ -42,8 +60,7 @@
     const formulas = [];
     let html = window.marked.parse(protectMath(text, formulas), { gfm: true, breaks: false });
     html = html.replace(/CHATMATH(\d+)END/g, (_m, i) => formulas[Number(i)] ?? "");
-    // KaTeX draws roots and stretchy arrows with inline SVG; DOMPurify keeps SVG free of scripts.
-    return window.DOMPurify.sanitize(html, { USE_PROFILES: { html: true, svg: true } });
+    return window.DOMPurify.sanitize(html, SANITIZE);
   }
 
   function render(element, text) {
