@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from django.core.validators import RegexValidator
+from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from appliance.accounts.choices import Role
@@ -12,7 +13,7 @@ from appliance.core.api.serializers import StrictModelSerializer, StrictSerializ
 # A host name as vLLM compares it (url.hostname, lower case): no scheme, port, path or wildcard.
 _HOST = RegexValidator(
     r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$",
-    "Give host names only, such as images.example.com.",
+    _("Give host names only, such as images.example.com."),
 )
 
 
