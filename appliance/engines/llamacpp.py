@@ -186,7 +186,8 @@ class LlamaServerEngine(_LlamaCpp):
         {"--model", "--alias", "--host", "--port", "--ctx-size", "--gpu-layers", "--parallel", "--threads"}
         | {"--api-key", "--api-key-file"}
     )
-    # common/arg.cpp: --api-key is also read from LLAMA_API_KEY; /health and /v1/models stay public.
+    # common/arg.cpp: --api-key is also read from LLAMA_API_KEY (deploy/engine-image/llama_server.py
+    # does the same for our CPU image); /health stays public.
     key_variable = "LLAMA_API_KEY"
     default_image = LLAMA_SERVER_IMAGE
     version = LLAMA_SERVER_VERSION

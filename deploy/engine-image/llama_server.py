@@ -188,6 +188,10 @@ def main(argv: list[str]) -> None:
     import xllamacpp as xlc
 
     params = build_params(xlc, options)
+    # As upstream (common/arg.cpp: --api-key reads LLAMA_API_KEY): the console passes the engine key
+    # in the environment, which `ps` on the node does not show, rather than on the command line.
+    if os.environ.get("LLAMA_API_KEY"):
+        params.api_keys = [*params.api_keys, *(k for k in os.environ["LLAMA_API_KEY"].split(",") if k)]
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
