@@ -15,6 +15,7 @@ from appliance.accounts.models import User
 from appliance.chat.tests.factories import running_deployment
 from appliance.chat.tests.fake_engine import FakeEngine, Script
 from bench.synthetic_upstream import SyntheticUpstream
+from conftest import PASSWORD
 from tests.browser.test_chat_flow import _log_in_and_open_chat, console_url, engine  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -82,3 +83,24 @@ def test_every_page_has_a_content_security_policy(console_url: str) -> None:  # 
         assert "form-action 'self'" in policy and "frame-ancestors 'none'" in policy, (path, policy)
         directives = dict(d.strip().partition(" ")[::2] for d in policy.split(";"))
         assert "unsafe" not in directives["script-src"] + directives["style-src"], (path, policy)
+
+
+def test_pages_work_under_the_policy_without_inline_handlers(
+    console_url: str,  # noqa: F811
+    strict_page: Any,
+    personas: dict[str, User],
+) -> None:
+    """The policy refuses inline event handlers: the select boxes that submit their form on change
+    (language, the capacity page's scope) do it from a static script."""
+    page = strict_page
+    violations: list[str] = []
+    page.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None)
+    page.goto(f"{console_url}/login/")
+    page.fill("input[name=username]", "bob")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{console_url}/")
+    page.select_option("[data-testid=language]", "en")
+    page.wait_for_load_state("load")
+    page.locator("html[lang=en]").wait_for()
+    assert violations == []
