@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0002_api_key_parent_scope'),
+        ("accounts", "0002_api_key_parent_scope"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='department',
-            name='allowed_media_domains',
+            model_name="department",
+            name="allowed_media_domains",
             field=models.JSONField(blank=True, default=list),
         ),
     ]

@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('deployments', '0002_image_imports'),
+        ("deployments", "0002_image_imports"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='instance',
-            name='message_tokens',
+            model_name="instance",
+            name="message_tokens",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='instance',
-            name='template_tokens',
+            model_name="instance",
+            name="template_tokens",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
     ]

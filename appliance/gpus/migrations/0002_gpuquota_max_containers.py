@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('gpus', '0001_initial'),
+        ("gpus", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='gpuquota',
-            name='max_containers',
+            model_name="gpuquota",
+            name="max_containers",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
     ]
