@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("deployments", "0002_image_imports"),
+        ("deployments", "0003_on_demand"),
     ]
 
     operations = [
