@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
+from tempfile import mkdtemp
 
 from django.utils.translation import gettext_lazy as _
 
@@ -25,6 +27,18 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 CONSOLE_ENV = env_choice("CONSOLE_ENV", "development", ("development", "production", "test"))
 PRODUCTION = CONSOLE_ENV == "production"
+
+# Prometheus multi-process mode: every process that serves requests keeps its counters in files here, and
+# /metrics merges them. It must be in the environment before prometheus_client is imported, so it is set
+# here, at the top of the settings. The serving entry point (deploy/scripts/run-console.sh, the systemd web
+# unit) gives it a fresh directory at each start; dead processes' files would otherwise linger.
+# A test run counts in a directory of its own: gauges left by an earlier, killed run would be summed in.
+_metrics_default = (
+    mkdtemp(prefix="console-metrics-") if CONSOLE_ENV == "test" else BASE_DIR / "var" / "run" / "prometheus"
+)
+APPLIANCE_METRICS_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", str(_metrics_default))
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = APPLIANCE_METRICS_DIR
+Path(APPLIANCE_METRICS_DIR).mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("CONSOLE_DEBUG", not PRODUCTION)
 _secret = env_optional("CONSOLE_SECRET_KEY")
@@ -84,11 +98,13 @@ INSTALLED_APPS = [
     "appliance.catalog",
     "appliance.quotas",
     "appliance.gateway",
+    "appliance.monitoring",
     "frontend",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "appliance.monitoring.middleware.MetricsMiddleware",
     "appliance.core.middleware.RequestIdMiddleware",
     "appliance.core.debug.DebugPagesForLoopbackMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -380,3 +396,16 @@ CELERY_BEAT_SCHEDULE["chat.recover-orphans"] = {
     "schedule": 60.0,
     "options": {"expires": 60},
 }
+
+# --- Monitoring (appliance/monitoring, docs/operations.md) ---------------------------------------
+# /metrics answers a client whose address is in the allow-list, or one that presents the bearer token.
+APPLIANCE_METRICS_TOKEN = env_optional("APPLIANCE_METRICS_TOKEN")
+APPLIANCE_METRICS_ALLOW = env_list("APPLIANCE_METRICS_ALLOW", ["127.0.0.1/32", "::1/128"])
+try:
+    from appliance.monitoring.access import parse_networks
+
+    APPLIANCE_METRICS_NETWORKS = parse_networks(APPLIANCE_METRICS_ALLOW)
+except ValueError as exc:
+    raise ConfigError(f"APPLIANCE_METRICS_ALLOW: {exc}") from None
+# Directories whose free space /metrics reports (console_disk_free_bytes), for the disk alert.
+APPLIANCE_METRICS_DISK_PATHS = env_list("APPLIANCE_METRICS_DISK_PATHS", [str(BASE_DIR / "var")])

@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView
 from appliance.core import health
 from appliance.core.api import docs
 from appliance.core.api.errors import api_not_found
+from appliance.monitoring import views as monitoring
 
 _SWAGGER_CDN = {"script-src": ["https://cdn.jsdelivr.net"], "style-src": ["https://cdn.jsdelivr.net"],
                 "img-src": ["https://cdn.jsdelivr.net"]}  # fmt: skip
@@ -14,6 +15,8 @@ _SWAGGER_CDN = {"script-src": ["https://cdn.jsdelivr.net"], "style-src": ["https
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", monitoring.metrics, name="metrics"),
+    path("metrics/engines", monitoring.engine_targets, name="metrics-engines"),
     path("api/v1/", include("console.api_urls")),
     # The OpenAI-compatible gateway sits at the root, where OpenAI clients put it (base_url …/v1).
     path("v1/", include("appliance.gateway.urls")),

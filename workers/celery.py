@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import before_task_publish, task_postrun, task_prerun
+from celery.signals import before_task_publish, task_failure, task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 
@@ -44,6 +44,13 @@ def _clear_request_id(task_id: str | None = None, **_: Any) -> None:
     token = _tokens.pop(task_id or "", None)
     if token is not None:
         reset_context(token)
+
+
+@task_failure.connect
+def _count_failure(sender: Any = None, **_: Any) -> None:
+    from appliance.monitoring.collector import note_task_failure
+
+    note_task_failure(getattr(sender, "name", None) or "unknown")
 
 
 # Registers the node and heartbeats from workers that consume their node's queue.

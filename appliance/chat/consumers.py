@@ -19,6 +19,7 @@ from appliance.chat import generation, live, metering, protocol, services, stops
 from appliance.chat.api.serializers import conversation_data, message_data
 from appliance.chat.choices import ErrorCode, Status, user_group
 from appliance.core.exceptions import ServiceError
+from appliance.monitoring.instruments import websocket_chats
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ Handler = Callable[["ChatConsumer", User, dict[str, Any]], Awaitable[None]]
 class ChatConsumer(AsyncJsonWebsocketConsumer):
     group: str | None = None
     conversation_id: int | None = None
+    counted = False  # this socket is in console_websocket_chats
 
     async def connect(self) -> None:
         user = await self._acting_user()
@@ -39,9 +41,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.group = user_group(user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        self.counted = True
+        websocket_chats.inc()
         await self.send_json({"type": "ready", "user": user.get_username()})
 
     async def disconnect(self, code: int) -> None:
+        if self.counted:
+            self.counted = False
+            websocket_chats.dec()
         # The answers this socket started keep going: they belong to the conversation, not the socket.
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)

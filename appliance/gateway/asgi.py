@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import io
 import logging
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
 from typing import Any, cast
 
@@ -33,6 +34,7 @@ from appliance.core.context import RequestContext, reset_context, set_context
 from appliance.core.middleware import request_id_from
 from appliance.gateway import admission
 from appliance.gateway.errors import GatewayError
+from appliance.monitoring.middleware import UNMATCHED, observe_http
 
 logger = logging.getLogger(__name__)
 
@@ -202,9 +204,11 @@ async def _disconnected(receive: Receive) -> None:
 
 
 async def _process(request: ASGIRequest, send: Send) -> None:
+    started, route = time.perf_counter(), UNMATCHED
     try:
         request.get_host()  # ALLOWED_HOSTS, as CommonMiddleware checks it on the Django path
         match = resolve(request.path_info, urlconf=URLCONF)
+        route = match.route or UNMATCHED
         response = await match.func(request, *match.args, **match.kwargs)
     except DisallowedHost:
         response = GatewayError(400, "Invalid Host header.", code="invalid_host").response()
@@ -215,6 +219,8 @@ async def _process(request: ASGIRequest, send: Send) -> None:
         response = GatewayError(500, "Internal error in the gateway.", type="server_error", code="internal").response()
     response["X-Request-ID"] = request.request_id  # type: ignore[attr-defined]
     response["X-Content-Type-Options"] = "nosniff"  # as SecurityMiddleware sets it on the Django path
+    # A stream's duration is its time to headers; the whole answer is console_llm_request_duration_seconds.
+    observe_http(route, request.method or "", response.status_code, time.perf_counter() - started)
     await _send(response, send)
 
 

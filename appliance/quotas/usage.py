@@ -42,6 +42,8 @@ from typing import Any
 import redis
 from asgiref.sync import sync_to_async
 
+from appliance.core.context import current
+from appliance.monitoring import instruments
 from appliance.quotas import limiter
 from appliance.quotas.choices import UsageStatus
 from appliance.quotas.limiter import QuotaExceeded, QuotaScope, QuotaUnavailable, Reservation, SettleOutcome
@@ -138,6 +140,8 @@ class Guard:
         self._started = time.monotonic()
         self._extended = self._started
         self._ttft_ms: int | None = None
+        self.source = instruments.source_for(current().via)
+        instruments.active_streams.labels(self.source).inc()
 
     @property
     def request_id(self) -> str:
@@ -187,6 +191,8 @@ class Guard:
             ttft_ms=self._ttft_ms,
             now=now,
         )
+        instruments.active_streams.labels(self.source).dec()
+        instruments.observe_llm(record, self.source)
         return json.dumps(record)
 
     def finish(self, status: str | None = None) -> SettleOutcome | None:
@@ -231,8 +237,13 @@ class Guard:
         await self.afinish(_status_for(exc_type, self.status))
 
 
-def _rejected(meta: RequestMeta, request_id: str, prompt_tokens: int) -> dict[str, Any]:
-    return usage_record(meta, request_id, status=UsageStatus.REJECTED, prompt_tokens=prompt_tokens)
+def _rejected(
+    meta: RequestMeta, request_id: str, prompt_tokens: int, exc: QuotaExceeded | QuotaUnavailable
+) -> dict[str, Any]:
+    record = usage_record(meta, request_id, status=UsageStatus.REJECTED, prompt_tokens=prompt_tokens)
+    instruments.observe_refusal(exc.limit_name if isinstance(exc, QuotaExceeded) else "unavailable")
+    instruments.observe_llm(record, instruments.source_for(current().via))
+    return record
 
 
 def begin(
@@ -251,8 +262,8 @@ def begin(
     ttl = ttl or settings.APPLIANCE_QUOTA_RESERVATION_TTL_SECONDS
     try:
         reservation = limiter.reserve(scopes, request_id, prompt_tokens, max_tokens, ttl, sequences=sequences)
-    except (QuotaExceeded, QuotaUnavailable):
-        queue_record(_rejected(meta, request_id, prompt_tokens))
+    except (QuotaExceeded, QuotaUnavailable) as exc:
+        queue_record(_rejected(meta, request_id, prompt_tokens, exc))
         raise
     return Guard(reservation, meta, prompt_tokens, ttl)
 
@@ -272,8 +283,8 @@ async def abegin(
     ttl = ttl or settings.APPLIANCE_QUOTA_RESERVATION_TTL_SECONDS
     try:
         reservation = await limiter.areserve(scopes, request_id, prompt_tokens, max_tokens, ttl, sequences=sequences)
-    except (QuotaExceeded, QuotaUnavailable):
-        await aqueue_record(_rejected(meta, request_id, prompt_tokens))
+    except (QuotaExceeded, QuotaUnavailable) as exc:
+        await aqueue_record(_rejected(meta, request_id, prompt_tokens, exc))
         raise
     return Guard(reservation, meta, prompt_tokens, ttl)
 

@@ -7,6 +7,9 @@ HOST=${CONSOLE_HOST:-127.0.0.1}
 PORT=${CONSOLE_PORT:-8000}
 NODE=${APPLIANCE_NODE_NAME:-$(hostname)}
 mkdir -p var/run
+# Prometheus multi-process files of the previous run's processes would be summed with this run's.
+export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/run/prometheus}
+rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 
 pids=()
 cleanup() {
