@@ -9,7 +9,8 @@ want_test=0
 
 packages=(pkg-config libmariadb-dev gettext redis-server)
 if (( want_test )); then
-  packages+=(mariadb-server chromium)
+  # systemd (systemd-analyze), logrotate and prometheus (promtool, the server) check deploy/ in tests.
+  packages+=(mariadb-server mariadb-client chromium systemd logrotate prometheus)
 fi
 
 missing=()
