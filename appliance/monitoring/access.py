@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from django.conf import settings
 from django.http import HttpRequest
 
+from appliance.core.clientip import client_ip
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -42,4 +44,4 @@ def _token_presented(request: HttpRequest) -> bool:
 
 
 def may_scrape(request: HttpRequest) -> bool:
-    return _token_presented(request) or _address_allowed(request.META.get("REMOTE_ADDR"))
+    return _token_presented(request) or _address_allowed(client_ip(request))
