@@ -409,3 +409,20 @@ except ValueError as exc:
     raise ConfigError(f"APPLIANCE_METRICS_ALLOW: {exc}") from None
 # Directories whose free space /metrics reports (console_disk_free_bytes), for the disk alert.
 APPLIANCE_METRICS_DISK_PATHS = env_list("APPLIANCE_METRICS_DISK_PATHS", [str(BASE_DIR / "var")])
+
+# --- Backups and retention (appliance/operations, docs/operations.md) ---------------------------
+INSTALLED_APPS.append("appliance.operations")
+APPLIANCE_BACKUP_DIR = env_str("APPLIANCE_BACKUP_DIR", str(BASE_DIR / "var" / "backups"))
+APPLIANCE_BACKUP_KEEP = env_int("APPLIANCE_BACKUP_KEEP", 14, minimum=1)
+# Local hour (CONSOLE_TIME_ZONE) of the daily backup; -1 turns scheduled backups off.
+APPLIANCE_BACKUP_HOUR = env_int("APPLIANCE_BACKUP_HOUR", 3, minimum=-1, maximum=23)
+CELERY_TIMEZONE = TIME_ZONE
+if APPLIANCE_BACKUP_HOUR >= 0:
+    from celery.schedules import crontab
+
+    CELERY_BEAT_SCHEDULE["operations.backup"] = {
+        "task": "operations.backup",
+        "schedule": crontab(hour=APPLIANCE_BACKUP_HOUR, minute=0),
+        # On the beat host's own queue: the archive is written where APPLIANCE_BACKUP_DIR is mounted.
+        "options": {"queue": f"node.{NODE_NAME}", "expires": 3600},
+    }
