@@ -426,3 +426,16 @@ if APPLIANCE_BACKUP_HOUR >= 0:
         # On the beat host's own queue: the archive is written where APPLIANCE_BACKUP_DIR is mounted.
         "options": {"queue": f"node.{NODE_NAME}", "expires": 3600},
     }
+# Audit records stay in the database this many days (China's Cybersecurity Law asks for six months of
+# network logs); older ones move to signed segment files here, which verify_audit_chain reads too.
+APPLIANCE_AUDIT_RETENTION_DAYS = env_int("APPLIANCE_AUDIT_RETENTION_DAYS", 180, minimum=1)
+APPLIANCE_AUDIT_ARCHIVE_DIR = env_str(
+    "APPLIANCE_AUDIT_ARCHIVE_DIR",
+    mkdtemp(prefix="console-audit-archive-") if CONSOLE_ENV == "test" else str(BASE_DIR / "var" / "audit-archive"),
+)
+CELERY_BEAT_SCHEDULE["audit.archive-old"] = {
+    "task": "audit.archive_old",
+    "schedule": crontab(hour=4, minute=30),
+    # Where the archive directory is: the beat host's own queue, as for backups.
+    "options": {"queue": f"node.{NODE_NAME}", "expires": 3600},
+}

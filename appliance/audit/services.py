@@ -15,6 +15,7 @@ from django.db.models import Model
 from django.utils import timezone
 
 from appliance.audit import anchor
+from appliance.audit.archive import ArchiveError, archived_records
 from appliance.audit.models import GENESIS_HASH, AuditChainHead, AuditRecord
 from appliance.core.context import current
 
@@ -142,8 +143,8 @@ class ChainReport:
     problem: str = ""
 
 
-def _records_in_order(batch: int = 2000) -> Iterator[AuditRecord]:
-    last = 0
+def _records_in_order(batch: int = 2000, after: int = 0) -> Iterator[AuditRecord]:
+    last = after
     while True:
         chunk = list(AuditRecord.objects.filter(seq__gt=last).order_by("seq")[:batch])
         if not chunk:
@@ -152,20 +153,28 @@ def _records_in_order(batch: int = 2000) -> Iterator[AuditRecord]:
         last = chunk[-1].seq
 
 
-def verify_chain(anchor_lines: Iterable[str] = ()) -> ChainReport:
+def verify_chain(anchor_lines: Iterable[str] = (), archived: Iterable[AuditRecord] | None = None) -> ChainReport:
     """Walk the chain from the genesis hash, checking each record's hash and signature, and that it
-    reaches every exported anchor; report the first problem."""
+    reaches every exported anchor; report the first problem.
+
+    The walk starts in the archived segments (appliance/audit/archive.py; those in
+    APPLIANCE_AUDIT_ARCHIVE_DIR unless ``archived`` is given) and goes on in the database, as one chain."""
     anchors: dict[int, list[anchor.AnchorLine]] = {}
     for line in anchor.read_anchors(anchor_lines):
         if line.anchor is None or line.problem:
             return ChainReport(False, 0, None, f"anchor line {line.number}: {line.problem}")
         anchors.setdefault(line.anchor.seq, []).append(line)
     expected_prev, expected_seq, count = GENESIS_HASH, 1, 0
-    for rec in _records_in_order():
-        problem = _record_problem(rec, expected_seq, expected_prev) or _anchor_problem(rec, anchors.pop(rec.seq, []))
-        if problem:
-            return ChainReport(False, count, min(rec.seq, expected_seq), problem)
-        expected_prev, expected_seq, count = rec.hash, expected_seq + 1, count + 1
+    try:
+        for rec in _archived_then_online(archived):
+            problem = _record_problem(rec, expected_seq, expected_prev) or _anchor_problem(
+                rec, anchors.pop(rec.seq, [])
+            )
+            if problem:
+                return ChainReport(False, count, min(rec.seq, expected_seq), problem)
+            expected_prev, expected_seq, count = rec.hash, expected_seq + 1, count + 1
+    except ArchiveError as exc:
+        return ChainReport(False, count, None, str(exc))
     if anchors:
         beyond = anchors[max(anchors)][0]
         assert beyond.anchor is not None
@@ -178,6 +187,16 @@ def verify_chain(anchor_lines: Iterable[str] = ()) -> ChainReport:
     if head is not None and head.seq != count:
         return ChainReport(False, count, count + 1, f"chain head says #{head.seq} but the last record is #{count}")
     return ChainReport(True, count)
+
+
+def _archived_then_online(archived: Iterable[AuditRecord] | None) -> Iterator[AuditRecord]:
+    """The archived records, then the database's after the last archived one (a row still online
+    after its segment was written, by an archiver that died before deleting, is the same record)."""
+    last = 0
+    for rec in archived_records() if archived is None else archived:
+        last = rec.seq
+        yield rec
+    yield from _records_in_order(after=last)
 
 
 def _record_problem(rec: AuditRecord, expected_seq: int, expected_prev: str) -> str:
