@@ -439,3 +439,12 @@ CELERY_BEAT_SCHEDULE["audit.archive-old"] = {
     # Where the archive directory is: the beat host's own queue, as for backups.
     "options": {"queue": f"node.{NODE_NAME}", "expires": 3600},
 }
+# Usage rows: single requests are rolled up into hourly rows after this many days, hourly rows into
+# daily rows after the second number; reports give the same totals either way (appliance/quotas/retention.py).
+APPLIANCE_USAGE_RAW_DAYS = env_int("APPLIANCE_USAGE_RAW_DAYS", 90, minimum=1)
+APPLIANCE_USAGE_HOURLY_DAYS = env_int("APPLIANCE_USAGE_HOURLY_DAYS", 400, minimum=1)
+CELERY_BEAT_SCHEDULE["usage.retention"] = {
+    "task": "usage.retention",
+    "schedule": crontab(hour=4, minute=0),
+    "options": {"expires": 3600},
+}

@@ -11,6 +11,14 @@ class UsageStatus(models.TextChoices):
     REJECTED = "rejected", _("Rejected")
 
 
+class UsagePeriod(models.TextChoices):
+    """What one usage row stands for: one request, or the roll-up of an hour's or a day's requests."""
+
+    REQUEST = "", _("Request")
+    HOUR = "hour", _("Hour")
+    DAY = "day", _("Day")
+
+
 class LimitName(models.TextChoices):
     """The five limits a quota holds; the value is also the model field and the API field."""
 

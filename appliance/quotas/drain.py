@@ -49,6 +49,8 @@ def _to_model(data: dict[str, Any]) -> UsageRecord:
         completion_tokens=int(data.get("completion_tokens") or 0),
         latency_ms=data.get("latency_ms"),
         ttft_ms=data.get("ttft_ms"),
+        latency_count=0 if data.get("latency_ms") is None else 1,
+        ttft_count=0 if data.get("ttft_ms") is None else 1,
         status=UsageStatus(data.get("status") or UsageStatus.OK),
         created_at=datetime.fromtimestamp(float(data["created_at"]), tz=UTC),
         day=date.fromisoformat(data["day"]),

@@ -8,7 +8,7 @@ from django.db.models import Q
 
 from appliance.accounts.choices import roles_below
 from appliance.core.querysets import VIEW, RestrictedQuerySet
-from appliance.quotas.choices import DEPARTMENT_SCOPE_PREFIX, USER_SCOPE_PREFIX, LimitName, UsageStatus
+from appliance.quotas.choices import DEPARTMENT_SCOPE_PREFIX, USER_SCOPE_PREFIX, LimitName, UsagePeriod, UsageStatus
 
 if TYPE_CHECKING:
     from appliance.accounts.models import User
@@ -116,11 +116,19 @@ class UsageRecord(models.Model):
     model = models.CharField(max_length=128, blank=True, db_index=True)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
-    latency_ms = models.PositiveIntegerField(null=True, blank=True)
-    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    # In a rolled-up row (``period`` set) these are sums over ``requests`` requests, of which
+    # ``latency_count`` and ``ttft_count`` had a latency and a first token (means = sum / count).
+    latency_ms = models.PositiveBigIntegerField(null=True, blank=True)
+    ttft_ms = models.PositiveBigIntegerField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=UsageStatus.choices, default=UsageStatus.OK)
     created_at = models.DateTimeField(db_index=True)
     day = models.DateField(db_index=True)
+    # "" for one request; "hour" or "day" for the sum of the requests of one hour or local day with the
+    # same user, key, department, deployment, model and status (appliance/quotas/retention.py).
+    period = models.CharField(max_length=4, choices=UsagePeriod.choices, default=UsagePeriod.REQUEST, blank=True)
+    requests = models.PositiveIntegerField(default=1)
+    latency_count = models.PositiveIntegerField(default=0)
+    ttft_count = models.PositiveIntegerField(default=0)
 
     objects = UsageQuerySet.as_manager()
 
@@ -137,6 +145,11 @@ class UsageRecord(models.Model):
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.period:  # one request counts its own latency and first token (bulk inserts set them too)
+            self.latency_count, self.ttft_count = int(self.latency_ms is not None), int(self.ttft_ms is not None)
+        super().save(*args, **kwargs)
 
     @staticmethod
     def restrict_scope(qs: UsageQuerySet, user: User, action: str) -> UsageQuerySet:

@@ -7,7 +7,8 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, time
 from typing import Any
 
-from django.db.models import Avg, Count, F, Q, QuerySet, Sum
+from django.db.models import F, FloatField, Q, QuerySet, Sum
+from django.db.models.functions import Cast, Coalesce, NullIf
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -112,19 +113,28 @@ def group_by_param(params: Any) -> str:
     return str(value)
 
 
+def _mean(total: str, count: str) -> Any:
+    # Rolled-up rows carry sums and counts; a single request is a sum of one over a count of one.
+    return Cast(Sum(total), FloatField()) / NullIf(Sum(count), 0)
+
+
 def summarize(qs: QuerySet[UsageRecord], group_by: str) -> QuerySet[Any]:
-    """One row per day, user or department: requests, tokens, errors, mean latency and TTFT."""
+    """One row per day, user or department: requests, tokens, errors, mean latency and TTFT.
+
+    Rows rolled up by the retention job (``period`` hour or day) count as their ``requests``, so the
+    totals are the same before and after raw rows are rolled up and pruned.
+    """
     key, label = _GROUPS[GroupBy(group_by)]
     rows = qs.order_by().values(key, label) if key != label else qs.order_by().values(key)
     rows = rows.annotate(
-        requests=Count("id"),
+        n_requests=Sum("requests"),
         prompt=Sum("prompt_tokens"),
         completion=Sum("completion_tokens"),
         total=Sum(F("prompt_tokens") + F("completion_tokens")),
-        failed=Count("id", filter=Q(status=UsageStatus.ERROR)),
-        rejected=Count("id", filter=Q(status=UsageStatus.REJECTED)),
-        avg_latency=Avg("latency_ms"),
-        avg_ttft=Avg("ttft_ms"),
+        failed=Coalesce(Sum("requests", filter=Q(status=UsageStatus.ERROR)), 0),
+        rejected=Coalesce(Sum("requests", filter=Q(status=UsageStatus.REJECTED)), 0),
+        avg_latency=_mean("latency_ms", "latency_count"),
+        avg_ttft=_mean("ttft_ms", "ttft_count"),
     )
     return rows.order_by(key)
 
@@ -135,12 +145,12 @@ def summary_row(row: dict[str, Any], group_by: str) -> dict[str, Any]:
     return {
         "key": raw_key.isoformat() if group_by == GroupBy.DAY and raw_key is not None else raw_key,
         "name": str(row[label] if row[label] is not None else "—"),
-        "requests": row["requests"],
+        "requests": int(row["n_requests"] or 0),
         "prompt_tokens": int(row["prompt"] or 0),
         "completion_tokens": int(row["completion"] or 0),
         "total_tokens": int(row["total"] or 0),
-        "failed": row["failed"],
-        "rejected": row["rejected"],
+        "failed": int(row["failed"] or 0),
+        "rejected": int(row["rejected"] or 0),
         "avg_latency_ms": round(row["avg_latency"]) if row["avg_latency"] is not None else None,
         "avg_ttft_ms": round(row["avg_ttft"]) if row["avg_ttft"] is not None else None,
     }

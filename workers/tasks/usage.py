@@ -9,6 +9,7 @@ from celery import shared_task
 from celery.signals import worker_shutting_down
 
 from appliance.quotas.drain import drain
+from appliance.quotas.retention import apply_retention
 
 log = logging.getLogger(__name__)
 
@@ -28,3 +29,11 @@ def _drain_on_shutdown(**_: Any) -> None:
         log.exception("usage drain at worker shutdown failed; records stay queued")
     else:
         log.info("usage drain at worker shutdown wrote %d records", written)
+
+
+@shared_task(name="usage.retention", ignore_result=True)
+def usage_retention() -> int:
+    """Run daily by beat (``usage.retention``): old raw rows into hourly rows, old hourly rows into daily rows."""
+    hourly, daily = apply_retention()
+    log.info("usage retention: %s; %s", hourly, daily)
+    return hourly.rows_in + daily.rows_in
