@@ -142,14 +142,14 @@ class UsageRecord(models.Model):
     def __str__(self) -> str:
         return f"usage {self.request_id or self.uid} {self.status}"
 
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self.period:  # one request counts its own latency and first token (bulk inserts set them too)
             self.latency_count, self.ttft_count = int(self.latency_ms is not None), int(self.ttft_ms is not None)
         super().save(*args, **kwargs)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
 
     @staticmethod
     def restrict_scope(qs: UsageQuerySet, user: User, action: str) -> UsageQuerySet:
