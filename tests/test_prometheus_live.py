@@ -63,13 +63,13 @@ def _seed(personas: dict[str, User]) -> QuotaScope:
     version = ProfileVersion.objects.first()
     assert version is not None, "seeded_profiles provides the profile versions"
     eng, root = personas["alice"].department, personas["root"]
+    assert eng is not None
     for name, state, restarts in (("qwen-ok", State.RUNNING, 2), ("qwen-bad", State.FAILED, 0)):
         Deployment.objects.create(
             name=name, engine="vllm", model_slug=name, served_model_name=name, image="vllm/vllm-openai:v0.8.5",
             profile_version=version, department=eng, created_by=root, state=state, restart_count=restarts,
         )  # fmt: skip
     note_task_failure("deployments.launch")
-    assert eng is not None
     Quota.objects.create(department=eng, tokens_per_day=1000)
     return QuotaScope(f"d:{eng.pk}", tokens_per_day=1000, concurrent_requests=1)
 
