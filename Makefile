@@ -24,6 +24,7 @@ assets: package.json
 	npm install --no-audit --no-fund --silent
 	mkdir -p frontend/static/vendor
 	cp node_modules/@picocss/pico/css/pico.min.css node_modules/htmx.org/dist/htmx.min.js frontend/static/vendor/
+	cp node_modules/echarts/dist/echarts.min.js frontend/static/vendor/
 	mkdir -p frontend/static/vendor/katex
 	cp node_modules/marked/lib/marked.umd.js node_modules/dompurify/dist/purify.min.js frontend/static/vendor/
 	cp node_modules/@highlightjs/cdn-assets/highlight.min.js frontend/static/vendor/

@@ -1,10 +1,11 @@
 from django.urls import path
 
 from appliance.chat.views import chat_page
-from frontend import catalog_views, deployment_views, gpu_views, image_views, usage_views, user_views, views
+from frontend import catalog_views, dashboard_views, deployment_views, gpu_views, image_views, usage_views, user_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("dashboard/data/", dashboard_views.dashboard_data, name="dashboard-data"),
     path("chat/", chat_page, name="chat"),
     path("login/", views.login_view, name="login"),
     path("logout/", views.logout_view, name="logout"),

@@ -7,10 +7,11 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from appliance.accounts.models import acting_user
 from appliance.core.exceptions import ServiceError
@@ -21,31 +22,51 @@ from appliance.quotas.models import UsageRecord
 from appliance.quotas.services import remaining_for
 from appliance.quotas.windows import local_zone
 
-CHART_WIDTH, CHART_HEIGHT, CHART_DAYS = 720, 160, 31
+CHART_DAYS, TOP_USERS = 31, 10
 SUMMARY_ROWS = 200
 
 
-def chart_bars(day_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Bars (SVG coordinates) for total tokens per day; the tallest bar fills the chart."""
-    rows = day_rows[-CHART_DAYS:]
-    if not rows:
-        return []
-    peak = max(row["total_tokens"] for row in rows) or 1
-    slot = CHART_WIDTH / len(rows)
-    bars = []
-    for index, row in enumerate(rows):
-        height = round(row["total_tokens"] / peak * (CHART_HEIGHT - 20))
-        bars.append(
-            {
-                "x": round(index * slot + slot * 0.1, 1),
-                "y": CHART_HEIGHT - height,
-                "width": round(slot * 0.8, 1),
-                "height": height,
-                "day": row["key"],
-                "tokens": row["total_tokens"],
-            }
-        )
-    return bars
+def chart_data(qs: QuerySet[UsageRecord]) -> dict[str, Any]:
+    """Tokens per day stacked by model, and prompt/completion tokens of the top users, for ECharts."""
+    per_day = (
+        qs.order_by()
+        .values("day", "model")
+        .annotate(tokens=Sum(F("prompt_tokens") + F("completion_tokens")))
+        .order_by("day")
+    )
+    days = sorted({row["day"].isoformat() for row in per_day})[-CHART_DAYS:]
+    models: dict[str, list[int]] = {}
+    for row in per_day:
+        day = row["day"].isoformat()
+        if day in days:
+            models.setdefault(row["model"] or "—", [0] * len(days))[days.index(day)] += int(row["tokens"] or 0)
+    users = (
+        qs.order_by()
+        .values("user__username")
+        .annotate(prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
+        .order_by("-prompt")[:TOP_USERS]
+    )
+    names = [row["user__username"] or "—" for row in users]
+    return {
+        "days": days,
+        "by_model": [{"name": name, "data": data} for name, data in sorted(models.items())],
+        "users": names,
+        "by_user": [
+            {"name": str(_("Prompt tokens")), "data": [int(row["prompt"] or 0) for row in users]},
+            {"name": str(_("Completion tokens")), "data": [int(row["completion"] or 0) for row in users]},
+        ],
+    }
+
+
+def chart_labels() -> dict[str, str]:
+    return {
+        "tokens_model": _("Tokens per day by model"),
+        "tokens_user": _("Tokens by user"),
+        "day": _("Day"),
+        "user": _("User"),
+        "tokens": _("Tokens"),
+        "no_data": _("No usage in this period."),
+    }
 
 
 _USED_BY_LIMIT = {
@@ -91,19 +112,14 @@ def usage(request: HttpRequest) -> HttpResponse:
         messages.error(request, exc.message)
         qs = qs.none()
     rows = [reports.summary_row(r, group_by) for r in reports.summarize(qs, group_by)[:SUMMARY_ROWS]]
-    daily = (
-        rows
-        if group_by == GroupBy.DAY
-        else [reports.summary_row(r, GroupBy.DAY) for r in reports.summarize(qs, GroupBy.DAY)]
-    )
     params.pop("page", None)
     context = {
         "rows": rows,
         "group_by": group_by,
         "group_choices": GroupBy.choices,
         "since": params.get("since", ""),
-        "bars": chart_bars(daily),
-        "chart": {"width": CHART_WIDTH, "height": CHART_HEIGHT},
+        "charts": chart_data(qs),
+        "chart_labels": chart_labels(),
         "query": params.urlencode(),
         "quotas": quota_rows(remaining_for(user)),
     }

@@ -21,6 +21,7 @@ from appliance.audit.api.views import filter_audit
 from appliance.audit.models import AuditRecord
 from appliance.core.exceptions import ServiceError
 from appliance.core.querysets import CHANGE, VIEW
+from frontend.dashboard_views import dashboard_page
 from frontend.forms import ApiKeyForm, DepartmentForm, LoginForm, PasswordForm, UserForm, set_choices
 
 
@@ -53,13 +54,9 @@ def logout_view(request: HttpRequest) -> HttpResponse:
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     user = acting_user(request)
-    context = {
-        "department_count": Department.objects.restrict(user, VIEW).count(),
-        "user_count": User.objects.restrict(user, VIEW).count(),
-        "key_count": ApiKey.objects.restrict(user, VIEW).usable().count(),
-    }
-    template = "portal/home.html" if user.role == "member" else "console/home.html"
-    return render(request, template, context)
+    if user.role == "member":
+        return render(request, "portal/home.html", {"key_count": ApiKey.objects.restrict(user, VIEW).usable().count()})
+    return dashboard_page(request, user)
 
 
 @login_required
