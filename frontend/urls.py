@@ -1,7 +1,16 @@
 from django.urls import path
 
 from appliance.chat.views import chat_page
-from frontend import catalog_views, dashboard_views, deployment_views, gpu_views, image_views, usage_views, user_views, views
+from frontend import (
+    catalog_views,
+    dashboard_views,
+    deployment_views,
+    gpu_views,
+    image_views,
+    usage_views,
+    user_views,
+    views,
+)
 
 urlpatterns = [
     path("", views.home, name="home"),
