@@ -192,6 +192,11 @@ EXPECT: dict[tuple[str, str, str], Row | dict[str, Row]] = {
     ("page", "gpus", "get"): (LOGIN, OK, OK, OK, OK),
     ("page", "healthz", "get"): (OK, OK, OK, OK, OK),
     ("page", "home", "get"): (LOGIN, OK, OK, OK, OK),
+    # The charts' data: admins and auditors (members see their own usage elsewhere).
+    ("page", "dashboard-data", "get"): (LOGIN, DENY, OK, OK, OK),
+    # Prometheus' scrape: by address or bearer token, not by session; the test client is loopback.
+    ("page", "metrics", "get"): (OK, OK, OK, OK, OK),
+    ("page", "metrics-engines", "get"): (OK, OK, OK, OK, OK),
     ("page", "images", "get"): (LOGIN, OK, OK, OK, OK),
     ("page", "login", "get"): (OK, OK, OK, OK, OK),
     ("page", "logout", "post"): (LOGIN, LOGIN, LOGIN, LOGIN, LOGIN),
