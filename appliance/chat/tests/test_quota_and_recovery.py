@@ -138,6 +138,7 @@ def test_default_max_tokens_leaves_half_the_context_to_the_prompt() -> None:
     assert default_max_tokens(100_000) == 4096  # no profile value: the console's default
 
 
+@pytest.mark.asyncio
 async def test_the_reservation_bounds_the_prompt_with_the_measured_template(
     personas: dict[str, User], engine: FakeEngine, eng_model: Deployment
 ) -> None:
