@@ -9,6 +9,7 @@ from appliance.deployments.api.image_views import EngineImageViewSet, ImageImpor
 from appliance.deployments.api.views import DeploymentViewSet
 from appliance.gpus.api.views import GpuQuotaViewSet, GpuUnitViewSet, GpuViewSet, NodeViewSet
 from appliance.quotas.api.views import QuotaViewSet, UsageViewSet
+from appliance.safety.api.views import SafetyHitViewSet, WordListViewSet
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -31,5 +32,7 @@ router.register("images", NodeImageViewSet, basename="nodeimage")
 router.register("engine-images", EngineImageViewSet, basename="engineimage")
 router.register("conversations", ConversationViewSet, basename="conversation")
 router.register("chat/models", ChatModelViewSet, basename="chatmodel")
+router.register("safety/word-lists", WordListViewSet, basename="wordlist")
+router.register("safety/hits", SafetyHitViewSet, basename="safetyhit")
 
 urlpatterns = [*router.urls, path("capacity/", CapacityView.as_view(), name="capacity-api")]

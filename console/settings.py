@@ -384,6 +384,11 @@ CELERY_BEAT_SCHEDULE["images.reap-imports"] = {
 
 # --- Chat portal (appliance/chat) ---------------------------------------------------------------
 INSTALLED_APPS.append("appliance.chat")
+
+# --- Content safety (appliance/safety) ----------------------------------------------------------
+INSTALLED_APPS.append("appliance.safety")
+# Keep the text around each match with the hit (20 characters either side); off: who, which rule, what it did.
+APPLIANCE_SAFETY_RECORD_TEXT = env_bool("APPLIANCE_SAFETY_RECORD_TEXT", False)
 # Answers in progress and engine health are kept here (Channels' Redis unless set).
 CHAT_REDIS_URL = env_str("CHAT_REDIS_URL", env_str("CHANNELS_REDIS_URL", REDIS_URL))
 CHAT_UPSTREAM_CONNECT_TIMEOUT_SECONDS = env_float("CHAT_UPSTREAM_CONNECT_TIMEOUT_SECONDS", 3.0)

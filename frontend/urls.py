@@ -7,6 +7,7 @@ from frontend import (
     deployment_views,
     gpu_views,
     image_views,
+    safety_views,
     usage_views,
     user_views,
     views,
@@ -48,4 +49,9 @@ urlpatterns = [
     path("deployments/<int:pk>/<str:verb>/", deployment_views.deployment_action, name="deployment-action"),
     path("images/", image_views.images, name="images"),
     path("images/engines/<str:engine>/", image_views.engine_image, name="engine-image"),
+    path("safety/word-lists/", safety_views.word_lists, name="word-lists"),
+    path("safety/word-lists/<int:pk>/import/", safety_views.word_list_import, name="word-list-import"),
+    path("safety/word-lists/<int:pk>/toggle/", safety_views.word_list_toggle, name="word-list-toggle"),
+    path("safety/word-lists/<int:pk>/delete/", safety_views.word_list_delete, name="word-list-delete"),
+    path("safety/hits/", safety_views.safety_hits, name="safety-hits"),
 ]

@@ -26,9 +26,10 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import transaction
 
 from appliance.accounts.models import User
-from appliance.chat import answers, live, metering, stops, upstream
+from appliance.chat import answers, live, metering, screening, stops, upstream
 from appliance.chat.api.serializers import message_data
 from appliance.chat.choices import (
     BATCH_MAX_DELAY_SECONDS,
@@ -41,8 +42,12 @@ from appliance.chat.choices import (
 )
 from appliance.chat.planning import Job
 from appliance.chat.reasoning import Change, ThinkSplitter
+from appliance.chat.screening import AnswerScreen, ContentBlocked
 from appliance.core.exceptions import ServiceError
 from appliance.deployments import lastuse, ondemand, routing
+from appliance.safety import recording
+from appliance.safety.choices import Stage
+from appliance.safety.matcher import Hit
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +140,7 @@ class Generation:
         self.saved_at = time.monotonic()
         self.layer = get_channel_layer()
         self._text_ended = False
+        self.screen = AnswerScreen(job.safety) if job.safety is not None else None
 
     async def run(self) -> None:
         beat = asyncio.create_task(self._heartbeat())
@@ -178,6 +184,8 @@ class Generation:
                         guard.cancel()
         except StopRequested:
             self.progress.status = Status.STOPPED
+        except ContentBlocked:
+            self.progress.fail(ErrorCode.CONTENT_BLOCKED)
         except metering.QuotaRefused as exc:
             self.progress.fail(exc.code, exc.message)
         except upstream.UpstreamError as exc:
@@ -209,6 +217,9 @@ class Generation:
                 pending.cancel()
                 with contextlib.suppress(BaseException):
                     await pending
+        if self.screen is not None:  # the text held back to find words split over chunks
+            self.batch.add(self.splitter.feed_reasoning(self.screen.finish(reasoning=True)))
+            self.batch.add(self.splitter.feed(self.screen.finish()))
         self._end_text(natural=self.progress.finish_reason == "stop")
         await self._flush()
         self.progress.status = Status.COMPLETE
@@ -246,13 +257,25 @@ class Generation:
                 self.progress.first_token_at = now
                 guard.first_token()
         if chunk.reasoning:
-            self.batch.add(self.splitter.feed_reasoning(chunk.reasoning))
+            self.batch.add(self.splitter.feed_reasoning(self._screened(chunk.reasoning, reasoning=True)))
         if chunk.content:
-            self.batch.add(self.splitter.feed(chunk.content))
+            self.batch.add(self.splitter.feed(self._screened(chunk.content)))
         if self.progress.reasoning_ms is None and self.splitter.reasoning and self.splitter.content:
             self.progress.reasoning_ms = int((now - (self.progress.first_token_at or now)) * 1000)
         self.progress.finish_reason = chunk.finish_reason or self.progress.finish_reason
         self.progress.usage = chunk.usage or self.progress.usage
+
+    def _screened(self, text: str, *, reasoning: bool = False) -> str:
+        """The piece as it may be shown (content-safety rules); at a blocking word, the text before it is kept."""
+        if self.screen is None:
+            return text
+        try:
+            return self.screen.feed(text, reasoning=reasoning)
+        except ContentBlocked as blocked:
+            shown = str(blocked)
+            if shown:
+                self.batch.add(self.splitter.feed_reasoning(shown) if reasoning else self.splitter.feed(shown))
+            raise
 
     def _end_text(self, *, natural: bool) -> None:
         if not self._text_ended:
@@ -318,6 +341,7 @@ class Generation:
         job = self.job
         self._end_text(natural=False)
         self.batch.take()  # the final message below carries the whole text
+        await self._record_hits()
         final = self._final()
         for attempt, pause in enumerate(STORE_RETRY_PAUSES):
             try:
@@ -335,6 +359,21 @@ class Generation:
             event = {"conversation_id": job.conversation_id, "message": message, "quota": quota}
             await self.layer.group_send(user_group(job.user_id), {"type": "chat.done", **event})
         await live.end(job.message_id)
+
+    async def _record_hits(self) -> None:
+        if self.screen is None or not self.screen.hits:
+            return
+        job = self.job
+        where = screening.context(job.user_id, job.department_id, job.model, job.request_id)
+        try:
+            await database_sync_to_async(_record)(where, self.screen.hits)
+        except Exception:
+            logger.exception("chat: content-safety hits of %s not recorded", job.message_id)
+
+
+@transaction.atomic
+def _record(where: recording.Context, hits: list[Hit]) -> None:
+    recording.record_hits(where, Stage.ANSWER, hits)
 
 
 def _upstreams(user_id: int, model: str) -> tuple[tuple[str, str], ...]:

@@ -27,6 +27,8 @@ from appliance.deployments import routing
 from appliance.deployments.models import Deployment
 from appliance.engines import prompt
 from appliance.engines.prompt import TemplateCost
+from appliance.safety import rules
+from appliance.safety.matcher import Matcher
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class Job:
     request_id: str
     deployment_ids: tuple[int, ...] = ()  # the deployments behind upstreams (or to start), marked as in use
     starting: bool = False  # on demand, not running: start deployment_ids and wait for upstreams
+    safety: Matcher | None = None  # the content-safety rules of the user's department; None: none apply
 
     def admission(self) -> Admission:
         return Admission(
@@ -165,5 +168,5 @@ def plan(user: User, conversation: Conversation, message_id: int, choice: ModelC
         department_id=user.department_id, deployment_id=choice.deployment_id, model=choice.name,
         upstreams=choice.upstreams, payload=payload, assume_reasoning=choice.reasoning,
         prompt_tokens=estimate_tokens(messages, choice.template), max_tokens=max_tokens, request_id=uuid.uuid4().hex,
-        deployment_ids=choice.deployment_ids, starting=choice.starting,
+        deployment_ids=choice.deployment_ids, starting=choice.starting, safety=rules.matcher_for(user.department_id),
     )  # fmt: skip

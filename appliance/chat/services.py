@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 
 from appliance.accounts.models import User
 from appliance.audit import services as audit
-from appliance.chat import answers, live, stops
+from appliance.chat import answers, live, screening, stops
 from appliance.chat.choices import (
     TITLE_FROM_FIRST_MESSAGE_CHARS,
     TITLE_MAX,
@@ -100,9 +100,14 @@ def _answer(user: User, conversation: Conversation, settings: ChatSettings, choi
     return message, job
 
 
-@transaction.atomic
 def send(user: User, conversation_id: int | None, content: str, settings: ChatSettings) -> Turn:
     """A new user message and the answer to it, in a new conversation when ``conversation_id`` is None."""
+    screening.check_question(user, content, settings.model)
+    return _send(user, conversation_id, content, settings)
+
+
+@transaction.atomic
+def _send(user: User, conversation_id: int | None, content: str, settings: ChatSettings) -> Turn:
     choice = choose_model(user, settings.model)  # refuse before creating anything
     if conversation_id is None:
         conversation = Conversation.objects.create(user=user, title=_title_from(content))
@@ -132,9 +137,14 @@ def regenerate(user: User, message_id: int, settings: ChatSettings | None) -> Tu
     return Turn(job, conversation, [answer], superseded=[target.pk])
 
 
-@transaction.atomic
 def edit_and_resend(user: User, message_id: int, content: str, settings: ChatSettings | None) -> Turn:
     """Replace a question and everything after it with the edited question and a new answer."""
+    screening.check_question(user, content, settings.model if settings is not None else "")
+    return _edit_and_resend(user, message_id, content, settings)
+
+
+@transaction.atomic
+def _edit_and_resend(user: User, message_id: int, content: str, settings: ChatSettings | None) -> Turn:
     target = get_message(user, message_id, CHANGE)
     if target.role != Role.USER:
         raise InvalidInput(_("Only your own messages can be edited."), code=ErrorCode.INVALID)

@@ -34,6 +34,8 @@ MENU: list[MenuItem] = [
     MenuItem("usage", _("Usage"), ALL),
     MenuItem("deployments", _("Deployments"), ADMINS),
     MenuItem("images", _("Images"), ADMINS),
+    MenuItem("word-lists", _("Word lists"), ADMINS),
+    MenuItem("safety-hits", _("Content-safety hits"), ADMINS),
 ]
 
 

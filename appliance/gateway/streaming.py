@@ -17,6 +17,7 @@ from appliance.deployments import lastuse
 from appliance.gateway import balancer, relay, translate_ollama
 from appliance.gateway.metering import Guard, UsageStatus
 from appliance.gateway.protocol import Call
+from appliance.gateway.screening import SseScreen
 from appliance.gateway.upstream import Opened
 
 OLLAMA = "ollama"
@@ -24,8 +25,8 @@ _orphans: set[asyncio.Task[None]] = set()  # cleanups started by the collector, 
 
 
 class StreamedAnswer:
-    def __init__(self, call: Call, opened: Opened, guard: Guard) -> None:
-        self.call, self.opened, self.guard = call, opened, guard
+    def __init__(self, call: Call, opened: Opened, guard: Guard, screen: SseScreen | None = None) -> None:
+        self.call, self.opened, self.guard, self.screen = call, opened, guard, screen
         self.finished = False
 
     def body(self) -> AsyncGenerator[bytes, None]:
@@ -45,7 +46,16 @@ class StreamedAnswer:
         try:
             async for chunk in source:
                 lastuse.touch(deployment_id)  # a long stream keeps its on-demand deployment from idling
-                yield chunk
+                if self.screen is None:
+                    yield chunk
+                    continue
+                out = self.screen.feed(chunk)
+                if out:
+                    yield out
+                if self.screen.blocked:
+                    return  # the finally below closes the engine's request
+            if self.screen is not None:
+                yield self.screen.finish()
         except (asyncio.CancelledError, GeneratorExit):
             status = UsageStatus.CANCELLED
             raise

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import dataclass
 
 import httpx
 from django.conf import settings
@@ -26,10 +27,14 @@ from django.views.decorators.csrf import csrf_exempt
 
 from appliance.deployments import lastuse
 from appliance.deployments.routing import Endpoint
-from appliance.gateway import admission, balancer, metering, relay, starting, translate_ollama, upstream
+from appliance.gateway import admission, balancer, metering, relay, screening, starting, translate_ollama, upstream
 from appliance.gateway.errors import UPSTREAM, GatewayError
 from appliance.gateway.protocol import Call, Kind, parse, refuse_unlisted_media
+from appliance.gateway.screening import SseScreen
 from appliance.gateway.streaming import OLLAMA, StreamedAnswer
+from appliance.safety import recording
+from appliance.safety.choices import Channel
+from appliance.safety.matcher import Matcher
 
 OVERHEAD_HEADER = "X-Console-Overhead-Ms"
 COLD_START_HEADER = "X-Console-Cold-Start-Ms"  # only on a request that waited for an on-demand model to start
@@ -95,11 +100,12 @@ async def _generate(request: HttpRequest, kind: Kind) -> HttpResponseBase:
     started = time.perf_counter()
     try:
         call, route = await _admit(request, kind)
+        safety = _safety(request, call, route)
         guard = await metering.begin(route, call, _request_id(request))
     except GatewayError as exc:
         return _timed(exc.response(), _since(started))
     if route.endpoints:
-        return await _forward(call, route, guard, started, _request_id(request))
+        return await _forward(call, route, guard, started, _request_id(request), safety)
     # An on-demand model that is not running: the quota admitted the request, now start it and wait.
     waiting = time.perf_counter()
     try:
@@ -112,9 +118,22 @@ async def _generate(request: HttpRequest, kind: Kind) -> HttpResponseBase:
         raise
     waited = _since(waiting)
     # The overhead header keeps meaning the console's own time; the wait for the start has its own.
-    response = await _forward(call, route, guard, started + waited, _request_id(request))
+    response = await _forward(call, route, guard, started + waited, _request_id(request), safety)
     response[COLD_START_HEADER] = f"{waited * 1000:.0f}"
     return response
+
+
+def _safety(request: HttpRequest, call: Call, route: admission.Route) -> Safety | None:
+    """The caller's content-safety rules, after checking the prompt against them (raises when it is blocked)."""
+    if route.safety is None:
+        return None
+    p = route.principal
+    context = recording.Context(
+        p.user_id, p.username, p.department_id, Channel.GATEWAY, call.model, _request_id(request)
+    )
+    language = screening.request_language(request)
+    screening.check_prompt(route.safety, call, context, language)
+    return Safety(route.safety, context, language)
 
 
 async def _admit(request: HttpRequest, kind: Kind) -> tuple[Call, admission.Route]:
@@ -154,8 +173,15 @@ def _builder(call: Call) -> upstream.Builder:
     return build
 
 
+@dataclass(frozen=True)
+class Safety:
+    matcher: Matcher
+    context: recording.Context
+    language: str
+
+
 async def _forward(
-    call: Call, route: admission.Route, guard: metering.Guard, started: float, request_id: str
+    call: Call, route: admission.Route, guard: metering.Guard, started: float, request_id: str, safety: Safety | None
 ) -> HttpResponseBase:
     overhead = _since(started)
     try:
@@ -174,8 +200,8 @@ async def _forward(
         await metering.fail(guard)
         return _timed(error.response(), overhead)
     if call.stream:
-        return _timed(_streaming(call, opened, guard), overhead)
-    return await _whole(call, opened, guard, overhead)
+        return _timed(_streaming(call, opened, guard, safety), overhead)
+    return await _whole(call, opened, guard, overhead, safety)
 
 
 async def _close(opened: upstream.Opened) -> None:
@@ -186,15 +212,20 @@ async def _close(opened: upstream.Opened) -> None:
         lastuse.touch(opened.endpoint.deployment_id)
 
 
-def _streaming(call: Call, opened: upstream.Opened, guard: metering.Guard) -> StreamingHttpResponse:
-    body = StreamedAnswer(call, opened, guard).body()
+def _streaming(
+    call: Call, opened: upstream.Opened, guard: metering.Guard, safety: Safety | None
+) -> StreamingHttpResponse:
+    screen = SseScreen(safety.matcher, safety.context, safety.language) if safety is not None else None
+    body = StreamedAnswer(call, opened, guard, screen).body()
     response = StreamingHttpResponse(body, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # a reverse proxy in front must not buffer the stream
     return response
 
 
-async def _whole(call: Call, opened: upstream.Opened, guard: metering.Guard, overhead: float) -> HttpResponseBase:
+async def _whole(
+    call: Call, opened: upstream.Opened, guard: metering.Guard, overhead: float, safety: Safety | None
+) -> HttpResponseBase:
     async with guard:
         try:
             if opened.endpoint.engine == OLLAMA:
@@ -210,5 +241,10 @@ async def _whole(call: Call, opened: upstream.Opened, guard: metering.Guard, ove
             return _timed(error.response(), overhead)
         finally:
             await _close(opened)
+    if safety is not None:
+        try:
+            body = screening.screen_whole(body, safety.matcher, safety.context, safety.language)
+        except GatewayError as exc:
+            return _timed(exc.response(), overhead + _since(received))
     response = HttpResponse(body, content_type="application/json")
     return _timed(response, overhead + _since(received))

@@ -1,0 +1,128 @@
+"""Benchmark: the streaming relay with a 50,000-word content-safety list vs without one, in one run.
+
+    .venv/bin/python -m bench.safety_bench [--words 50000] [--tokens 128] [--levels 1,64] [--delay-ms 0]
+
+Starts the synthetic engine and daphne (as bench/relay_bench.py does), then two users in two
+departments reach the same engine through ``/v1``: one department with a word list of ``--words``
+entries (Chinese and English, none of which occurs in the engine's answer: the cost of screening
+clean traffic, the common case), one with none. For each concurrency level the two run one after
+the other, twice, alternating (without, with, without, with), so a change in the machine's load
+hits both; the ratio is of the summed tokens/s. Also prints how long compiling the list took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import time
+from typing import Any
+
+from bench import harness, loadgen
+
+MODEL = "synthetic"
+_CJK = [chr(c) for c in range(0x4E00, 0x4E00 + 3000)]
+
+
+def words(count: int, seed: int = 15) -> list[str]:
+    """Half Chinese (2-6 characters), half English-like (5-12 letters): realistic lengths, no " tok"."""
+    rng = random.Random(seed)
+    found: set[str] = set()
+    while len(found) < count:
+        if len(found) % 2:
+            found.add("".join(rng.choices(_CJK, k=rng.randint(2, 6))))
+        else:
+            found.add("".join(rng.choices("abcdefghijlmnpqrsuvwxyz", k=rng.randint(5, 12))))
+    return sorted(found)
+
+
+def safety_key(count: int, port: int) -> str:
+    """A user in department ``bench-safety`` (its own deployment of the engine) whose list has ``count`` words."""
+    from django.db import transaction
+
+    from appliance.accounts.choices import Role
+    from appliance.accounts.models import Department, User
+    from appliance.gateway.tests.factories import api_key, running_deployment
+    from appliance.safety import services
+    from appliance.safety.models import WordList
+
+    dept = Department.objects.filter(code="bench-safety").first()
+    if dept is None:
+        dept = Department.objects.create(code="bench-safety", name="Benchmark (word list)")
+        dept.path = f"/{dept.pk}/"
+        dept.save(update_fields=["path"])
+    user, _ = User.objects.get_or_create(
+        username="bench-safety", defaults={"role": Role.DEPARTMENT_ADMIN, "department": dept}
+    )
+    running_deployment(dept, user, MODEL, [port])
+    WordList.objects.filter(department=dept).delete()
+    with transaction.atomic():
+        created = services.create_list(user, name="bench", department_id=dept.pk)
+    services.import_words(user, created.pk, "\n".join(words(count)))
+    return api_key(user)
+
+
+def compile_seconds(department_code: str) -> float:
+    from appliance.accounts.models import Department
+    from appliance.safety import rules
+
+    rules.clear_cache()
+    started = time.perf_counter()
+    matcher = rules.matcher_for(Department.objects.get(code=department_code).pk)
+    assert matcher is not None
+    return time.perf_counter() - started
+
+
+async def level(port: int, keys: dict[str, str], body: dict[str, Any], concurrency: int, seconds: float) -> None:
+    raws = {
+        label: loadgen.request_bytes("127.0.0.1", port, "/v1/chat/completions", body, {"Authorization": f"Bearer {k}"})
+        for label, k in keys.items()
+    }
+    for label, raw in raws.items():  # fills the key caches, compiles the list in the daphne process
+        await loadgen.run(f"warm-up {label}", "127.0.0.1", port, raw, concurrency=concurrency, seconds=1)
+    totals = dict.fromkeys(raws, 0.0)
+    for _round in range(2):
+        for label, raw in raws.items():
+            outcome = await loadgen.run(label, "127.0.0.1", port, raw, concurrency=concurrency, seconds=seconds)
+            row = outcome.summary()
+            print(json.dumps(row))
+            totals[label] += row["tokens_per_s"]
+    without, with_list = totals.values()
+    print(json.dumps({"concurrency": concurrency, "tokens_per_s_ratio": round(with_list / without, 3)}))
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--words", type=int, default=50_000)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--levels", default="1,64")
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--delay-ms", type=float, default=0.0)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments()
+    print(harness.machine_note(), flush=True)
+    harness.prepare_database()
+    harness.setup_django()
+    harness.flush_quota_redis()
+    engine_port, gateway_port = harness.free_port(), harness.free_port()
+    plain = harness.bench_key({MODEL: ("vllm", [engine_port])})
+    listed = safety_key(args.words, engine_port)
+    print(f"# {args.words} words; compiling them took {compile_seconds('bench-safety'):.2f} s", flush=True)
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Say something."}], "stream": True,
+            "max_tokens": args.tokens}  # fmt: skip
+    keys = {"gateway, no list": plain, f"gateway, {args.words}-word list": listed}
+    with contextlib.ExitStack() as running:
+        running.enter_context(harness.synthetic(engine_port, tokens=args.tokens, token_delay_ms=args.delay_ms))
+        running.enter_context(harness.daphne(gateway_port))
+        for concurrency in (int(x) for x in args.levels.split(",")):
+            print(f"# {args.tokens} tokens per stream, delay {args.delay_ms} ms, concurrency {concurrency}", flush=True)
+            asyncio.run(level(gateway_port, keys, body, concurrency, args.seconds))
+
+
+if __name__ == "__main__":
+    main()
