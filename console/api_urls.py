@@ -9,7 +9,7 @@ from appliance.deployments.api.image_views import EngineImageViewSet, ImageImpor
 from appliance.deployments.api.views import DeploymentViewSet
 from appliance.gpus.api.views import GpuQuotaViewSet, GpuUnitViewSet, GpuViewSet, NodeViewSet
 from appliance.quotas.api.views import QuotaViewSet, UsageViewSet
-from appliance.safety.api.views import SafetyHitViewSet, WordListViewSet
+from appliance.safety.api.views import AiLabelView, SafetyHitViewSet, WordListViewSet
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -35,4 +35,8 @@ router.register("chat/models", ChatModelViewSet, basename="chatmodel")
 router.register("safety/word-lists", WordListViewSet, basename="wordlist")
 router.register("safety/hits", SafetyHitViewSet, basename="safetyhit")
 
-urlpatterns = [*router.urls, path("capacity/", CapacityView.as_view(), name="capacity-api")]
+urlpatterns = [
+    *router.urls,
+    path("capacity/", CapacityView.as_view(), name="capacity-api"),
+    path("safety/ai-label/", AiLabelView.as_view(), name="ai-label-api"),
+]

@@ -13,10 +13,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-from appliance.accounts.models import acting_user
+from appliance.accounts.models import Department, acting_user
 from appliance.core.exceptions import InvalidInput, ServiceError
 from appliance.core.querysets import CHANGE, VIEW
-from appliance.safety import services
+from appliance.safety import labels, services
 from appliance.safety.choices import Action, Channel, Stage
 from appliance.safety.models import SafetyHit, WordList
 from frontend.forms import set_choices
@@ -28,6 +28,12 @@ class WordListForm(forms.Form):
     name = forms.CharField(label=gettext_lazy("Name"), max_length=100)
     department = forms.TypedChoiceField(label=gettext_lazy("Applies to"), coerce=int, required=False,
                                         empty_value=None)  # fmt: skip
+
+
+class AiLabelForm(forms.Form):
+    department = forms.TypedChoiceField(label=gettext_lazy("Department"), coerce=int, required=False,
+                                        empty_value=None)  # fmt: skip
+    enabled = forms.BooleanField(label=gettext_lazy("Show the AI-generated label"), required=False)
 
 
 class ImportForm(forms.Form):
@@ -62,7 +68,17 @@ def word_lists(request: HttpRequest) -> HttpResponse:
             return redirect("word-lists")
     rows = list(WordList.objects.restrict(user, VIEW).select_related("department").annotate(size=Count("rules")))
     changeable = set(WordList.objects.restrict(user, CHANGE).values_list("pk", flat=True))
-    context = {"form": form, "rows": rows, "changeable": changeable, "import_form": ImportForm()}
+    label_form = AiLabelForm(initial={"department": user.department_id, "enabled": True})
+    set_choices(label_form, "department", list(form.fields["department"].choices))  # type: ignore[attr-defined]
+    departments: list[tuple[int | None, str]] = []
+    if user.is_platform_admin or user.is_auditor:
+        departments.append((None, _("Everyone (platform-wide)")))
+    departments += [(d.pk, d.name) for d in Department.objects.restrict(user, VIEW)]
+    shown = [(name, labels.shown_for(pk)) for pk, name in departments]
+    context = {
+        "form": form, "rows": rows, "changeable": changeable, "import_form": ImportForm(), "label_form": label_form,
+        "labels": shown,
+    }  # fmt: skip
     return render(request, "console/word_lists.html", context)
 
 
@@ -82,6 +98,24 @@ def word_list_import(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         values = {"added": result.added, "updated": result.updated, "total": result.total}
         messages.success(request, _("%(added)d words added, %(updated)d changed; %(total)d in the list.") % values)
+    return redirect("word-lists")
+
+
+@login_required
+@require_POST
+def ai_label(request: HttpRequest) -> HttpResponse:
+    form = AiLabelForm(request.POST)
+    user = acting_user(request)
+    platform = [("", "")] if user.is_platform_admin else []
+    set_choices(form, "department", [*platform, *[(d.pk, d.name) for d in user.managed_departments()]])
+    try:
+        if not form.is_valid():
+            raise InvalidInput(_("You may not change the AI label of this department."))
+        labels.set_shown(user, form.cleaned_data["department"], form.cleaned_data["enabled"])
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, _("AI-generated label saved."))
     return redirect("word-lists")
 
 

@@ -54,4 +54,5 @@ urlpatterns = [
     path("safety/word-lists/<int:pk>/toggle/", safety_views.word_list_toggle, name="word-list-toggle"),
     path("safety/word-lists/<int:pk>/delete/", safety_views.word_list_delete, name="word-list-delete"),
     path("safety/hits/", safety_views.safety_hits, name="safety-hits"),
+    path("safety/ai-label/", safety_views.ai_label, name="ai-label"),
 ]

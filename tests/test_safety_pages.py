@@ -63,3 +63,17 @@ def test_auditors_see_the_hits_in_both_languages(personas: dict[str, User]) -> N
     assert "Content-safety hits" in en and "Block the request" in en
     assert "平台词库" not in _client(personas["dave"]).get("/safety/hits/").content.decode()
     assert "平台词库" not in _client(personas["eve"]).get("/safety/hits/?action=mask").content.decode()
+
+
+def test_the_ai_label_is_switched_per_department_on_the_page(personas: dict[str, User]) -> None:
+    from appliance.safety import labels
+
+    eng = personas["alice"].department_id
+    alice = _client(personas["alice"], "en")
+    page = alice.get("/safety/word-lists/").content.decode()
+    assert "AI-generated label" in page and "shown" in page
+    alice.post("/safety/ai-label/", {"department": eng})  # the checkbox left empty: not shown
+    assert not labels.shown_for(eng)
+    assert "not shown" in alice.get("/safety/word-lists/").content.decode()
+    alice.post("/safety/ai-label/", {"department": ""})  # the platform's default is not hers to set
+    assert labels.shown_for(None)

@@ -78,7 +78,7 @@ class ErrorCode(models.TextChoices):
     RATE_LIMITED = "rate_limited", _("Too many questions in the last minute for your quota; wait a moment.")
     TOO_MANY_CONCURRENT = "too_many_concurrent_requests", _("Too many answers at once for your quota.")
     MAX_TOKENS_EXCEEDED = "max_tokens_exceeded", _("Max tokens is above what your quota allows per answer.")
-    CONTENT_BLOCKED = "content_blocked", _("Stopped by your organisation's content-safety rules.")
+    CONTENT_BLOCKED = "content_blocked", _("Blocked by your organisation's content-safety rules.")
     MODEL_UNAVAILABLE = "model_unavailable", _("This model is not available to you.")
     MODEL_NOT_STARTED = "model_not_started", _("The model could not be started; try again shortly.")
     BUSY = "busy", _("An answer is still being written in this conversation.")

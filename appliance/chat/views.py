@@ -10,6 +10,7 @@ from django.shortcuts import render
 from django.utils.translation import gettext as _
 
 from appliance.chat.choices import DEFAULT_TEMPERATURES, MAX_TOKENS_LIMIT, TEMPERATURE_MAX, ErrorCode, Task
+from appliance.safety import labels
 
 
 def _strings() -> dict[str, str]:
@@ -54,6 +55,7 @@ def _strings() -> dict[str, str]:
         "maxTokensHint": _(
             "This model's answers stop after %(value)s tokens (its profile's default); enter a number to change it."
         ),
+        "aiLabel": _("AI-generated"),
     }
 
 
@@ -66,5 +68,6 @@ def chat_page(request: HttpRequest) -> HttpResponse:
         "maxTokensLimit": MAX_TOKENS_LIMIT,
         "errors": {code.value: str(code.label) for code in ErrorCode},
         "strings": _strings(),
+        "aiLabel": labels.shown_for(request.user.department_id),  # type: ignore[union-attr]
     }
     return render(request, "portal/chat.html", {"chat_config": config})

@@ -30,7 +30,7 @@ from appliance.accounts.services import authenticate_key
 from appliance.deployments.routing import Endpoint, endpoints, model_names, offered_deployments, on_demand_to_start
 from appliance.gateway import metering
 from appliance.gateway.errors import model_not_found, no_upstream, unauthorized
-from appliance.safety import rules
+from appliance.safety import labels, rules
 from appliance.safety.matcher import Matcher
 
 T = TypeVar("T")
@@ -55,6 +55,7 @@ class Route:
     # No endpoint yet: the on-demand deployments a request starts and waits for (gateway.starting).
     starting: tuple[int, ...] = ()
     safety: Matcher | None = None  # the content-safety rules of the caller's department; None: none apply
+    ai_label: bool = True  # answers carry the X-AI-Generated header (department setting)
 
 
 # ("key", key hash) → Principal, ("route", key hash, model) → Route, ("models", key hash) → list.
@@ -94,11 +95,16 @@ def _resolve(secret: str, model: str) -> Route:
     if not found:
         to_start = on_demand_to_start(user, model).get(model)
         if to_start:
-            safety = rules.matcher_for(user.department_id)
-            return Route(principal, (), tuple(metering.scopes_for(user)), tuple(to_start), safety=safety)
+            return Route(
+                principal, (), tuple(metering.scopes_for(user)), tuple(to_start),
+                safety=rules.matcher_for(user.department_id), ai_label=labels.shown_for(user.department_id),
+            )  # fmt: skip
         # Running but with no replica up is a 503 (retry later); not usable at all is a 404.
         raise no_upstream(model) if model in model_names(user) else model_not_found(model)
-    return Route(principal, found, tuple(metering.scopes_for(user)), safety=rules.matcher_for(user.department_id))
+    return Route(
+        principal, found, tuple(metering.scopes_for(user)), safety=rules.matcher_for(user.department_id),
+        ai_label=labels.shown_for(user.department_id),
+    )  # fmt: skip
 
 
 def _closing(fn: Callable[..., T]) -> Callable[..., T]:

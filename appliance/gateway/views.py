@@ -32,7 +32,7 @@ from appliance.gateway.errors import UPSTREAM, GatewayError
 from appliance.gateway.protocol import Call, Kind, parse, refuse_unlisted_media
 from appliance.gateway.screening import SseScreen
 from appliance.gateway.streaming import OLLAMA, StreamedAnswer
-from appliance.safety import recording
+from appliance.safety import labels, recording
 from appliance.safety.choices import Channel
 from appliance.safety.matcher import Matcher
 
@@ -200,8 +200,15 @@ async def _forward(
         await metering.fail(guard)
         return _timed(error.response(), overhead)
     if call.stream:
-        return _timed(_streaming(call, opened, guard, safety), overhead)
-    return await _whole(call, opened, guard, overhead, safety)
+        return _labelled(_timed(_streaming(call, opened, guard, safety), overhead), route, call)
+    return _labelled(await _whole(call, opened, guard, overhead, safety), route, call)
+
+
+def _labelled(response: HttpResponseBase, route: admission.Route, call: Call) -> HttpResponseBase:
+    """An answer (not an error) names the model and the appliance that generated it, unless the department opted out."""
+    if route.ai_label and response.status_code < 400:
+        response[labels.HEADER] = labels.header_value(call.model)
+    return response
 
 
 async def _close(opened: upstream.Opened) -> None:

@@ -112,3 +112,20 @@ class SafetyHit(models.Model):
         if action != VIEW or not user.is_department_admin or dept is None:
             return qs.none()
         return qs.filter(department__path__startswith=dept.path)
+
+
+class AiLabelSetting(models.Model):
+    """Whether answers carry the "AI-generated" label (人工智能生成合成内容标识办法) for a department and the
+    departments below it; ``department`` null is the platform's default. Without any setting: shown."""
+
+    department = models.OneToOneField(
+        "accounts.Department", null=True, blank=True, on_delete=models.CASCADE, related_name="ai_label"
+    )
+    enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"AI label {'on' if self.enabled else 'off'} for {self.department_id or 'platform'}"

@@ -10,9 +10,9 @@ import pytest
 from django.db import transaction
 
 from appliance.accounts.models import User
-from appliance.gateway.tests.conftest import wait_for
+from appliance.gateway.tests.conftest import CONSOLE_ID, wait_for
 from appliance.gateway.tests.factories import api_key, running_deployment
-from appliance.safety import services
+from appliance.safety import labels, services
 from appliance.safety.choices import BLOCKED_CODE, Action, Channel, Stage
 from appliance.safety.models import SafetyHit
 from bench.synthetic_upstream import TOKEN, SyntheticUpstream
@@ -97,3 +97,22 @@ def test_rules_of_another_department_do_not_apply_and_a_whole_answer_is_masked(
     client = openai.OpenAI(base_url=f"{gateway_url}/v1", api_key=api_key(personas["bob"]), max_retries=0)
     answer = client.chat.completions.create(model="m1", messages=[{"role": "user", "content": "hi"}], max_tokens=3)
     assert answer.choices[0].message.content == " ***" * 3
+
+
+def test_answers_name_the_model_and_appliance_unless_the_department_opted_out(
+    gateway_url: str, engine: SyntheticUpstream, personas: dict[str, User]
+) -> None:
+    headers = {"Authorization": f"Bearer {api_key(personas['bob'])}"}
+    body = {"model": "m1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    whole = httpx.post(f"{gateway_url}/v1/chat/completions", json=body, headers=headers)
+    with httpx.stream(
+        "POST", f"{gateway_url}/v1/chat/completions", json={**body, "stream": True}, headers=headers
+    ) as streamed:
+        streamed.read()
+    expected = f'model="m1"; appliance="{CONSOLE_ID}"'  # the CONSOLE_ID daphne runs with
+    assert whole.headers["X-AI-Generated"] == streamed.headers["X-AI-Generated"] == expected
+    with transaction.atomic():
+        labels.set_shown(personas["alice"], personas["bob"].department_id, False)
+    other = api_key(personas["bob"])  # a new key is a new cache entry in daphne as well
+    later = httpx.post(f"{gateway_url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {other}"})
+    assert later.status_code == 200 and "X-AI-Generated" not in later.headers

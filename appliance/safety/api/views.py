@@ -6,15 +6,19 @@ from django.db.models import Count
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, status
+from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from appliance.accounts.models import acting_user
+from appliance.accounts.models import Department, acting_user
+from appliance.core.api.serializers import StrictSerializer
 from appliance.core.api.viewsets import RestrictedViewSet
-from appliance.safety import services
+from appliance.core.exceptions import NotFound
+from appliance.core.querysets import VIEW
+from appliance.safety import labels, services
 from appliance.safety.api.serializers import (
     ImportResultSerializer,
     ImportSerializer,
@@ -95,3 +99,30 @@ class SafetyHitViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Restric
         "department": "department_id", "user": "user_id", "word_list": "word_list_id", "action": "action",
         "stage": "stage", "channel": "channel", "since": "created_at__gte", "until": "created_at__lt",
     }  # fmt: skip
+
+
+class AiLabelSerializer(StrictSerializer):
+    department = serializers.IntegerField(allow_null=True, required=False, default=None)
+    enabled = serializers.BooleanField()
+
+
+class AiLabelView(APIView):
+    """Whether answers carry the "AI-generated" label: ``GET ?department=`` (the effective value), ``PUT`` to set it."""
+
+    @extend_schema(parameters=[OpenApiParameter("department", OpenApiTypes.INT)], responses=AiLabelSerializer)
+    def get(self, request: Request) -> Response:
+        user = acting_user(request)
+        raw = request.query_params.get("department")
+        department_id = int(raw) if raw and raw.isdigit() else user.department_id
+        if department_id is not None and not Department.objects.restrict(user, VIEW).filter(pk=department_id).exists():
+            raise NotFound("Not found.")
+        return Response({"department": department_id, "enabled": labels.shown_for(department_id)})
+
+    @extend_schema(request=AiLabelSerializer, responses=AiLabelSerializer)
+    def put(self, request: Request) -> Response:
+        ser = AiLabelSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        setting = labels.set_shown(
+            acting_user(request), ser.validated_data["department"], ser.validated_data["enabled"]
+        )
+        return Response({"department": setting.department_id, "enabled": setting.enabled})

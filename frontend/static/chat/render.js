@@ -69,6 +69,7 @@
       window.ChatMarkdown.render(answer, message.content);
       decorateCode(answer);
       parts.push(answer);
+      if (ctx.config.aiLabel && message.content) parts.push(aiLabelPart());
       if (["failed", "stopped", "interrupted"].includes(message.status)) parts.push(problemPart(message));
       if (!streaming) parts.push(statsPart(message), assistantActions(message));
       return parts;
@@ -99,6 +100,19 @@
       // "toggle" also fires for the value set above; only the reader's own clicks are remembered.
       details.addEventListener("toggle", () => details.open !== initial && state.reasoningOpen.set(message.id, details.open));
       return details;
+    }
+
+    /* The visible mark the labelling rules ask for; copied answers carry it too (labelled()). */
+    function aiLabelPart() {
+      const mark = document.createElement("p");
+      mark.className = "ai-label";
+      mark.dataset.testid = "ai-label";
+      mark.textContent = S.aiLabel;
+      return mark;
+    }
+
+    function labelled(text) {
+      return ctx.config.aiLabel ? `${text}\n\n[${S.aiLabel}]` : text;
     }
 
     function problemPart(message) {
@@ -144,7 +158,7 @@
       const actions = document.createElement("div");
       actions.className = "actions";
       const copy = textButton(S.copy, async () => {
-        await copyText(message.content);
+        await copyText(labelled(message.content));
         copy.textContent = S.copied;
         setTimeout(() => (copy.textContent = S.copy), 1500);
       });
