@@ -7,10 +7,13 @@ finds the row already moved on and does nothing.
 from __future__ import annotations
 
 import socket
+import time
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from appliance.core.tasks import queue_on_commit
@@ -21,6 +24,14 @@ from appliance.deployments.models import Deployment, Event, Instance, PortLease
 from appliance.deployments.services import queue_stops, schedule, transition
 from appliance.engines.prompt import TemplateCost
 from appliance.gpus.choices import node_queue
+
+
+def fault_point(name: str) -> None:
+    """Fault injection for tests of worker death: APPLIANCE_FAULT_SLEEP='after_create:30' sleeps there
+    (points: before_create, after_create, model_claimed)."""
+    spec = settings.APPLIANCE_FAULT_SLEEP
+    if spec and spec.split(":")[0] == name:
+        time.sleep(float(spec.split(":")[1]))
 
 
 def backoff_seconds(failures: int) -> int:
@@ -71,10 +82,19 @@ def claim_for_launch(instance_id: int) -> Instance | None:
 
 
 @transaction.atomic
-def mark_started(instance_id: int, container_id: str) -> Instance | None:
+def mark_started(instance_id: int, container_id: str, *, adopted: bool = False) -> Instance | None:
+    """The instance's container runs; `adopted` when an earlier launch made it and died before saying so."""
     inst = Instance.objects.select_for_update().select_related("node").filter(pk=instance_id).first()
     if inst is None or inst.state not in (State.CREATING, State.SCHEDULED):
         return None
+    if adopted:
+        Event.objects.create(
+            deployment_id=inst.deployment_id,
+            from_state=State.CREATING,
+            to_state=State.CREATING,
+            reason=f"adopted container {inst.container_name} ({container_id[:12]}) on {inst.node.name}, "
+            "made by an earlier launch that did not finish",
+        )
     inst.state, inst.container_id, inst.started_at = State.STARTING, container_id, timezone.now()
     inst.endpoint_host = settings.APPLIANCE_NODE_ADDRESS
     inst.save(update_fields=["state", "container_id", "started_at", "endpoint_host"])
@@ -127,6 +147,25 @@ def _promote(dep: Deployment, detail: str) -> None:
 
 def note_progress(instance_id: int, detail: str, logs: str) -> None:
     Instance.objects.filter(pk=instance_id).update(health_detail=detail[:255], last_logs=logs[-8000:])
+
+
+def health_checked(instance_id: int) -> None:
+    Instance.objects.filter(pk=instance_id).update(health_checked_at=timezone.now())
+
+
+def claim_lost_health_check(inst: Instance) -> bool:
+    """True for the one caller that takes over the probe loop of a starting instance nobody probed for the
+    launch grace (its worker died: the loop lives in a chain of countdown tasks on that worker)."""
+    if inst.state != State.STARTING or inst.role == Role.RAY_WORKER:
+        return False  # a Ray worker is judged through its head
+    last = inst.health_checked_at or inst.started_at
+    if last is None or last > timezone.now() - timedelta(seconds=settings.APPLIANCE_LAUNCH_GRACE_SECONDS):
+        return False
+    return bool(
+        Instance.objects.filter(pk=inst.pk, state=State.STARTING, health_checked_at=inst.health_checked_at).update(
+            health_checked_at=timezone.now()
+        )
+    )
 
 
 @transaction.atomic
@@ -192,3 +231,40 @@ def restart_due(deployment_id: int) -> bool:
     placement.release(dep.pk)
     schedule(dep, launch_spec(dep.profile_version), None, reason=f"restart {dep.restart_count}/{dep.max_restarts}")
     return True
+
+
+def _model_claim_is_free(instance_id: int) -> Q:
+    stale = timezone.now() - timedelta(seconds=settings.APPLIANCE_LAUNCH_GRACE_SECONDS)
+    return Q(pk=instance_id, state=State.STARTING) & (Q(model_claim="") | Q(model_claimed_at__lt=stale))
+
+
+def claim_model_creation(instance_id: int) -> str | None:
+    """The health check's claim on creating the engine's model: a token to queue the work with, or None
+    while another worker visibly holds it (its claim refreshed within the launch grace)."""
+    token = uuid.uuid4().hex
+    free = Instance.objects.filter(_model_claim_is_free(instance_id))
+    return token if free.update(model_claim=token, model_claimed_at=timezone.now()) else None
+
+
+def start_model_creation(instance_id: int, queued_token: str) -> str | None:
+    """The worker's own claim as it starts: swaps the queued token for its own, so a second delivery of the
+    same message (or one that arrives after a take-over) finds the token changed and does nothing."""
+    mine = uuid.uuid4().hex
+    claimed = Instance.objects.filter(pk=instance_id, state=State.STARTING, model_claim=queued_token).update(
+        model_claim=mine, model_claimed_at=timezone.now()
+    )
+    return mine if claimed else None
+
+
+def model_work_alive(instance_id: int, token: str) -> bool:
+    """Refresh the claim; False when the row moved on (stopped, failed) or another worker took the work over."""
+    return bool(
+        Instance.objects.filter(pk=instance_id, state=State.STARTING, model_claim=token).update(
+            model_claimed_at=timezone.now()
+        )
+    )
+
+
+def model_event(deployment_id: int, text: str) -> None:
+    """A step of the model's creation, shown in the deployment's events (the state stays `starting`)."""
+    Event.objects.create(deployment_id=deployment_id, from_state=State.STARTING, to_state=State.STARTING, reason=text)

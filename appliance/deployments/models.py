@@ -128,6 +128,12 @@ class Instance(models.Model):
     # null until measured, when the gateway and chat reserve the configured allowance instead.
     template_tokens = models.PositiveIntegerField(null=True, blank=True)
     message_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # Creating the engine's model through its API (Ollama): who holds the work, and when it last showed
+    # life; a claim silent for the launch grace is taken over (see model_setup.py).
+    model_claim = models.CharField(max_length=32, blank=True)
+    model_claimed_at = models.DateTimeField(null=True, blank=True)
+    # The last health probe of a starting instance: the reconciler restarts a probe loop whose worker died.
+    health_checked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["deployment_id", "replica", "rank"]

@@ -50,6 +50,32 @@ TEMPLATES: dict[str, Promise] = {
     "no answer from %(url)s": _("no answer from %(url)s"),
     "serves %(listed)s, not %(model)s": _("serves %(listed)s, not %(model)s"),
     "%(model)s is not created yet": _("%(model)s is not created yet"),
+    # Relaunch and adoption (reconcile.py, lifecycle.mark_started); an engine's model created by the
+    # console (model_setup.py, OllamaEngine.create_model). Ollama's own statuses and errors stay as sent.
+    "adopted container %(container)s (%(id)s) on %(node)s, made by an earlier launch that did not finish": _(
+        "adopted container %(container)s (%(id)s) on %(node)s, made by an earlier launch that did not finish"
+    ),
+    "launch of %(container)s on %(node)s unfinished after %(seconds)s s (worker died?); launching again": _(
+        "launch of %(container)s on %(node)s unfinished after %(seconds)s s (worker died?); launching again"
+    ),
+    "hashing %(file)s (%(size)s MiB)": _("hashing %(file)s (%(size)s MiB)"),
+    "pushing %(file)s to Ollama as blob %(digest)s (%(size)s MiB)": _(
+        "pushing %(file)s to Ollama as blob %(digest)s (%(size)s MiB)"
+    ),
+    "pushed %(sent)s of %(size)s MiB": _("pushed %(sent)s of %(size)s MiB"),
+    "blob %(digest)s is already in Ollama": _("blob %(digest)s is already in Ollama"),
+    "%(model)s already exists in Ollama": _("%(model)s already exists in Ollama"),
+    "Ollama: %(status)s": _("Ollama: %(status)s"),
+    "%(model)s created in %(engine)s": _("%(model)s created in %(engine)s"),
+    "%(engine)s could not create %(model)s: %(detail)s": _("%(engine)s could not create %(model)s: %(detail)s"),
+    "Ollama stopped answering: %(detail)s": _("Ollama stopped answering: %(detail)s"),
+    "cannot read the model file %(path)s: %(detail)s": _("cannot read the model file %(path)s: %(detail)s"),
+    "APPLIANCE_MODELS_DIR is not set on node %(node)s: %(engine)s gets its model file from there": _(
+        "APPLIANCE_MODELS_DIR is not set on node %(node)s: %(engine)s gets its model file from there"
+    ),
+    "Ollama ended the creation of %(model)s without success (last: %(last)s)": _(
+        "Ollama ended the creation of %(model)s without success (last: %(last)s)"
+    ),
 }
 EXIT_CODE = re.compile(r"^(?P<head>.*) \(exit code (?P<code>-?\d+)\)$")
 _PLACEHOLDER = re.compile(r"%\\\((\w+)\\\)s")

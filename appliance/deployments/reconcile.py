@@ -19,7 +19,7 @@ from django.utils import timezone
 from appliance.audit import services as audit
 from appliance.deployments import docker_driver, lifecycle
 from appliance.deployments.choices import CONTAINER_LABEL_REPLICA, State
-from appliance.deployments.models import Instance
+from appliance.deployments.models import Event, Instance
 from appliance.gpus.choices import node_queue
 from appliance.gpus.models import Node
 
@@ -37,7 +37,11 @@ def reconcile(node: Node) -> str:
     for name, inst in rows.items():
         died += _check_row(inst, observed.get(name))
     requeued = _requeue_stuck_launches(node)
-    return f"{len(observed)} containers, {len(orphans)} orphans removed, {died} failed, {requeued} relaunched"
+    probed = _restart_lost_health_checks(node, observed)
+    return (
+        f"{len(observed)} containers, {len(orphans)} orphans removed, {died} failed, {requeued} relaunched, "
+        f"{probed} health checks restarted"
+    )
 
 
 def _remove_orphan(node: Node, orphan: docker_driver.Observed) -> None:
@@ -74,6 +78,18 @@ def _check_row(inst: Instance, seen: docker_driver.Observed | None) -> int:
     return 0
 
 
+def _restart_lost_health_checks(node: Node, observed: dict[str, docker_driver.Observed]) -> int:
+    from workers.tasks.deployments import check_health
+
+    count = 0
+    for inst in Instance.objects.filter(node=node, state=State.STARTING):
+        seen = observed.get(inst.container_name)
+        if seen is not None and seen.status == "running" and lifecycle.claim_lost_health_check(inst):
+            check_health.apply_async(args=(inst.pk,), queue=node_queue(node.name))
+            count += 1
+    return count
+
+
 def _requeue_stuck_launches(node: Node) -> int:
     from workers.tasks.deployments import launch_instance
 
@@ -85,6 +101,14 @@ def _requeue_stuck_launches(node: Node) -> int:
         if Instance.objects.filter(pk=inst_id, state=State.CREATING, claimed_at__lt=cutoff).update(
             state=State.SCHEDULED
         ):
+            inst = Instance.objects.get(pk=inst_id)
+            Event.objects.create(
+                deployment_id=inst.deployment_id,
+                from_state=State.CREATING,
+                to_state=State.CREATING,
+                reason=f"launch of {inst.container_name} on {node.name} unfinished after "
+                f"{settings.APPLIANCE_LAUNCH_GRACE_SECONDS} s (worker died?); launching again",
+            )
             launch_instance.apply_async(args=(inst_id,), queue=node_queue(node.name))
             count += 1
     return count

@@ -13,6 +13,8 @@ from .base import (
     EngineRequest,
     HealthResult,
     HealthState,
+    ModelCreateError,
+    Progress,
     Role,
 )
 from .flags import FlagError
@@ -33,7 +35,9 @@ __all__ = [
     "HealthState",
     "LlamaCppPythonEngine",
     "LlamaServerEngine",
+    "ModelCreateError",
     "OllamaEngine",
+    "Progress",
     "Role",
     "VllmEngine",
     "build_specs",

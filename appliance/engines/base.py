@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import httpx
 from docker.types import DeviceRequest
@@ -49,6 +49,18 @@ class EngineError(ValueError):
         self.message = message
 
 
+class ModelCreateError(Exception):
+    """The engine refused to create the model; the message is the engine's own."""
+
+
+class Progress(Protocol):
+    """Where an engine reports a model's creation: milestones for people, and signs of life."""
+
+    def event(self, text: str) -> None: ...
+
+    def alive(self) -> None: ...
+
+
 class Role(StrEnum):
     SINGLE = "single"
     RAY_HEAD = "ray-head"
@@ -58,6 +70,7 @@ class Role(StrEnum):
 class HealthState(StrEnum):
     READY = "ready"  # answers and serves the model
     LOADING = "loading"  # answers, but the model is not served yet
+    NO_MODEL = "no-model"  # answers, and waits for the console to create the model through its API (Ollama)
     DOWN = "down"  # nothing answers: starting, stopped or crashed
     UNHEALTHY = "unhealthy"  # answers, wrongly
 
@@ -296,6 +309,15 @@ class Engine(ABC):
     def health_check(self, base_url: str, client: httpx.Client, *, expect_model: str | None = None) -> HealthResult:
         """Probe a running engine; see the class docstring for the states."""
 
+    def create_model(
+        self, base_url: str, client: httpx.Client, req: EngineRequest, model_file: str, progress: Progress
+    ) -> None:
+        """Give the engine its model from `model_file` (a host path) once it answers NO_MODEL; idempotent.
+
+        Only engines whose health check can answer NO_MODEL implement it; raises ModelCreateError.
+        """
+        raise NotImplementedError(f"{self.name} loads its model itself")
+
 
 def labels_for(req: EngineRequest) -> dict[str, str]:
     """Labels by which the console finds, and reconciles, the containers it owns."""
@@ -374,6 +396,14 @@ def require_api_key(req: EngineRequest, engine: str) -> None:
 
 def is_loopback(address: str) -> bool:
     return ipaddress.ip_address(address).is_loopback
+
+
+def connect_host(bind_address: str) -> str:
+    """The host to reach an API published on `bind_address` from the node itself (URL form)."""
+    address = ipaddress.ip_address(bind_address)
+    if address.is_unspecified:
+        return "127.0.0.1" if address.version == 4 else "[::1]"
+    return f"[{address}]" if address.version == 6 else str(address)
 
 
 def probe(client: httpx.Client, base_url: str, path: str) -> httpx.Response | None:

@@ -5,13 +5,17 @@ Ollama reads no command-line flags for `serve`: its settings are OLLAMA_* variab
 that file reads. The model does not exist in Ollama until it is created from the GGUF: either run
 `ollama create <name> -f <modelfile(req)>` inside the container, or push the file as a blob and
 `POST /api/create` with `create_model_payload(...)` (the API shape of Ollama 0.32.15, docs/api.md).
+The console does the latter (`OllamaEngine.create_model`), from the node's worker, once Ollama answers.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -23,6 +27,8 @@ from .base import (
     EngineRequest,
     HealthResult,
     HealthState,
+    ModelCreateError,
+    Progress,
     Role,
     container_name,
     device_requests_for,
@@ -51,6 +57,9 @@ MANAGED = frozenset(
     }
 )
 UNUSED_FIELDS = ("hf_model_id", "gpu_memory_utilization", "dtype", "quantization", "max_num_seqs")
+CHUNK = 8 << 20  # bytes read, hashed and sent at a time
+PUSH_STEPS = 4  # upload milestones reported as events: 25 %, 50 %, 75 %, 100 %
+MIB = 1 << 20
 
 
 class OllamaEngine(Engine):
@@ -108,10 +117,28 @@ class OllamaEngine(Engine):
         if tags is None or tags.status_code != httpx.codes.OK:
             return HealthResult(HealthState.UNHEALTHY, f"{self.models_path} did not answer 200")
         models = _tag_names(tags)
-        # Ollama answers before any model exists: until `create` ran, the deployment is still loading.
+        # Ollama answers before any model exists: the console creates it (create_model), then it serves.
         if expect_model is not None and not {expect_model, f"{expect_model}:latest"} & set(models):
-            return HealthResult(HealthState.LOADING, f"{expect_model} is not created yet", models)
+            return HealthResult(HealthState.NO_MODEL, f"{expect_model} is not created yet", models)
         return HealthResult(HealthState.READY, "", models)
+
+    def create_model(
+        self, base_url: str, client: httpx.Client, req: EngineRequest, model_file: str, progress: Progress
+    ) -> None:
+        """Push the GGUF as a blob unless Ollama has it, then `POST /api/create`; nothing if the model exists.
+
+        Every step asks Ollama first (the model in /api/tags, the blob by HEAD), so a second delivery of
+        the same work, or one after a worker died half-way, finishes the job rather than repeating it.
+        """
+        try:
+            if self.health_check(base_url, client, expect_model=req.served_model_name).ok:
+                progress.event(f"{req.served_model_name} already exists in Ollama")
+                return
+            digest = file_digest(model_file, progress)
+            push_blob(client, base_url, model_file, digest, progress)
+            run_create(client, base_url, create_model_payload(req, digest, stream=True), progress)
+        except httpx.TransportError as exc:
+            raise ModelCreateError(f"Ollama stopped answering: {exc}") from exc
 
     def _validate(self, req: EngineRequest) -> None:
         if req.engine != self.name:
@@ -154,8 +181,9 @@ def ollama_environment(req: EngineRequest) -> dict[str, str]:
 
 
 def store_volume(req: EngineRequest) -> str:
-    """A named volume per deployment: created models survive a container being replaced."""
-    return f"appliance-ollama-{req.deployment_id}"
+    """A named volume per deployment of this console: created models survive a container being replaced,
+    and two consoles (or test sessions) sharing a Docker engine never share a store."""
+    return f"appliance-ollama-{req.console_id}-{req.deployment_id}"
 
 
 def model_parameters(req: EngineRequest) -> dict[str, int]:
@@ -201,6 +229,78 @@ def create_model_payload(req: EngineRequest, digest: str, *, stream: bool = Fals
     if req.template:
         payload["template"] = req.template
     return payload
+
+
+def file_digest(path: str, progress: Progress) -> str:
+    """SHA-256 of the GGUF, the name Ollama stores it under; minutes for a large model, so it reports life."""
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise ModelCreateError(f"cannot read the model file {path}: {exc.strerror}") from exc
+    progress.event(f"hashing {posixpath.basename(path)} ({size / MIB:.0f} MiB)")
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        while piece := f.read(CHUNK):
+            sha.update(piece)
+            progress.alive()
+    return sha.hexdigest()
+
+
+def push_blob(client: httpx.Client, base_url: str, path: str, digest: str, progress: Progress) -> bool:
+    """Upload the file unless Ollama has the blob (HEAD answers 200); True when it was uploaded."""
+    url = base_url.rstrip("/") + blob_path(digest)
+    head = client.head(url)
+    if head.status_code == httpx.codes.OK:
+        progress.event(f"blob sha256:{digest} is already in Ollama")
+        return False
+    if head.status_code != httpx.codes.NOT_FOUND:
+        raise ModelCreateError(ollama_error(head))
+    size = os.path.getsize(path)
+    progress.event(f"pushing {posixpath.basename(path)} to Ollama as blob sha256:{digest} ({size / MIB:.0f} MiB)")
+    # A declared length rather than chunked encoding: Ollama then knows the size it is receiving.
+    resp = client.post(url, content=_upload(path, size, progress), headers={"Content-Length": str(size)})
+    if resp.status_code not in (httpx.codes.OK, httpx.codes.CREATED):
+        raise ModelCreateError(ollama_error(resp))
+    return True
+
+
+def _upload(path: str, size: int, progress: Progress) -> Iterator[bytes]:
+    sent, step = 0, 1
+    with open(path, "rb") as f:
+        while piece := f.read(CHUNK):
+            yield piece
+            sent += len(piece)
+            progress.alive()
+            while size and step <= PUSH_STEPS and sent * PUSH_STEPS >= size * step:
+                progress.event(f"pushed {sent / MIB:.0f} of {size / MIB:.0f} MiB")
+                step += 1
+
+
+def run_create(client: httpx.Client, base_url: str, payload: dict[str, Any], progress: Progress) -> None:
+    """`POST /api/create`, streamed: each status line becomes an event; an error line is Ollama's refusal."""
+    last = ""
+    with client.stream("POST", base_url.rstrip("/") + "/api/create", json=payload) as resp:
+        if resp.status_code != httpx.codes.OK:
+            resp.read()
+            raise ModelCreateError(ollama_error(resp))
+        for line in resp.iter_lines():
+            if not line.strip():
+                continue
+            message = json.loads(line)
+            if "error" in message:
+                raise ModelCreateError(str(message["error"]))
+            last = str(message.get("status", ""))
+            progress.event(f"Ollama: {last}")
+    if last != "success":
+        raise ModelCreateError(f"Ollama ended the creation of {payload['model']} without success (last: {last!r})")
+
+
+def ollama_error(resp: httpx.Response) -> str:
+    """Ollama's own words: the `error` of its JSON answer, else the status and the start of the body."""
+    try:
+        return str(resp.json()["error"])
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {resp.status_code} from {resp.request.url.path}: {resp.text[:200]}".strip()
 
 
 def _hex_digest(digest: str) -> str:

@@ -9,7 +9,6 @@ joins the head's Ray; tensor parallel = GPUs per node, pipeline parallel = nodes
 
 from __future__ import annotations
 
-import ipaddress
 import shlex
 from dataclasses import replace
 
@@ -24,6 +23,7 @@ from .base import (
     HealthResult,
     HealthState,
     Role,
+    connect_host,
     container_name,
     device_requests_for,
     down,
@@ -166,7 +166,7 @@ class VllmEngine(Engine):
         # workers' GPUs to join the cluster before it serves.
         ray = f"ray start --head --node-ip-address={req.node_ip} --port={RAY_PORT} {' '.join(RAY_FLAGS)}"
         spec = self._spec(req, ["/bin/bash", "-c"], [f"{ray} && exec vllm serve {shlex.join(args)}"], req.host_port)
-        probe_cmd = http_probe_command(req.host_port, self.health_path, host=_connect_host(req.bind_address))
+        probe_cmd = http_probe_command(req.host_port, self.health_path, host=connect_host(req.bind_address))
         return replace(
             spec, network_mode="host", ipc_mode="host", healthcheck=healthcheck(probe_cmd, start_period_s=LOAD_SECONDS)
         )
@@ -254,10 +254,3 @@ def _check_gpu_count(req: EngineRequest) -> None:
     if len(req.gpu_uuids) != per_node:
         what = "tensor_parallel × pipeline_parallel" if req.role is Role.SINGLE else "tensor_parallel (GPUs per node)"
         raise EngineError("gpu_uuids", f"{len(req.gpu_uuids)} GPUs given, {what} needs {per_node}")
-
-
-def _connect_host(bind_address: str) -> str:
-    address = ipaddress.ip_address(bind_address)
-    if address.is_unspecified:
-        return "127.0.0.1" if address.version == 4 else "[::1]"
-    return f"[{address}]" if address.version == 6 else str(address)

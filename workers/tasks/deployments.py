@@ -5,7 +5,6 @@ and are idempotent: a container is always looked up by its fixed name before one
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import httpx
@@ -14,14 +13,14 @@ from celery.signals import worker_ready
 from django.conf import settings
 from django.utils import timezone
 
-from appliance.deployments import docker_driver, engine_keys, lifecycle, ondemand
+from appliance.deployments import docker_driver, engine_keys, lifecycle, model_setup, ondemand
 from appliance.deployments.choices import Role, State
 from appliance.deployments.containers import container_kwargs
 from appliance.deployments.images import record_node_images
 from appliance.deployments.models import Deployment, Instance
 from appliance.deployments.reconcile import reconcile
 from appliance.deployments.routing import default_template_cost
-from appliance.engines import Engine, engine_for
+from appliance.engines import Engine, HealthState, engine_for
 from appliance.engines.prompt import TemplateCost
 from appliance.gpus.choices import NodeState, node_queue
 from appliance.gpus.models import Node
@@ -40,8 +39,9 @@ def launch_instance(instance_id: int) -> str:
         if not docker_driver.image_present(kwargs["image"]):
             lifecycle.mark_failed(instance_id, f"image {kwargs['image']} is not on node {inst.node.name}; import it")
             return "image missing"
+        lifecycle.fault_point("before_create")
         container, created = docker_driver.ensure_created(kwargs)
-        _fault_point("after_create")
+        lifecycle.fault_point("after_create")
         docker_driver.start(container)
     except docker_driver.DockerUnavailable as exc:
         lifecycle.mark_failed(instance_id, f"Docker engine on {inst.node.name} unreachable: {exc}")
@@ -52,7 +52,7 @@ def launch_instance(instance_id: int) -> str:
             instance_id, f"container failed to start: {_explain(exc)}", logs=docker_driver.tail(inst.container_name)
         )
         return "failed"
-    lifecycle.mark_started(instance_id, container.id)
+    lifecycle.mark_started(instance_id, container.id, adopted=not created)
     if inst.role == Role.RAY_WORKER:
         return "created" if created else "adopted existing container"  # the head's health covers it
     check_health.apply_async(args=(instance_id,), queue=node_queue(inst.node.name), countdown=1)
@@ -74,13 +74,6 @@ def _explain(exc: Exception) -> str:
     if "port is already allocated" in text or "address already in use" in text:
         return f"host port clash: {text}"
     return text
-
-
-def _fault_point(name: str) -> None:
-    """Fault injection for tests of worker death: APPLIANCE_FAULT_SLEEP='after_create:30'."""
-    spec = settings.APPLIANCE_FAULT_SLEEP
-    if spec and spec.split(":")[0] == name:
-        time.sleep(float(spec.split(":")[1]))
 
 
 def measured_template(engine: Engine, url: str, client: httpx.Client, model: str) -> TemplateCost | None:
@@ -108,8 +101,9 @@ def check_health(instance_id: int) -> str:
             logs=docker_driver.tail(inst.container_name),
         )
         return "exited"
+    lifecycle.health_checked(instance_id)
     engine = engine_for(inst.deployment.engine, inst.deployment.image)
-    url = f"http://127.0.0.1:{inst.host_port}"
+    url = model_setup.engine_url(inst)
     model = inst.deployment.served_model_name
     # The engine's key on every probe: vLLM's /v1/models wants it, and the template is measured by a chat.
     headers = engine_keys.headers(inst.deployment_id)
@@ -117,6 +111,8 @@ def check_health(instance_id: int) -> str:
         result = engine.health_check(url, client, expect_model=model)
         cost = measured_template(engine, url, client, model) if result.ok else None
     elapsed = (timezone.now() - (inst.started_at or timezone.now())).total_seconds()
+    if result.state is HealthState.NO_MODEL and (token := lifecycle.claim_model_creation(instance_id)):
+        create_model.apply_async(args=(instance_id, token), queue=node_queue(inst.node.name))
     if result.ok:
         lifecycle.mark_healthy(instance_id, f"healthy after {elapsed:.0f} s: {result.detail}", template=cost)
         return "healthy"
@@ -132,6 +128,12 @@ def check_health(instance_id: int) -> str:
     )
     check_health.apply_async(args=(instance_id,), queue=node_queue(inst.node.name), countdown=2)
     return "waiting"
+
+
+@shared_task(name="deployments.create_model", ignore_result=True, acks_late=True)
+def create_model(instance_id: int, token: str) -> str:
+    """Create the engine's model through its API (Ollama); see model_setup.py for the claims."""
+    return model_setup.create_engine_model(instance_id, token)
 
 
 @shared_task(name="deployments.stop_instance", ignore_result=True, acks_late=True)

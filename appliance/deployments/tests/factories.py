@@ -66,3 +66,21 @@ def play_node_worker(deployment_id: int, port: int) -> Instance | None:
     lifecycle.mark_started(inst.pk, "c0ffee")
     lifecycle.mark_healthy(inst.pk, "test engine answers")
     return Instance.objects.get(pk=inst.pk)
+
+
+def smollm2_profile(engine: str) -> int:
+    """The seeded SmolLM2 CPU profile's figures under another engine (Ollama serves the same GGUF)."""
+    from appliance.catalog.choices import DEFAULT_CHAT_DEFAULTS
+    from appliance.catalog.models import ProfileVersion
+    from appliance.catalog.seeds import SEED_PROFILES
+
+    seed = next(s for s in SEED_PROFILES if s["profile"]["slug"] == "smollm2-cpu")
+    profile = Profile.objects.create(
+        slug=f"smollm2-{engine}", name=f"SmolLM2 135M on {engine}", tier="custom", description="live tests"
+    )
+    version = ProfileVersion.objects.create(
+        profile=profile, number=1, chat_defaults=dict(DEFAULT_CHAT_DEFAULTS), **{**seed["version"], "engine": engine}
+    )
+    profile.current_version = version
+    profile.save(update_fields=["current_version"])
+    return profile.pk

@@ -163,20 +163,43 @@ def test_container_killed_from_outside_fails(console: dict, api_as: Any, departm
     live.wait_until(lambda: not PortLease.objects.filter(instance__deployment_id=dep_id).exists(), 30, "ports released")
 
 
+@pytest.mark.parametrize("window", ["before_create", "after_create"])
 def test_worker_killed_mid_launch_leaves_one_container(
-    tmp_path: Path, seeded_profiles: None, api_as: Any, departments: dict
+    window: str, tmp_path: Path, seeded_profiles: None, api_as: Any, departments: dict
 ) -> None:
-    with live.console_processes(tmp_path, NODE, APPLIANCE_FAULT_SLEEP="after_create:120") as procs:
+    """SIGKILL while the worker sleeps at a fault point: before the container exists, the relaunch creates
+    it; after, the relaunch adopts the very container the dead worker made (same id, an "adopted" event)."""
+    with live.console_processes(tmp_path, NODE, APPLIANCE_FAULT_SLEEP=f"{window}:120") as procs:
         live.wait_until(lambda: NodeImage.objects.filter(node__name=NODE).exists(), 60, "node ready")
         dep_id = _create(api_as("alice"), departments, "smol-crash")
-        live.wait_until(lambda: len(_containers(dep_id)) == 1, 60, "container created")
+        if window == "after_create":
+            live.wait_until(lambda: len(_containers(dep_id)) == 1, 60, "container created")
+            made_before = _containers(dep_id)[0].id
+        else:
+            live.wait_until(
+                lambda: Instance.objects.filter(deployment_id=dep_id, state=State.CREATING).exists(), 60, "launch"
+            )
+            time.sleep(2)  # well inside the 120 s sleep before the create
+            assert _containers(dep_id) == []
         assert _state(dep_id) == State.CREATING
         live.kill(procs["worker"], signal.SIGKILL)
         procs["worker"] = live.start_worker(NODE, tmp_path)
         _wait_state(dep_id, State.RUNNING, 180)
-        assert len(_containers(dep_id)) == 1
-        inst = Instance.objects.get(deployment_id=dep_id)
-        assert inst.container_id == _containers(dep_id)[0].id
+        [container] = _containers(dep_id)
+        assert Instance.objects.get(deployment_id=dep_id).container_id == container.id
+        reasons = list(Event.objects.filter(deployment_id=dep_id).values_list("reason", flat=True))
+        assert any(r.endswith("unfinished after 5 s (worker died?); launching again") for r in reasons), (
+            reasons
+        )  # the reconciler relaunched it
+        adopted = [r for r in reasons if r.startswith("adopted container")]
+        if window == "after_create":
+            assert container.id == made_before
+            assert adopted == [
+                f"adopted container {container.name} ({container.id[:12]}) on {NODE}, "
+                "made by an earlier launch that did not finish"
+            ]
+        else:
+            assert adopted == []
 
 
 def _squat(port: int) -> socket.socket:

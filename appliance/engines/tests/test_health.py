@@ -108,10 +108,10 @@ def test_ollama_ready_once_the_model_is_created(serve: Serve, client: httpx.Clie
     assert (result.state, result.models) == (HealthState.READY, ("deepseek-r1-7b:latest",))
 
 
-def test_ollama_without_the_model_is_loading(serve: Serve, client: httpx.Client) -> None:
+def test_ollama_without_the_model_waits_for_the_console_to_create_it(serve: Serve, client: httpx.Client) -> None:
     url = serve(ollama_routes())
     result = OllamaEngine().health_check(url, client, expect_model="deepseek-r1-7b")
-    assert result.state is HealthState.LOADING
+    assert result.state is HealthState.NO_MODEL
     assert OllamaEngine().health_check(url, client).state is HealthState.READY  # the server itself is up
 
 

@@ -62,7 +62,7 @@ def test_ollama_on_two_mig_slices() -> None:
         "device_requests": [DeviceRequest(driver="nvidia", device_ids=MIG, capabilities=[["gpu"]])],
         "volumes": {
             "/var/lib/appliance/models": {"bind": "/models", "mode": "ro"},
-            "appliance-ollama-olla1": {"bind": "/root/.ollama", "mode": "rw"},
+            "appliance-ollama-console1-olla1": {"bind": "/root/.ollama", "mode": "rw"},
         },
         "healthcheck": {
             "test": ["CMD", "/bin/ollama", "list"],
