@@ -25,6 +25,7 @@ from appliance.audit.models import AuditRecord
 from appliance.audit.services import verify_chain
 from appliance.deployments.choices import State
 from appliance.deployments.consumers import LogsConsumer
+from appliance.deployments.engine_keys import engine_key
 from appliance.deployments.models import Deployment, Event, Instance, NodeImage, PortLease
 from appliance.deployments.tests import live
 from appliance.deployments.tests.factories import profile_id
@@ -106,15 +107,14 @@ def test_create_chat_stop(console: dict, api_as: Any, departments: dict, persona
     took = _wait_state(dep_id, State.RUNNING, 180)
     print(f"create→running: {took:.1f} s")
     inst = Instance.objects.get(deployment_id=dep_id)
-    resp = httpx.post(
-        f"{inst.base_url}/v1/chat/completions",
-        timeout=60,
-        json={
-            "model": "smollm2-135m-instruct-q4_1",
-            "max_tokens": 16,
-            "messages": [{"role": "user", "content": "Say hello."}],
-        },
-    )
+    body = {
+        "model": "smollm2-135m-instruct-q4_1",
+        "max_tokens": 16,
+        "messages": [{"role": "user", "content": "Say hello."}],
+    }
+    url = f"{inst.base_url}/v1/chat/completions"
+    assert httpx.post(url, timeout=60, json=body).status_code == 401  # the engine is locked to the console's key
+    resp = httpx.post(url, timeout=60, json=body, headers={"Authorization": f"Bearer {engine_key(dep_id)}"})
     assert resp.status_code == 200
     assert resp.json()["choices"][0]["message"]["content"].strip()
     logs = api.get(f"/api/v1/deployments/{dep_id}/logs/?lines=50").json()["instances"]

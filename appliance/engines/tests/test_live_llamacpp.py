@@ -103,9 +103,10 @@ def test_llamacpp_cpu_container_serves_from_its_spec(docker_client: Any) -> None
         assert answer["choices"][0]["message"]["content"]
         assert answer["usage"]["completion_tokens"] > 0
         assert answer["model"] == MODEL
-        tokens = httpx.post(f"{base_url}/tokenize", json={"content": "Say hi."}, timeout=10).json()["tokens"]
+        tokens = httpx.post(f"{base_url}/tokenize", json={"content": "Say hi."}, headers=auth, timeout=10).json()["tokens"]
         assert len(tokens) >= 2
-        assert "llamacpp:prompt_tokens_total" in httpx.get(f"{base_url}/metrics", timeout=10).text  # --metrics
+        metrics = httpx.get(f"{base_url}/metrics", headers=auth, timeout=10).text
+        assert "llamacpp:prompt_tokens_total" in metrics  # --metrics
         assert container.attrs["Config"]["Entrypoint"] == ["/app/llama-server"]
     finally:
         container.remove(force=True)
