@@ -103,7 +103,8 @@ def test_llamacpp_cpu_container_serves_from_its_spec(docker_client: Any) -> None
         assert answer["choices"][0]["message"]["content"]
         assert answer["usage"]["completion_tokens"] > 0
         assert answer["model"] == MODEL
-        tokens = httpx.post(f"{base_url}/tokenize", json={"content": "Say hi."}, headers=auth, timeout=10).json()["tokens"]
+        tokenized = httpx.post(f"{base_url}/tokenize", json={"content": "Say hi."}, headers=auth, timeout=10)
+        tokens = tokenized.json()["tokens"]
         assert len(tokens) >= 2
         metrics = httpx.get(f"{base_url}/metrics", headers=auth, timeout=10).text
         assert "llamacpp:prompt_tokens_total" in metrics  # --metrics
