@@ -26,7 +26,8 @@ assets: package.json
 	cp node_modules/@picocss/pico/css/pico.min.css node_modules/htmx.org/dist/htmx.min.js frontend/static/vendor/
 	cp node_modules/echarts/dist/echarts.min.js frontend/static/vendor/
 	mkdir -p frontend/static/vendor/katex
-	cp node_modules/marked/lib/marked.umd.js node_modules/dompurify/dist/purify.min.js frontend/static/vendor/
+	cp node_modules/marked/lib/marked.umd.js node_modules/marked/lib/marked.umd.js.map frontend/static/vendor/
+	cp node_modules/dompurify/dist/purify.min.js node_modules/dompurify/dist/purify.min.js.map frontend/static/vendor/
 	cp node_modules/@highlightjs/cdn-assets/highlight.min.js frontend/static/vendor/
 	cp node_modules/@highlightjs/cdn-assets/styles/github.min.css frontend/static/vendor/highlight-github.min.css
 	cp -r node_modules/katex/dist/katex.min.js node_modules/katex/dist/katex.min.css node_modules/katex/dist/fonts frontend/static/vendor/katex/

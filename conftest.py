@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from appliance.accounts.choices import Role
@@ -16,8 +18,37 @@ from appliance.accounts.services import create_api_key
 
 PASSWORD = "correct-horse-battery-9"
 
-# Playwright runs an event loop in the test thread; Django's ORM must still be callable there.
+# Playwright runs an event loop in the test thread; Django's ORM must still be callable there. Only here:
+# consoles the tests start (tests/served.py) do not inherit it.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _static_names_without_collecting() -> Iterator[None]:
+    """Pages rendered in this process name static files as they are: no manifest to collect first. The
+    consoles the tests start serve them as deployed (hashed, from the collected manifest)."""
+    plain = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    with override_settings(STORAGES=plain):
+        yield
+
+
+def served_database_url() -> str:
+    """The test database, for the processes a test starts (consoles, Celery workers)."""
+    db = connection.settings_dict
+    return f"mysql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+@pytest.fixture
+def console_url(transactional_db: Any, tmp_path: Path) -> Iterator[str]:
+    """The console as `make run` serves it (``manage.py serve``, 2 workers) on the test database."""
+    from tests.served import served_console, served_env
+
+    env = served_env(DATABASE_URL=served_database_url(), CONSOLE_ENV="test", CONSOLE_LOG_LEVEL="WARNING")
+    with served_console(tmp_path / "console.log", env) as (url, _proc):
+        yield url
 
 
 def make_department(code: str, name: str, parent: Department | None = None) -> Department:

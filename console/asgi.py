@@ -1,4 +1,7 @@
-"""ASGI entry point: HTTP through Django, WebSockets through Channels with session auth."""
+"""ASGI entry point: HTTP through Django, WebSockets through Channels with session auth.
+
+Served by granian through ``manage.py serve`` (docs/serving.md); static files by WhiteNoise inside Django.
+"""
 
 import os
 
@@ -10,12 +13,11 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
+from appliance.core.clientip import forwarded_scheme  # noqa: E402
 from appliance.gateway.asgi import gateway_fast_path  # noqa: E402
-from appliance.gateway.server import memoise_twisted_content_type  # noqa: E402
 from console.routing import websocket_urlpatterns  # noqa: E402
-
-memoise_twisted_content_type()
 
 application = ProtocolTypeRouter(
     {
@@ -24,3 +26,7 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+if settings.APPLIANCE_TRUSTED_PROXIES:
+    # Behind nginx: the scheme the browser used (https, wss), from trusted proxies only. The client's
+    # address is decided by appliance/core/clientip.client_ip, for HTTP requests and the gateway alike.
+    application = forwarded_scheme(application)

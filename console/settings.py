@@ -41,6 +41,8 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = APPLIANCE_METRICS_DIR
 Path(APPLIANCE_METRICS_DIR).mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("CONSOLE_DEBUG", not PRODUCTION)
+# Off unless asked for: a debug page shows settings and code to whoever can reach the console.
+DEBUG = env_bool("CONSOLE_DEBUG", False)
 _secret = env_optional("CONSOLE_SECRET_KEY")
 if PRODUCTION and not _secret:
     raise ConfigError("CONSOLE_SECRET_KEY must be set when CONSOLE_ENV=production")
@@ -81,7 +83,6 @@ APPLIANCE_HEARTBEAT_SECONDS = env_int("APPLIANCE_HEARTBEAT_SECONDS", 10, minimum
 APPLIANCE_NODE_MISSED_HEARTBEATS = env_int("APPLIANCE_NODE_MISSED_HEARTBEATS", 3, minimum=1)
 
 INSTALLED_APPS = [
-    "daphne",
     "appliance.core.admin_apps.ConsoleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -90,6 +91,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "appliance.core",
     "appliance.accounts",
@@ -104,6 +106,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files before everything else: no session, locale or request id for a stylesheet.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "appliance.monitoring.middleware.MetricsMiddleware",
     "appliance.core.middleware.RequestIdMiddleware",
     "appliance.core.debug.DebugPagesForLoopbackMiddleware",
@@ -259,8 +263,18 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "frontend" / "static"]
-STATIC_ROOT = BASE_DIR / "var" / "static"
+# frontend/static is found as the frontend app's static folder (AppDirectoriesFinder).
+# `manage.py serve` collects here (hashed names, gzip and brotli copies); WhiteNoise serves it (docs/serving.md).
+STATIC_ROOT = Path(env_str("CONSOLE_STATIC_ROOT", str(BASE_DIR / "var" / "static")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "appliance.core.staticfiles.StaticStorage"},
+}
+
+# --- Serving (manage.py serve: granian, see docs/serving.md and docs/adr/0002-asgi-server.md) -----------
+CONSOLE_HOST = env_str("CONSOLE_HOST", "127.0.0.1")
+CONSOLE_PORT = env_int("CONSOLE_PORT", 8000, minimum=1, maximum=65535)
+CONSOLE_WORKERS = env_int("CONSOLE_WORKERS", len(os.sched_getaffinity(0)), minimum=1, maximum=256)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -284,6 +298,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and Redoc from the sidecar package through the static files: the appliance is offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {

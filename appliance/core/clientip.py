@@ -69,3 +69,25 @@ def client_ip(request: Any) -> str | None:
 def is_loopback(request: Any) -> bool:
     address = _parse(client_ip(request) or "")
     return address is not None and address.is_loopback
+
+
+def forwarded_scheme(app: Any) -> Any:
+    """ASGI edge: a request a trusted proxy forwarded keeps the scheme the client used.
+
+    nginx ends TLS and talks plain HTTP to the console; its ``X-Forwarded-Proto`` (believed from
+    ``APPLIANCE_TRUSTED_PROXIES`` only, like ``X-Forwarded-For``) makes the scope ``https``/``wss``, so
+    Django sees a secure request: CSRF compares the browser's https Origin, secure cookies are sent.
+    The client's address stays for ``client_ip`` to decide, in one place.
+    """
+
+    async def edge(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket") and scope.get("client"):
+            networks = trusted_networks(tuple(settings.APPLIANCE_TRUSTED_PROXIES))
+            proto = dict(scope["headers"]).get(b"x-forwarded-proto", b"").decode("latin-1").strip()
+            if proto in ("http", "https") and _is_trusted(scope["client"][0], networks):
+                secure = proto == "https"
+                scheme = ("wss" if secure else "ws") if scope["type"] == "websocket" else proto
+                scope = {**scope, "scheme": scheme}
+        await app(scope, receive, send)
+
+    return edge

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Start web (daphne), Celery worker and Celery beat together; Ctrl-C stops all three.
+# Start the console (manage.py serve: granian, CONSOLE_WORKERS processes, HTTP + WebSocket, static files),
+# the Celery worker and Celery beat together; Ctrl-C stops all three. docs/serving.md has the settings.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=.venv/bin
+# Loopback unless a host is given: the first run has a generated admin password and no TLS in front.
 HOST=${CONSOLE_HOST:-127.0.0.1}
 PORT=${CONSOLE_PORT:-8000}
 NODE=${APPLIANCE_NODE_NAME:-$(hostname)}
@@ -20,9 +22,17 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-$PY/daphne -b "$HOST" -p "$PORT" console.asgi:application & pids+=($!)
+$PY/python manage.py serve --host "$HOST" --port "$PORT" & pids+=($!)
 $PY/celery -A workers.celery worker -l info -Q "${APPLIANCE_DEFAULT_QUEUE:-default},node.${NODE}" -n "worker@${NODE}" --concurrency 2 & pids+=($!)
 $PY/celery -A workers.celery beat -l info -s var/run/celerybeat-schedule & pids+=($!)
 
-echo "Console: http://${HOST}:${PORT}/  (API docs: http://${HOST}:${PORT}/api/docs/)"
+shown=$HOST; [[ $HOST == *:* ]] && shown="[$HOST]"
+for _ in $(seq 1 120); do
+  $PY/python -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)" \
+    "http://${shown}:${PORT}/healthz" 2>/dev/null && break
+  sleep 0.5
+done
+echo
+echo "Console: http://${shown}:${PORT}/   (API docs: http://${shown}:${PORT}/api/docs/)"
+echo "Sign in as ${ADMIN_USER:-admin} with the password printed when it was created (or CONSOLE_ADMIN_PASSWORD)."
 wait -n "${pids[@]}"

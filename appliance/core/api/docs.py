@@ -31,9 +31,25 @@ def _swagger() -> Any:
     return SpectacularSwaggerSplitView.as_view(url_name="schema")
 
 
+@cache
+def _redoc() -> Any:
+    from drf_spectacular.views import SpectacularRedocView
+
+    return SpectacularRedocView.as_view(url_name="schema")
+
+
 def api_docs(request: HttpRequest) -> HttpResponseBase:
     """Swagger UI; a browser without a session is sent to the login page rather than shown a 401."""
+    return _page(request, _swagger())
+
+
+def api_redoc(request: HttpRequest) -> HttpResponseBase:
+    """Redoc, under the same rule as Swagger UI."""
+    return _page(request, _redoc())
+
+
+def _page(request: HttpRequest, view: Any) -> HttpResponseBase:
     if not settings.API_DOCS_PUBLIC and not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
-    response: HttpResponseBase = _swagger()(request)
+    response: HttpResponseBase = view(request)
     return response

@@ -262,17 +262,6 @@ async def test_an_engine_slower_than_the_read_timeout_is_a_504_and_not_retried(s
         await slow.stop()
 
 
-def test_twisted_content_type_parsing_is_memoised() -> None:
-    from twisted.web import http
-
-    from appliance.gateway.server import memoise_twisted_content_type
-
-    memoise_twisted_content_type()
-    memoise_twisted_content_type()  # idempotent
-    assert http._parseContentType(b"application/json; charset=utf-8") == b"application/json"
-    assert http._parseContentType.cache_info().hits >= 0  # type: ignore[attr-defined]
-
-
 @pytest.mark.asyncio
 async def test_a_stream_dropped_before_its_first_chunk_still_frees_the_replica_and_settles() -> None:
     import gc

@@ -1,0 +1,100 @@
+"""The console started as `make run` starts it (``manage.py serve``: granian, several workers, static files
+collected), for the browser and live tests and the benchmarks. Nothing here wraps the application.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+PR_SET_PDEATHSIG = 1
+# The test process sets this so Playwright's loop and the ORM can share its thread; a served console
+# must fail on a synchronous database call in its event loop, as it would on an appliance.
+NOT_INHERITED = ("DJANGO_ALLOW_ASYNC_UNSAFE",)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """Runs in the child: if pytest is killed before its teardown, the kernel stops the console too."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def served_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
+    env.update({"PYTHONUNBUFFERED": "1", **extra})
+    return env
+
+
+def _started_workers(log: Path) -> int:
+    return log.read_text(errors="replace").count("Started worker-") if log.exists() else 0
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, workers: int, timeout: float) -> None:
+    """Until /healthz answers and every worker has said it started (a test may need the second one)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the console exited ({proc.returncode}): {log.read_text(errors='replace')[-3000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200 and _started_workers(log) >= workers:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"the console did not start in {timeout:.0f} s: {log.read_text(errors='replace')[-3000:]}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+@contextlib.contextmanager
+def served_console(
+    log: Path, env: dict[str, str], *, workers: int = 2, port: int | None = None, timeout: float = 180
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``manage.py serve`` on 127.0.0.1 with ``env`` (see ``served_env``); yields its base URL and process.
+
+    The first start after a change to a static file collects them again (seconds); later starts do not.
+    """
+    port = port or free_port()
+    cmd = [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--workers", str(workers)]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # stopping its group stops every worker
+            preexec_fn=_die_with_parent,  # only a prctl call between fork and exec
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, proc, log, workers, timeout)
+        yield url, proc
+    finally:
+        stop(proc)
