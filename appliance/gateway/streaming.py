@@ -75,7 +75,7 @@ class StreamedAnswer:
             # Closing a response before its end drops the connection: the engine sees the client go.
             await self.opened.response.aclose()
         finally:
-            balancer.release(self.opened.endpoint)
+            await balancer.release(self.opened.lease)
             await self.guard.afinish(status)
 
     def _collected(self, loop: asyncio.AbstractEventLoop) -> None:

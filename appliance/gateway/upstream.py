@@ -101,6 +101,7 @@ async def aclose() -> None:
 class Opened:
     endpoint: Endpoint
     response: httpx.Response
+    lease: balancer.Lease
 
 
 # Builds the (path, body) to send to one replica: replicas of one name may run different engines.
@@ -110,9 +111,9 @@ Builder = Callable[[Endpoint], tuple[str, bytes]]
 async def open_first(endpoints: Sequence[Endpoint], build: Builder, request_id: str) -> Opened:
     """Send to the least busy replica and return once its status line and headers arrived.
 
-    The caller owns the result: it must ``balancer.release`` the endpoint and close the response.
+    The caller owns the result: it must ``balancer.release`` its lease and close the response.
     """
-    order = balancer.ordered(endpoints)
+    order = await balancer.ordered(endpoints)
     # One replica: a second try covers a kept-alive connection the engine had closed meanwhile.
     attempts = order if len(order) > 1 else order * 2
     failures: list[str] = []
@@ -121,16 +122,16 @@ async def open_first(endpoints: Sequence[Endpoint], build: Builder, request_id: 
         path, content = build(endpoint)
         auth = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
         request = _request(endpoint, path, content, {**headers, **auth})
-        balancer.acquire(endpoint)
+        lease = await balancer.acquire(endpoint, shared=len(endpoints) > 1)
         try:
             response = await pools().next().send(request, stream=True)
         except RETRYABLE as exc:
-            balancer.release(endpoint)
+            await balancer.release(lease)
             failures.append(f"{endpoint.base_url}: {type(exc).__name__}")
             logger.warning("upstream %s failed before answering (%s); trying the next replica", endpoint.base_url, exc)
             continue
         except httpx.TimeoutException as exc:
-            balancer.release(endpoint)
+            await balancer.release(lease)
             raise GatewayError(
                 504,
                 f"The engine did not answer in time ({type(exc).__name__}).",
@@ -138,9 +139,9 @@ async def open_first(endpoints: Sequence[Endpoint], build: Builder, request_id: 
                 code="upstream_timeout",
             ) from exc
         except BaseException:
-            balancer.release(endpoint)
+            await balancer.release(lease)
             raise
-        return Opened(endpoint, response)
+        return Opened(endpoint, response, lease)
     raise no_upstream(endpoints[0].served_model_name, "; ".join(failures))
 
 

@@ -215,7 +215,7 @@ async def _close(opened: upstream.Opened) -> None:
     try:
         await opened.response.aclose()
     finally:
-        balancer.release(opened.endpoint)
+        await balancer.release(opened.lease)
         lastuse.touch(opened.endpoint.deployment_id)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import time
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from appliance.gateway import balancer, translate_ollama
 from appliance.gateway.errors import GatewayError
 from appliance.gateway.protocol import Kind, parse
 from appliance.gateway.relay import SseRelay
+from appliance.quotas import limiter
 from appliance.quotas.limiter import Reservation
 from appliance.quotas.usage import Guard, RequestMeta
 
@@ -224,24 +227,30 @@ def endpoint(instance_id: int) -> Endpoint:
     return Endpoint(1, instance_id, "m", "vllm", f"http://127.0.0.1:{instance_id}", 1)
 
 
-def test_fewest_in_flight_first_and_ties_rotate() -> None:
+@pytest.mark.asyncio
+async def test_fewest_in_flight_across_processes_first_and_ties_rotate(settings: Any) -> None:
+    settings.CONSOLE_ID = f"baltest{os.getpid()}"
     a, b, c = endpoint(9001), endpoint(9002), endpoint(9003)
-    balancer.acquire(a)
-    balancer.acquire(a)
-    balancer.acquire(b)
+    # Two of these as another web process took them: only the shared count knows.
+    client = limiter.async_scripts().client
+    await client.zadd(
+        f"{settings.CONSOLE_ID}:gw:inflight:9001", {"other-1": time.time() + 60, "other-2": time.time() + 60}
+    )
+    await client.zadd(f"{settings.CONSOLE_ID}:gw:inflight:9003", {"lapsed": time.time() - 1})  # a dead process's
+    lease = await balancer.acquire(b, shared=True)
     try:
-        assert balancer.ordered([a, b, c])[0] == c
-        assert [e.instance_id for e in balancer.ordered([a, b, c])] == [9003, 9002, 9001]
+        assert [e.instance_id for e in await balancer.ordered([a, b, c])] == [9003, 9002, 9001]
+        assert balancer.in_flight(9002) == 1
     finally:
-        balancer.release(a)
-        balancer.release(a)
-        balancer.release(b)
-    firsts = {balancer.ordered([a, b, c])[0].instance_id for _ in range(3)}
+        await balancer.release(lease)
+        await client.delete(*(f"{settings.CONSOLE_ID}:gw:inflight:{i}" for i in (9001, 9002, 9003)))
+    firsts = {(await balancer.ordered([a, b, c]))[0].instance_id for _ in range(3)}
     assert firsts == {9001, 9002, 9003}
-    assert balancer.in_flight(9001) == 0
+    assert balancer.in_flight(9002) == 0
+    await limiter.aclose()
 
 
-# --- upstream and server adjustments --------------------------------------------------------------
+# --- upstream --------------------------------------------------------------
 
 
 @pytest.mark.asyncio
