@@ -42,11 +42,17 @@ def served_database_url() -> str:
 
 
 @pytest.fixture
-def console_url(transactional_db: Any, tmp_path: Path) -> Iterator[str]:
+def console_env() -> dict[str, str]:
+    """Settings for the console ``console_url`` starts, beside the test database; a test module may override it."""
+    return {}
+
+
+@pytest.fixture
+def console_url(transactional_db: Any, tmp_path: Path, console_env: dict[str, str]) -> Iterator[str]:
     """The console as `make run` serves it (``manage.py serve``, 2 workers) on the test database."""
     from tests.served import served_console, served_env
 
-    env = served_env(DATABASE_URL=served_database_url(), CONSOLE_ENV="test", CONSOLE_LOG_LEVEL="WARNING")
+    env = served_env(DATABASE_URL=served_database_url(), CONSOLE_ENV="test", CONSOLE_LOG_LEVEL="WARNING", **console_env)
     with served_console(tmp_path / "console.log", env) as (url, _proc):
         yield url
 

@@ -7,7 +7,7 @@ partial file under ``APPLIANCE_IMAGE_IMPORT_DIR/uploads``, hashing it on the way
 CSRF check of a session parses the body before the view can refuse). The partial file is deleted when
 the request ends unless the import service kept it (a rename within one filesystem).
 
-The ASGI server (daphne) and Django's ASGI handler spool a request body to the temp directory before
+Django's ASGI handler spools a request body to the temp directory before
 any view runs, so an upload also passes through ``TMPDIR``: see docs/configuration.md.
 """
 

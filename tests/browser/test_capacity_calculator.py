@@ -24,9 +24,9 @@ def _login(page: Any, base: str) -> None:
     page.wait_for_url(f"{base}/")
 
 
-def test_calculator_updates_as_you_type(live_server: Any, page: Any, personas: dict) -> None:
+def test_calculator_updates_as_you_type(console_url: str, page: Any, personas: dict) -> None:
     seed_profiles(Profile, ProfileVersion)  # a transactional test before this one may have flushed them
-    base = live_server.url
+    base = console_url
     _login(page, base)
     page.click("aside.sidenav a[href='/capacity/']")
     page.wait_for_url(f"{base}/capacity/")

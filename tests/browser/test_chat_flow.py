@@ -1,22 +1,13 @@
-"""A member chats in headless Chromium: daphne (HTTP + WebSocket) against the test database, and a fake
-engine registered as a running deployment of the member's department."""
+"""A member chats in headless Chromium: the console as `make run` serves it (two workers, HTTP + WebSocket)
+against the test database, and a fake engine registered as a running deployment of the member's department."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from django.db import connection
 
 from appliance.accounts.models import User
 from appliance.chat.tests.factories import R1_DISTILL, running_deployment
@@ -25,7 +16,6 @@ from conftest import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/11"
 ANSWER = [
     "<think>\n", "用户在", "打招呼。", "\n</think>\n\n", "你好！这是 **粗体**，", "公式 $E=mc^2$ 与 $\\sqrt{2}$。\n\n",
@@ -33,55 +23,10 @@ ANSWER = [
 ]  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
-def console_url(tmp_path: Path) -> Iterator[str]:
-    """Daphne serving the console (static files included) on the test database."""
-    db = connection.settings_dict
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"mysql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "CONSOLE_ENV": "test",
-        "CHANNELS_REDIS_URL": REDIS_URL,
-        "CHAT_REDIS_URL": REDIS_URL,
-        "APPLIANCE_QUOTA_REDIS_URL": REDIS_URL,
-        "CONSOLE_LOG_LEVEL": "WARNING",
-    }
-    log = tmp_path / "daphne.log"
-    cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "tests.browser.chat_asgi:application"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(url, proc, log)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
-def _wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"daphne exited: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"daphne did not start: {log.read_text()[-3000:]}")
+def console_env() -> dict[str, str]:
+    """The chat's Redis database for the console's channel layer, answers and quotas."""
+    return {"CHANNELS_REDIS_URL": REDIS_URL, "CHAT_REDIS_URL": REDIS_URL, "APPLIANCE_QUOTA_REDIS_URL": REDIS_URL}
 
 
 @pytest.fixture

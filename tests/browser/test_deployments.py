@@ -31,8 +31,8 @@ def _option(page: Any, slug: str) -> str:
     return f"[data-testid=profile-option-{slug}]"
 
 
-def test_wizard_defaults_to_what_fits_and_creates(live_server: Any, page: Any, pool: Any) -> None:
-    base = live_server.url
+def test_wizard_defaults_to_what_fits_and_creates(console_url: str, page: Any, pool: Any) -> None:
+    base = console_url
     login(page, base, "alice")
     page.goto(f"{base}/deployments/new/")
     assert page.is_visible("[data-step='1']") and not page.is_visible("[data-step='2']")

@@ -1,4 +1,4 @@
-"""A platform admin's first session, driven in headless Chromium against a live server."""
+"""A platform admin's first session, driven in headless Chromium against the console as `make run` serves it."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ def _login(page: Any, base: str, username: str, password: str) -> None:
     page.click("button[type=submit]")
 
 
-def test_admin_creates_department_user_and_key_and_sees_audit(live_server: Any, page: Any, personas: dict) -> None:
-    base = live_server.url
+def test_admin_creates_department_user_and_key_and_sees_audit(console_url: str, page: Any, personas: dict) -> None:
+    base = console_url
     _login(page, base, "root", PASSWORD)
     page.wait_for_url(f"{base}/")
     assert "root" in page.inner_text("[data-testid=whoami]")
@@ -78,8 +78,8 @@ def test_admin_creates_department_user_and_key_and_sees_audit(live_server: Any, 
     assert page.locator("[data-testid=audit] tbody tr [data-code]").count() == 0
 
 
-def test_wrong_password_shows_error_and_switch_to_english(live_server: Any, page: Any, personas: dict) -> None:
-    base = live_server.url
+def test_wrong_password_shows_error_and_switch_to_english(console_url: str, page: Any, personas: dict) -> None:
+    base = console_url
     _login(page, base, "bob", "not-the-password")
     assert "用户名或密码错误" in page.inner_text("[data-testid=login-error]")
     page.select_option("[data-testid=language]", "en")

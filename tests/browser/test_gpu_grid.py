@@ -27,14 +27,14 @@ def _login(page: Any, base: str) -> None:
 
 
 def test_assign_a_simulated_gpu_and_watch_the_tile(
-    live_server: Any, page: Any, personas: dict, departments: dict
+    console_url: str, page: Any, personas: dict, departments: dict
 ) -> None:
     node = register_node("gpu-01", FACTS)
     apply_inventory(node.pk, collect_simulated("2x RTX 4090 24GB", "gpu-01"))
     unit = GpuUnit.objects.order_by("pk").first()
     assert unit is not None
     tile = f"[data-testid=tile-{unit.pk}]"
-    base = live_server.url
+    base = console_url
     _login(page, base)
 
     page.goto(f"{base}/gpus/")

@@ -3,10 +3,14 @@ import appears and its progress bar follows the row (the node's worker is played
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from appliance.deployments.choices import ImportState
 from appliance.deployments.models import ImageImport
@@ -20,17 +24,27 @@ from workers.tasks import images as image_tasks
 browser, page = browser_fixtures.browser, browser_fixtures.page
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+BROKER_URL = "redis://127.0.0.1:6379/13"
+NODE = f"img-browser-{os.getpid()}"
+QUEUE = f"node.{NODE}"
 
 
-def test_upload_from_the_page_and_watch_progress(
-    live_server: Any, page: Any, personas: dict, tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    settings.APPLIANCE_IMAGE_IMPORT_DIR = str(tmp_path / "images")
-    queued: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(image_tasks.import_image, "apply_async", lambda *a, **kw: queued.append((a, kw)))
-    simulated_node("n1")
+@pytest.fixture
+def console_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Imports under the test's directory; the task the upload queues lands in a broker database of its own."""
+    redis.Redis.from_url(BROKER_URL).delete(QUEUE)
+    yield {"APPLIANCE_IMAGE_IMPORT_DIR": str(tmp_path / "images"), "CELERY_BROKER_URL": BROKER_URL}
+    redis.Redis.from_url(BROKER_URL).delete(QUEUE)
+
+
+def _queued_tasks() -> list[str]:
+    return [json.loads(m)["headers"]["task"] for m in redis.Redis.from_url(BROKER_URL).lrange(QUEUE, 0, -1)]
+
+
+def test_upload_from_the_page_and_watch_progress(console_url: str, page: Any, personas: dict, tmp_path: Path) -> None:
+    simulated_node(NODE)
     tarball = make_tar(tmp_path / "engine.tar")
-    base = live_server.url
+    base = console_url
     page.goto(f"{base}/login/")
     page.fill("input[name=username]", "root")
     page.fill("input[name=password]", PASSWORD)
@@ -43,8 +57,8 @@ def test_upload_from_the_page_and_watch_progress(
     row = page.locator("#import-rows tr[data-import-id]").first
     row.locator("[data-field=state]").filter(has_text="等待中").wait_for()
     imp = ImageImport.objects.get()
-    assert imp.node.name == "n1" and Path(imp.path).read_bytes() == tarball.read_bytes()
-    assert queued and queued[0][1]["queue"] == "node.n1"
+    assert imp.node.name == NODE and Path(imp.path).read_bytes() == tarball.read_bytes()
+    assert _queued_tasks() == [image_tasks.import_image.name]  # on the node's own queue
 
     ImageImport.objects.filter(pk=imp.pk).update(state=ImportState.RUNNING, progress=40)
     page.wait_for_function("document.querySelector('#import-rows progress').value == 40")

@@ -1,0 +1,117 @@
+"""The chat with several web processes, as deployed: a second tab served by another process picks the
+answer up, and a stop sent to another process stops it.
+
+Two consoles (``manage.py serve``, as `make run` starts it) share the test database and Redis, as the
+workers of one console do; with two of them each socket's process is known, where workers sharing one
+listening socket are picked by the kernel. Sockets are real WebSocket clients with a session cookie.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import Client
+from websockets.sync.client import ClientConnection, connect
+
+from appliance.accounts.models import User
+from appliance.chat.choices import Status as MessageStatus
+from appliance.chat.models import Message
+from appliance.chat.tests.conftest import REDIS_URL
+from appliance.chat.tests.fake_engine import FakeEngine, Script
+from appliance.deployments.models import Deployment
+from conftest import served_database_url
+from tests.served import served_console, served_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+TIMEOUT = 30
+
+
+@pytest.fixture
+def consoles(transactional_db: Any, tmp_path: Path) -> Iterator[list[str]]:
+    env = served_env(
+        DATABASE_URL=served_database_url(),
+        CONSOLE_ENV="test",
+        CHANNELS_REDIS_URL=REDIS_URL,
+        CHAT_REDIS_URL=REDIS_URL,
+        APPLIANCE_QUOTA_REDIS_URL=REDIS_URL,
+        CONSOLE_LOG_LEVEL="WARNING",
+    )
+    with (
+        served_console(tmp_path / "one.log", env, workers=1) as (one, _p1),
+        served_console(tmp_path / "two.log", env, workers=1) as (two, _p2),
+    ):
+        yield [one.replace("http://", "ws://"), two.replace("http://", "ws://")]
+
+
+def _socket(base: str, user: User) -> ClientConnection:
+    client = Client()
+    client.force_login(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    socket = connect(f"{base}/ws/chat/", additional_headers={"Cookie": cookie, "Origin": "http://127.0.0.1"})
+    assert _receive(socket)["type"] == "ready"
+    return socket
+
+
+def _receive(socket: ClientConnection) -> dict[str, Any]:
+    return dict(json.loads(socket.recv(timeout=TIMEOUT)))
+
+
+def _until(socket: ClientConnection, *types: str) -> list[dict[str, Any]]:
+    events = [_receive(socket)]
+    while events[-1]["type"] not in types:
+        events.append(_receive(socket))
+    return events
+
+
+def _send(socket: ClientConnection, **message: Any) -> None:
+    socket.send(json.dumps(message))
+
+
+def test_a_second_tab_on_another_process_picks_up_the_answer(
+    consoles: list[str], personas: dict[str, User], engine: FakeEngine, eng_model: Deployment
+) -> None:
+    words = [f"w{i} " for i in range(40)]
+    engine.default = Script(content=words, delay=0.05)
+    first = _socket(consoles[0], personas["bob"])
+    _send(first, type="send", model=engine.model, content="count")
+    started = _until(first, "started")[-1]
+    _until(first, "delta")
+
+    second = _socket(consoles[1], personas["bob"])
+    _send(second, type="subscribe", conversation_id=started["conversation"]["id"])
+    snapshot = _until(second, "conversation")[-1]
+    answer = snapshot["messages"][-1]
+    assert answer["status"] == MessageStatus.STREAMING
+    text, seq = answer["content"], answer.get("seq", 0)
+    events = _until(second, "done")
+    for delta in (e for e in events if e["type"] == "delta" and e["seq"] > seq):
+        text = delta["content"] if delta["replace"] else text + delta["content"]
+    assert events[-1]["message"]["status"] == MessageStatus.COMPLETE
+    assert text == "".join(words)
+    assert _until(first, "done")[-1]["message"]["content"] == "".join(words)
+    first.close()
+    second.close()
+
+
+def test_a_stop_sent_to_another_process_stops_the_answer(
+    consoles: list[str], personas: dict[str, User], engine: FakeEngine, eng_model: Deployment
+) -> None:
+    engine.default = Script(content=[f"w{i} " for i in range(400)], delay=0.05)
+    asking = _socket(consoles[0], personas["bob"])
+    _send(asking, type="send", model=engine.model, content="a long one")
+    answer_id = _until(asking, "started")[-1]["messages"][1]["id"]
+    _until(asking, "delta")
+
+    other = _socket(consoles[1], personas["bob"])
+    _send(other, type="stop", message_id=answer_id)
+    done = _until(asking, "done")[-1]
+    assert done["message"]["status"] == MessageStatus.STOPPED
+    assert engine.disconnected.wait(TIMEOUT)  # the engine saw the console leave: it stops generating
+    stored = Message.objects.get(pk=answer_id)
+    assert stored.status == MessageStatus.STOPPED and stored.content.startswith("w0 ")
+    asking.close()
+    other.close()
