@@ -8,6 +8,7 @@ listening socket are picked by the kernel. Sockets are real WebSocket clients wi
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,13 +48,14 @@ def consoles(transactional_db: Any, tmp_path: Path) -> Iterator[list[str]]:
         yield [one.replace("http://", "ws://"), two.replace("http://", "ws://")]
 
 
-def _socket(base: str, user: User) -> ClientConnection:
+@contextlib.contextmanager
+def _socket(base: str, user: User) -> Iterator[ClientConnection]:
     client = Client()
     client.force_login(user)
     cookie = f"sessionid={client.cookies['sessionid'].value}"
-    socket = connect(f"{base}/ws/chat/", additional_headers={"Cookie": cookie, "Origin": "http://127.0.0.1"})
-    assert _receive(socket)["type"] == "ready"
-    return socket
+    with connect(f"{base}/ws/chat/", additional_headers={"Cookie": cookie, "Origin": "http://127.0.0.1"}) as socket:
+        assert _receive(socket)["type"] == "ready"
+        yield socket
 
 
 def _receive(socket: ClientConnection) -> dict[str, Any]:
@@ -76,12 +78,14 @@ def test_a_second_tab_on_another_process_picks_up_the_answer(
 ) -> None:
     words = [f"w{i} " for i in range(40)]
     engine.default = Script(content=words, delay=0.05)
-    first = _socket(consoles[0], personas["bob"])
-    _send(first, type="send", model=engine.model, content="count")
+    with _socket(consoles[0], personas["bob"]) as first, _socket(consoles[1], personas["bob"]) as second:
+        _answer_and_pick_up(first, second, engine.model, words)
+
+
+def _answer_and_pick_up(first: ClientConnection, second: ClientConnection, model: str, words: list[str]) -> None:
+    _send(first, type="send", model=model, content="count")
     started = _until(first, "started")[-1]
     _until(first, "delta")
-
-    second = _socket(consoles[1], personas["bob"])
     _send(second, type="subscribe", conversation_id=started["conversation"]["id"])
     snapshot = _until(second, "conversation")[-1]
     answer = snapshot["messages"][-1]
@@ -93,25 +97,19 @@ def test_a_second_tab_on_another_process_picks_up_the_answer(
     assert events[-1]["message"]["status"] == MessageStatus.COMPLETE
     assert text == "".join(words)
     assert _until(first, "done")[-1]["message"]["content"] == "".join(words)
-    first.close()
-    second.close()
 
 
 def test_a_stop_sent_to_another_process_stops_the_answer(
     consoles: list[str], personas: dict[str, User], engine: FakeEngine, eng_model: Deployment
 ) -> None:
     engine.default = Script(content=[f"w{i} " for i in range(400)], delay=0.05)
-    asking = _socket(consoles[0], personas["bob"])
-    _send(asking, type="send", model=engine.model, content="a long one")
-    answer_id = _until(asking, "started")[-1]["messages"][1]["id"]
-    _until(asking, "delta")
-
-    other = _socket(consoles[1], personas["bob"])
-    _send(other, type="stop", message_id=answer_id)
-    done = _until(asking, "done")[-1]
+    with _socket(consoles[0], personas["bob"]) as asking, _socket(consoles[1], personas["bob"]) as other:
+        _send(asking, type="send", model=engine.model, content="a long one")
+        answer_id = _until(asking, "started")[-1]["messages"][1]["id"]
+        _until(asking, "delta")
+        _send(other, type="stop", message_id=answer_id)
+        done = _until(asking, "done")[-1]
     assert done["message"]["status"] == MessageStatus.STOPPED
     assert engine.disconnected.wait(TIMEOUT)  # the engine saw the console leave: it stops generating
     stored = Message.objects.get(pk=answer_id)
     assert stored.status == MessageStatus.STOPPED and stored.content.startswith("w0 ")
-    asking.close()
-    other.close()
