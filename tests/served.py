@@ -9,6 +9,7 @@ import ctypes
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -96,5 +97,43 @@ def served_console(
     try:
         _wait_ready(url, proc, log, workers, timeout)
         yield url, proc
+    finally:
+        stop(proc)
+
+
+def trusting(cert: Path) -> ssl.SSLContext:
+    """A TLS context that trusts the self-signed certificate run-nginx.sh made."""
+    return ssl.create_default_context(cafile=str(cert))
+
+
+@contextlib.contextmanager
+def served_nginx(prefix: Path, upstream: str) -> Iterator[tuple[str, Path]]:
+    """deploy/scripts/run-nginx.sh in front of ``upstream`` (``http://127.0.0.1:PORT``), TLS with the
+    certificate it generates; yields the HTTPS base URL and that certificate (to verify against)."""
+    tls_port = free_port()
+    env = served_env(
+        NGINX_PREFIX=str(prefix),
+        NGINX_TLS_PORT=str(tls_port),
+        NGINX_HTTP_PORT=str(free_port()),
+        CONSOLE_UPSTREAM=upstream.removeprefix("http://"),
+    )
+    prefix.mkdir(parents=True, exist_ok=True)
+    log = prefix / "run-nginx.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            ["deploy/scripts/run-nginx.sh"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )  # fmt: skip
+    url, cert = f"https://127.0.0.1:{tls_port}", prefix / "tls" / "console.crt"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"nginx did not start: {log.read_text(errors='replace')[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError, OSError):
+                if cert.exists() and httpx.get(f"{url}/healthz", verify=trusting(cert), timeout=1).status_code == 200:
+                    break
+            time.sleep(0.2)
+        yield url, cert
     finally:
         stop(proc)

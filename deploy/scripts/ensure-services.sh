@@ -7,7 +7,8 @@ set -euo pipefail
 want_test=0
 [[ "${1:-}" == "--test" ]] && want_test=1
 
-packages=(pkg-config libmariadb-dev gettext redis-server)
+# nginx: the TLS front (deploy/scripts/run-nginx.sh), openssl: its generated certificate.
+packages=(pkg-config libmariadb-dev gettext redis-server nginx openssl)
 if (( want_test )); then
   # systemd (systemd-analyze), logrotate and prometheus (promtool, the server) check deploy/ in tests.
   packages+=(mariadb-server mariadb-client chromium systemd logrotate prometheus)

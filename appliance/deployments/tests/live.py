@@ -19,6 +19,8 @@ import redis
 from django.conf import settings
 from django.db import connection
 
+from tests.served import served_console, served_env
+
 ROOT = Path(__file__).resolve().parents[3]
 BROKER_URL = os.environ.get("APPLIANCE_TEST_BROKER_URL", "redis://127.0.0.1:6379/10")
 # Several test sessions may run at once on one machine (one Docker engine, one Redis): everything a
@@ -50,8 +52,9 @@ def database_url() -> str:
 
 
 def process_env(node: str, **extra: str) -> dict[str, str]:
+    # served_env: without the test process's DJANGO_ALLOW_ASYNC_UNSAFE, as these processes run on an appliance.
     env = {
-        **os.environ,
+        **served_env(),
         "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": BROKER_URL,
         "CONSOLE_ENV": "test",
@@ -165,6 +168,14 @@ def console_processes(tmp_path: Path, node: str, **extra: str) -> Iterator[dict[
         if os.environ.get("APPLIANCE_TEST_SHOW_LOGS"):
             for log in sorted(tmp_path.glob("*.log")):
                 print(f"==== {log.name}\n{log.read_text(errors='replace')[-30000:]}")
+
+
+@contextmanager
+def web(tmp_path: Path, node: str, **extra: str) -> Iterator[str]:
+    """The console's web side as `make run` starts it (``manage.py serve``, 2 workers) beside
+    ``console_processes``: the same database, broker and console id; yields its base URL."""
+    with served_console(tmp_path / "web.log", process_env(node, **extra)) as (url, _proc):
+        yield url
 
 
 def engine_image() -> str:
