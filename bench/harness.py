@@ -1,6 +1,7 @@
-"""Processes and rows the benchmarks share: a benchmark database, daphne serving the console, engines.
+"""Processes and rows the benchmarks share: a benchmark database, the console as deployed, engines.
 
-The console runs as in production (daphne, MariaDB, Redis, DEBUG off) against its own database
+The console runs as `make run` starts it (``manage.py serve``: granian, ``CONSOLE_WORKERS`` processes,
+MariaDB, Redis, DEBUG off; tests/served.py) against its own database
 ``console_bench`` and Redis database 12, so a benchmark never touches development or test data.
 """
 
@@ -26,8 +27,10 @@ LOG_DIR = Path(os.environ.get("BENCH_LOG_DIR", "/tmp/appliance-bench"))
 
 
 def console_env(**extra: str) -> dict[str, str]:
+    from tests.served import served_env
+
     env = {
-        **os.environ,
+        **served_env(),
         "DATABASE_URL": DATABASE_URL,
         "REDIS_URL": REDIS_URL,
         "APPLIANCE_QUOTA_REDIS_URL": REDIS_URL,
@@ -112,9 +115,30 @@ def synthetic(port: int, *, tokens: int = 128, token_delay_ms: float = 0.0) -> c
     return process(f"synthetic-{port}", cmd, f"http://127.0.0.1:{port}/health")
 
 
-def daphne(port: int, name: str = "daphne", **env: str) -> contextlib.AbstractContextManager[None]:
-    cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "console.asgi:application"]
-    return process(name, cmd, f"http://127.0.0.1:{port}/healthz", console_env(**env))
+@contextlib.contextmanager
+def console(port: int, name: str = "console", workers: int | None = None, **env: str) -> Iterator[int]:
+    """The console on ``port`` through its one entry point; yields the pid of the server's main process.
+    ``workers``: ``CONSOLE_WORKERS`` (every core unless set)."""
+    from tests.served import served_console
+
+    count = workers or int(os.environ.get("CONSOLE_WORKERS") or len(os.sched_getaffinity(0)))
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    with served_console(LOG_DIR / f"{name}.log", console_env(**env), workers=count, port=port) as (_url, proc):
+        yield proc.pid
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process and all its descendants (the server and its workers), in MiB."""
+    total = 0.0
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            total += int(line.split()[1]) / 1024
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            for child in open(f"/proc/{pid}/task/{task}/children").read().split():
+                with contextlib.suppress(OSError):
+                    total += rss_mib(int(child))
+    return total
 
 
 def bench_key(models: dict[str, tuple[str, list[int]]]) -> str:

@@ -5,7 +5,7 @@
 Installs ``litellm[proxy]`` from PyPI into its own virtual environment under /tmp (never the
 project's; reused when present), and runs, in front of one synthetic engine:
   direct   the engine itself (the floor),
-  gateway  daphne + console ``/v1`` (key check, routing, quota reserve/settle, usage record),
+  gateway  the console's ``/v1`` (manage.py serve) (key check, routing, quota reserve/settle, usage record),
   litellm  ``litellm --config`` with a master key (no database, so no budgets or spend logs).
 Each gets the same streamed and whole chat requests at the same concurrency; the script prints
 p50/p99 latency added over direct and requests/s, with the gateway/LiteLLM ratios.
@@ -130,7 +130,7 @@ def main() -> None:
     cmd = [str(exe), "--config", str(litellm_config(engine_port)), "--port", str(litellm_port), "--num_workers", "1"]
     litellm = harness.spawn("litellm", cmd, litellm_env())  # starts slowly: in parallel with the rest
     try:
-        with harness.synthetic(engine_port, tokens=args.tokens), harness.daphne(gateway_port):
+        with harness.synthetic(engine_port, tokens=args.tokens), harness.console(gateway_port):
             started = time.monotonic()
             harness.wait_http(f"http://127.0.0.1:{litellm_port}/health/liveliness", litellm, "litellm", timeout=240)
             print(f"# litellm ready after a further {time.monotonic() - started:.0f} s")

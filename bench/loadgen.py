@@ -151,8 +151,8 @@ async def _worker(
 async def run(label: str, host: str, port: int, raw: bytes, *, concurrency: int, seconds: float) -> Outcome:
     """``concurrency`` workers send requests back to back for ``seconds``; requests in flight then finish.
 
-    Connections are opened before the clock starts, so a full accept queue (daphne's listen backlog
-    is 50) does not show up as seconds of SYN retries in the first requests' latency.
+    Connections are opened before the clock starts, so a full accept queue (a server's listen backlog)
+    does not show up as seconds of SYN retries in the first requests' latency.
     """
     outcome = Outcome(label, concurrency, 0.0)
     connections = [await asyncio.open_connection(host, port) for _ in range(concurrency)]

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/relay_bench.py [--tokens 128] [--levels 1,64,256] [--delay-ms 0]
 
-Starts the synthetic engine and daphne (console.asgi, database ``console_bench``), then for each
+Starts the synthetic engine and the console (``manage.py serve``, database ``console_bench``), then for each
 concurrency level runs the same bounded load directly against the engine and through ``/v1`` of
 the gateway (key check, routing, quota reserve/settle, usage record, relay) -- and with ``--ws``
 through the WebSocket chat (one socket per stream, a new conversation per message) -- and prints
@@ -136,10 +136,10 @@ def main() -> None:
     key = harness.bench_key(models)
     with contextlib.ExitStack() as running:
         running.enter_context(harness.synthetic(engine_port, tokens=args.tokens, token_delay_ms=args.delay_ms))
-        running.enter_context(harness.daphne(gateway_port))
+        running.enter_context(harness.console(gateway_port))
         if args.django_path:
             running.enter_context(
-                harness.daphne(django_port, "daphne-django-path", APPLIANCE_GATEWAY_FAST_PATH="False")
+                harness.console(django_port, "console-django-path", APPLIANCE_GATEWAY_FAST_PATH="False")
             )
         synthetic_levels(args, engine_port, gateways, key)
         live_level(args, live_port, gateway_port, key)

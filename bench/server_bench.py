@@ -1,6 +1,6 @@
-"""Which ASGI server runs the console: uvicorn (uvloop + httptools) vs granian, with daphne for reference.
+"""Which ASGI server runs the console: granian vs uvicorn (uvloop + httptools), the same workers each.
 
-    .venv/bin/python -m bench.server_bench [--servers uvicorn,granian,daphne] [--workers 2] [--seconds 5]
+    .venv/bin/python -m bench.server_bench [--servers granian,uvicorn] [--workers 2] [--seconds 5]
 
 The one benchmark that starts ASGI servers itself rather than through ``manage.py serve``: it
 exists to choose the server that entry point runs (docs/adr/0002-asgi-server.md). Each server
@@ -41,8 +41,6 @@ def server_command(server: str, port: int, workers: int) -> list[str]:
             *[sys.executable, "-m", "granian", "--interface", "asginl", "--host", "127.0.0.1", "--port", str(port)],
             *["--workers", str(workers), "--loop", "uvloop", "--log-level", "warning", "--no-access-log", app],
         ]
-    if server == "daphne":  # one process: daphne has no workers of its own
-        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
     raise SystemExit(f"unknown server {server}")
 
 
@@ -71,7 +69,7 @@ async def loads(port: int, key: str, cookies: list[str], args: argparse.Namespac
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--servers", default="uvicorn,granian,daphne")
+    parser.add_argument("--servers", default="granian,uvicorn")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=5)
@@ -86,7 +84,7 @@ def main() -> None:
     with harness.synthetic(engine_port, tokens=64):
         for server in args.servers.split(","):
             port = harness.free_port()
-            workers = 1 if server == "daphne" else args.workers
+            workers = args.workers
             cmd = server_command(server, port, workers)
             with harness.process(f"server-{server}", cmd, f"http://127.0.0.1:{port}/healthz", harness.console_env()):
                 time.sleep(2)  # every worker up, not only the first to answer

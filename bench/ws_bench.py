@@ -1,12 +1,13 @@
-"""Benchmark 3: many concurrent WebSocket chats held by one daphne process: errors and memory.
+"""Benchmark 3: many concurrent WebSocket chats held by the console (``manage.py serve``): errors and memory.
 
     .venv/bin/python -m bench.ws_bench [--chats 1000] [--tokens 32] [--delay-ms 20]
 
 Creates one user and one session per chat (the socket authenticates by session cookie, as a
 browser does), starts the synthetic engine (paced: ``--delay-ms`` per token, so the answers
-overlap) and daphne, opens every socket (``ws/chat/``), then sends one message on each at once
+overlap) and the console, opens every socket (``ws/chat/``), then sends one message on each at once
 and waits for every answer's ``done``. Prints connection and chat errors, time to the first delta
-and to ``done``, and daphne's resident memory idle, with every socket held, and after the chats.
+and to ``done``, and the console's resident memory (server and workers together) idle, with every
+socket held, and after the chats.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +25,7 @@ from bench import harness, loadgen
 from bench.synthetic_upstream import TOKEN
 
 MODEL = "synthetic"
-CONNECT_BATCH = 40  # below daphne's listen backlog (50), so no handshake waits on a SYN retry
+CONNECT_BATCH = 40  # handshakes in flight at once, so none waits on a SYN retry
 
 
 @dataclass
@@ -35,13 +35,6 @@ class Chat:
     first_delta: float | None = None
     done: float | None = None
     errors: list[str] = field(default_factory=list)
-
-
-def rss_mib(pid: int) -> float:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def make_sessions(count: int) -> list[str]:
@@ -169,13 +162,13 @@ def summary(chats: list[Chat], memory: dict[str, float], wall: float) -> dict[st
 
 
 async def run(url: str, chats: list[Chat], tokens: int, pid: int, limit: float) -> dict[str, Any]:
-    memory = {"idle": rss_mib(pid)}
+    memory = {"idle": harness.rss_mib(pid)}
     await open_all(url, chats)
-    memory["held"] = rss_mib(pid)
+    memory["held"] = harness.rss_mib(pid)
     started = time.perf_counter()
     await asyncio.gather(*(converse(c, tokens, started, started + limit) for c in chats))
     wall = time.perf_counter() - started
-    memory["after_chats"] = rss_mib(pid)
+    memory["after_chats"] = harness.rss_mib(pid)
     await asyncio.gather(*(c.socket.close() for c in chats if c.socket is not None))
     return summary(chats, memory, wall)
 
@@ -186,6 +179,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--delay-ms", type=float, default=20.0)
     parser.add_argument("--limit", type=float, default=60.0, help="seconds the chats get to finish")
+    parser.add_argument("--workers", type=int, default=None, help="the console's worker processes (every core)")
     args = parser.parse_args()
     print(harness.machine_note(), flush=True)
     harness.prepare_database()
@@ -195,19 +189,16 @@ def main() -> None:
     harness.bench_key({MODEL: ("vllm", [engine_port])})  # the deployment the chats use
     cookies = make_sessions(args.chats)
     chats = [Chat(cookie) for cookie in cookies]
-    with harness.synthetic(engine_port, tokens=args.tokens, token_delay_ms=args.delay_ms):
-        cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(gateway_port), "console.asgi:application"]
-        proc = harness.spawn("daphne-ws", cmd, harness.console_env())
-        try:
-            harness.wait_http(f"http://127.0.0.1:{gateway_port}/healthz", proc, "daphne")
-            print(
-                f"# {args.chats} chats, {args.tokens} tokens each at {args.delay_ms:g} ms a token, one daphne process"
-            )
-            url = f"ws://127.0.0.1:{gateway_port}/ws/chat/"
-            result = asyncio.run(run(url, chats, args.tokens, proc.pid, args.limit))
-            print(json.dumps(result))
-        finally:
-            harness.stop(proc)
+    with (
+        harness.synthetic(engine_port, tokens=args.tokens, token_delay_ms=args.delay_ms),
+        harness.console(gateway_port, "console-ws", args.workers) as pid,
+    ):
+        print(
+            f"# {args.chats} chats, {args.tokens} tokens each at {args.delay_ms:g} ms a token, workers {args.workers}"
+        )
+        url = f"ws://127.0.0.1:{gateway_port}/ws/chat/"
+        result = asyncio.run(run(url, chats, args.tokens, pid, args.limit))
+        print(json.dumps(result))
 
 
 if __name__ == "__main__":
