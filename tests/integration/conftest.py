@@ -29,6 +29,8 @@ import redis
 from django.conf import settings
 from django.db import connection
 
+from tests.served import served_env
+
 BROKER_URL = os.environ.get("INTEGRATION_BROKER_URL", "redis://127.0.0.1:6379/14")
 _CELERY = [sys.executable, "-m", "celery", "-A", "workers.celery"]
 
@@ -141,7 +143,7 @@ def celery_processes(
     broker = redis.Redis.from_url(BROKER_URL)
     broker.flushdb()
     env = {
-        **os.environ,
+        **served_env(),  # as deployed: without the test process's DJANGO_ALLOW_ASYNC_UNSAFE
         "DATABASE_URL": test_database_url(),
         "CONSOLE_ENV": "test",
         "CELERY_BROKER_URL": BROKER_URL,
