@@ -41,8 +41,9 @@ run:
 	$(MAKE) venv assets
 	$(MAKE) messages
 	$(PY) manage.py migrate --noinput -v 0
-	$(PY) manage.py create_platform_admin $(ADMIN_USER) --if-missing
-	deploy/scripts/run-console.sh
+	@# The admin line (with a generated password on the first run) is shown again under the URL.
+	@admin=$$($(PY) manage.py create_platform_admin $(ADMIN_USER) --if-missing) && echo "$$admin" && \
+	  CONSOLE_ADMIN_NOTE="$$admin" ADMIN_USER=$(ADMIN_USER) deploy/scripts/run-console.sh
 
 lint:
 	.venv/bin/ruff check .

@@ -8,6 +8,9 @@ PY=.venv/bin
 HOST=${CONSOLE_HOST:-127.0.0.1}
 PORT=${CONSOLE_PORT:-8000}
 NODE=${APPLIANCE_NODE_NAME:-$(hostname)}
+# make run's admin line (a generated password on the first run): printed below the URL, never inherited.
+admin_note=${CONSOLE_ADMIN_NOTE:-}
+unset CONSOLE_ADMIN_NOTE
 mkdir -p var/run
 # Prometheus multi-process files of the previous run's processes would be summed with this run's.
 export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/run/prometheus}
@@ -34,5 +37,6 @@ for _ in $(seq 1 120); do
 done
 echo
 echo "Console: http://${shown}:${PORT}/   (API docs: http://${shown}:${PORT}/api/docs/)"
-echo "Sign in as ${ADMIN_USER:-admin} with the password printed when it was created (or CONSOLE_ADMIN_PASSWORD)."
+[[ -n "$admin_note" ]] && echo "$admin_note"
+echo "Sign in as ${ADMIN_USER:-admin}: the password is CONSOLE_ADMIN_PASSWORD, or the one generated and shown at the first run."
 wait -n "${pids[@]}"
