@@ -97,6 +97,9 @@ def served_console(
     try:
         _wait_ready(url, proc, log, workers, timeout)
         yield url, proc
+    except BaseException:
+        print(f"==== {log}\n{log.read_text(errors='replace')[-5000:]}")  # shown with the failing test
+        raise
     finally:
         stop(proc)
 

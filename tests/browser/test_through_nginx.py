@@ -66,7 +66,7 @@ def _failed_login(client: httpx.Client, **headers: str) -> None:
     origin = str(client.base_url).rstrip("/")
     data = {"csrfmiddlewaretoken": token.group(1), "username": "root", "password": "wrong-password-1"}
     resp = client.post("/login/", data=data, headers={"Origin": origin, "Referer": f"{origin}/login/", **headers})
-    assert resp.status_code == 200 and "csrf" not in resp.text.lower()[:2000], resp.text[:500]
+    assert resp.status_code == 200, resp.text[:500]  # the form again, with its error (403: refused by CSRF)
 
 
 def test_the_client_address_is_the_real_one_and_forged_headers_are_ignored(
