@@ -1,7 +1,7 @@
 """Generating one answer: an asyncio task in the web process, apart from any socket.
 
 Why a task in the web process rather than Celery: the stream goes engine → console → browser with
-one hop and no broker between tokens, and a daphne process holds thousands of idle streams
+one hop and no broker between tokens, and a web worker process holds thousands of idle streams
 cheaply. The task is keyed by its assistant message id and kept in ``_running``; it does not
 belong to the socket that asked for it, so closing the tab changes nothing. Its progress lives
 in Redis (``live``), so any socket of the user in any process picks it up. If the process dies,

@@ -1,6 +1,6 @@
 """``/v1/`` from the ASGI server straight to the gateway's views, past Django's request handler.
 
-Why: under daphne, Django's handler runs the console's middleware (sessions, CSRF, locale, auth,
+Why: under the ASGI server, Django's handler runs the console's middleware (sessions, CSRF, locale, auth,
 messages: synchronous) and the request_started/finished signals in a thread created for each
 request, handing the request between that thread and the event loop several times. For the
 gateway, whose views are async, use none of that middleware and rarely touch the database, those

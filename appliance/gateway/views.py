@@ -1,6 +1,6 @@
 """The OpenAI-compatible endpoints: ``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``.
 
-Async Django views under daphne. A generation request goes: parse the body → key, replicas and
+Async Django views under granian. A generation request goes: parse the body → key, replicas and
 quota scopes (admission, usually from cache) → reserve (metering) → send to the least busy replica,
 retrying another while nothing has come back (upstream) → relay (relay / translate_ollama). The
 reservation is settled exactly once on every ending: done, client gone (Django cancels the task

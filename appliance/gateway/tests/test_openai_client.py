@@ -1,4 +1,4 @@
-"""End to end: the real ``openai`` client → daphne (console.asgi) → synthetic engines on 127.0.0.1."""
+"""End to end: the real ``openai`` client → the console as deployed (manage.py serve) → synthetic engines."""
 
 from __future__ import annotations
 
