@@ -7,11 +7,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,9 +112,15 @@ def trusting(cert: Path) -> ssl.SSLContext:
 
 
 @contextlib.contextmanager
-def served_nginx(prefix: Path, upstream: str) -> Iterator[tuple[str, Path]]:
+def served_nginx(logs: Path, upstream: str) -> Iterator[tuple[str, Path]]:
     """deploy/scripts/run-nginx.sh in front of ``upstream`` (``http://127.0.0.1:PORT``), TLS with the
-    certificate it generates; yields the HTTPS base URL and that certificate (to verify against)."""
+    certificate it generates; yields the HTTPS base URL and that certificate (to verify against).
+
+    Its prefix is a folder of its own under /tmp that nginx's workers (``nobody`` when started as root)
+    may enter, which a test's private tmp_path is not; its logs are copied to ``logs`` at the end.
+    """
+    prefix = Path(tempfile.mkdtemp(prefix="appliance-nginx-"))
+    prefix.chmod(0o755)
     tls_port = free_port()
     env = served_env(
         NGINX_PREFIX=str(prefix),
@@ -120,7 +128,6 @@ def served_nginx(prefix: Path, upstream: str) -> Iterator[tuple[str, Path]]:
         NGINX_HTTP_PORT=str(free_port()),
         CONSOLE_UPSTREAM=upstream.removeprefix("http://"),
     )
-    prefix.mkdir(parents=True, exist_ok=True)
     log = prefix / "run-nginx.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -140,3 +147,8 @@ def served_nginx(prefix: Path, upstream: str) -> Iterator[tuple[str, Path]]:
         yield url, cert
     finally:
         stop(proc)
+        logs.mkdir(parents=True, exist_ok=True)
+        for name in ("run-nginx.log", "error.log", "access.log"):
+            with contextlib.suppress(OSError):
+                shutil.copy(prefix / name, logs / name)
+        shutil.rmtree(prefix, ignore_errors=True)

@@ -19,7 +19,8 @@ CERT=${NGINX_TLS_CERT:-}
 KEY=${NGINX_TLS_KEY:-}
 
 command -v nginx >/dev/null || { echo "nginx is missing: apt-get install nginx (deploy/scripts/ensure-services.sh does)" >&2; exit 1; }
-mkdir -p "$PREFIX"/tmp/{body,proxy,fastcgi,uwsgi,scgi} "$PREFIX/tls"
+# nginx makes its temporary folders itself, owned by its worker user when started as root.
+mkdir -p "$PREFIX/tls" "$PREFIX/tmp"
 
 if [[ -z "$CERT" || -z "$KEY" ]]; then
   CERT=$PREFIX/tls/console.crt KEY=$PREFIX/tls/console.key
