@@ -194,7 +194,7 @@ def main() -> None:
         harness.console(gateway_port, "console-ws", args.workers) as pid,
     ):
         print(
-            f"# {args.chats} chats, {args.tokens} tokens each at {args.delay_ms:g} ms a token, workers {args.workers}"
+            f"# {args.chats} chats, {args.tokens} tokens each at {args.delay_ms:g} ms a token, workers {args.workers or 'every core'}"
         )
         url = f"ws://127.0.0.1:{gateway_port}/ws/chat/"
         result = asyncio.run(run(url, chats, args.tokens, pid, args.limit))
