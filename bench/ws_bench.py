@@ -193,9 +193,8 @@ def main() -> None:
         harness.synthetic(engine_port, tokens=args.tokens, token_delay_ms=args.delay_ms),
         harness.console(gateway_port, "console-ws", args.workers) as pid,
     ):
-        print(
-            f"# {args.chats} chats, {args.tokens} tokens each at {args.delay_ms:g} ms a token, workers {args.workers or 'every core'}"
-        )
+        workers = args.workers or "every core"
+        print(f"# {args.chats} chats, {args.tokens} tokens each at {args.delay_ms:g} ms a token, workers: {workers}")
         url = f"ws://127.0.0.1:{gateway_port}/ws/chat/"
         result = asyncio.run(run(url, chats, args.tokens, pid, args.limit))
         print(json.dumps(result))

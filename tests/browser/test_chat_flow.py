@@ -4,6 +4,7 @@ against the test database, and a fake engine registered as a running deployment 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 

@@ -29,7 +29,7 @@ from appliance.deployments.choices import Desired, State
 from appliance.deployments.models import Deployment, Event, NodeImage, PortLease
 from appliance.deployments.tests import live
 from appliance.deployments.tests.test_live import _containers, _create, _session_of, _wait_state
-from appliance.gateway.tests.conftest import _daphne
+from appliance.gateway.tests.conftest import _console
 from appliance.gpus.choices import NodeState
 from appliance.gpus.models import Node
 
@@ -50,14 +50,14 @@ def _engine_ready(settings: Any) -> None:
 
 @pytest.fixture
 def console(tmp_path: Path, seeded_profiles: None, monkeypatch: pytest.MonkeyPatch, settings: Any) -> Iterator[str]:
-    """Worker and beat (idle check every 2 s), and daphne serving /v1 with them (the same broker, Redis
-    and console id: its last-use keys are the beat's); yields daphne's URL."""
+    """Worker and beat (idle check every 2 s), and the console (manage.py serve) serving /v1 with them (the
+    same broker, Redis and console id: its last-use keys are the beat's); yields its URL."""
     monkeypatch.setenv("APPLIANCE_IDLE_CHECK_SECONDS", "2")
     web = {
         "CONSOLE_ID": live.TEST_CONSOLE_ID, "CELERY_BROKER_URL": live.BROKER_URL, "REDIS_URL": settings.REDIS_URL,
         "APPLIANCE_DEFAULT_QUEUE": live.DEFAULT_QUEUE, "APPLIANCE_PORT_RANGE": live.PORT_RANGE,
     }  # fmt: skip
-    with live.console_processes(tmp_path, NODE), _daphne(tmp_path / "daphne.log", **web) as gateway:
+    with live.console_processes(tmp_path, NODE), _console(tmp_path / "console.log", **web) as gateway:
         live.wait_until(lambda: Node.objects.filter(name=NODE, state=NodeState.READY).exists(), 60, "node ready")
         live.wait_until(
             lambda: NodeImage.objects.filter(node__name=NODE, tag=live.engine_image()).exists(), 60, "images"

@@ -22,7 +22,7 @@ from appliance.catalog.models import ProfileVersion
 from appliance.deployments.choices import Desired, State
 from appliance.deployments.models import Deployment, Event, Instance, NodeImage
 from appliance.deployments.tests.factories import idle_on_demand, play_node_worker
-from appliance.gateway.tests.conftest import CONSOLE_ID, REDIS_URL, _daphne, wait_for
+from appliance.gateway.tests.conftest import CONSOLE_ID, REDIS_URL, _console, wait_for
 from appliance.gateway.tests.factories import api_key
 from bench.synthetic_upstream import TOKEN, SyntheticUpstream
 
@@ -34,12 +34,12 @@ BODY = {"model": "od", "messages": [{"role": "user", "content": "hi"}], "max_tok
 @pytest.fixture(scope="module")
 def gateway(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The console with a short start wait, so the 503 comes within the test's patience."""
-    log = tmp_path_factory.mktemp("daphne") / "daphne-ondemand.log"
+    log = tmp_path_factory.mktemp("console") / "console-ondemand.log"
     env = {
         "APPLIANCE_ON_DEMAND_WAIT_SECONDS": str(WAIT_SECONDS),
         "APPLIANCE_ON_DEMAND_RETRY_AFTER_SECONDS": str(RETRY_AFTER),
     }
-    with _daphne(log, **env) as base_url:
+    with _console(log, **env) as base_url:
         yield base_url
 
 
