@@ -166,6 +166,7 @@ EXPECT: dict[tuple[str, str, str], Row | dict[str, Row]] = {
     ("api", "user-password", "post"): (LOGIN, HIDE, DENY, HIDE, OK),
     # Schema and docs behind login unless CONSOLE_API_DOCS_PUBLIC=True.
     ("page", "api-docs", "get"): (LOGIN, OK, OK, OK, OK),
+    ("page", "api-redoc", "get"): (LOGIN, OK, OK, OK, OK),
     ("page", "api-key-revoke", "post"): (LOGIN, DENY, DENY, DENY, OK),
     ("page", "api-keys", "get"): (LOGIN, OK, OK, OK, OK),
     ("page", "api-not-found", "get"): (HIDE, HIDE, HIDE, HIDE, HIDE),
