@@ -39,8 +39,8 @@ def _enabled(page: Any) -> set[str]:
     return {v for v in verbs if page.is_enabled(f"[data-testid=actions] [data-testid={v}]")}
 
 
-def test_buttons_follow_state_and_stop_delete_confirm(live_server: Any, page: Any, running: Deployment) -> None:
-    base = live_server.url
+def test_buttons_follow_state_and_stop_delete_confirm(console_url: str, page: Any, running: Deployment) -> None:
+    base = console_url
     login(page, base, "alice")
     page.goto(f"{base}/deployments/{running.pk}/")
     endpoint = page.inner_text("[data-testid=endpoint]")
@@ -79,9 +79,9 @@ def test_buttons_follow_state_and_stop_delete_confirm(live_server: Any, page: An
     assert not Deployment.objects.filter(pk=running.pk).exists()
 
 
-def test_events_are_translated(live_server: Any, page: Any, running: Deployment) -> None:
-    login(page, live_server.url, "alice")
-    page.goto(f"{live_server.url}/deployments/{running.pk}/")
+def test_events_are_translated(console_url: str, page: Any, running: Deployment) -> None:
+    login(page, console_url, "alice")
+    page.goto(f"{console_url}/deployments/{running.pk}/")
     events = page.inner_text("[data-testid=events]")
     assert "已创建" in events and "created" not in events
     assert f"已调度到 {NODE}" in events or NODE in events

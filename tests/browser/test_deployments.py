@@ -56,12 +56,12 @@ def test_wizard_defaults_to_what_fits_and_creates(console_url: str, page: Any, p
 
 
 def test_cpu_only_appliance_starts_on_the_cpu_profile(
-    live_server: Any, page: Any, personas: dict, departments: dict, seeded_profiles: None
+    console_url: str, page: Any, personas: dict, departments: dict, seeded_profiles: None
 ) -> None:
     # A node with no GPU at all (what NVML reports on a CPU-only server), RAM enough for SmolLM2.
     Node.objects.create(name="cpu-node", hostname="cpu-node", ram_bytes=16 * 2**30, cpu_count=8)
-    login(page, live_server.url, "alice")
-    page.goto(f"{live_server.url}/deployments/new/")
+    login(page, console_url, "alice")
+    page.goto(f"{console_url}/deployments/new/")
     page.click("[data-testid=wizard-next]")
     assert page.is_checked(f"{_option(page, 'smollm2-cpu')} input")
     for slug in ("basic-7b", "standard-32b", "flagship-671b"):

@@ -14,10 +14,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop", "phone"])
-def test_full_tag_is_visible(live_server: Any, page: Any, personas: dict, size: dict) -> None:
+def test_full_tag_is_visible(console_url: str, page: Any, personas: dict, size: dict) -> None:
     page.set_viewport_size(size)
-    login(page, live_server.url, "root")
-    page.goto(f"{live_server.url}/images/")
+    login(page, console_url, "root")
+    page.goto(f"{console_url}/images/")
     for engine in settings.APPLIANCE_ENGINE_IMAGES:
         image = image_for(engine)
         cell = page.locator(f"[data-testid=tag-{engine}]")

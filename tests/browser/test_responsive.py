@@ -28,19 +28,19 @@ def _admin_pages(scene: dict[str, Any], personas: dict) -> list[str]:
 
 @pytest.mark.parametrize("size", [PHONE, DESKTOP], ids=["phone", "desktop"])
 def test_admin_pages_fit_the_viewport(
-    live_server: Any, page: Any, scene: dict[str, Any], personas: dict, size: dict
+    console_url: str, page: Any, scene: dict[str, Any], personas: dict, size: dict
 ) -> None:
     page.set_viewport_size(size)
-    login(page, live_server.url, "root")
+    login(page, console_url, "root")
     for url in _admin_pages(scene, personas):
-        page.goto(f"{live_server.url}{url}")
+        page.goto(f"{console_url}{url}")
         assert_fits(page)
 
 
-def test_phone_menu_opens_from_its_button(live_server: Any, page: Any, scene: dict[str, Any]) -> None:
+def test_phone_menu_opens_from_its_button(console_url: str, page: Any, scene: dict[str, Any]) -> None:
     page.set_viewport_size(PHONE)
-    login(page, live_server.url, "root")
-    page.goto(f"{live_server.url}/users/")
+    login(page, console_url, "root")
+    page.goto(f"{console_url}/users/")
     sidenav = page.locator("[data-testid=sidenav]")
     assert not sidenav.is_visible()
     content = page.locator("main.content").bounding_box()
@@ -48,20 +48,20 @@ def test_phone_menu_opens_from_its_button(live_server: Any, page: Any, scene: di
     page.click("[data-testid=nav-toggle]")
     assert sidenav.is_visible()
     page.click("[data-testid=sidenav] >> text=审计日志")
-    page.wait_for_url(f"{live_server.url}/audit-log/")
+    page.wait_for_url(f"{console_url}/audit-log/")
     assert_fits(page)
 
 
-def test_desktop_keeps_the_sidebar(live_server: Any, page: Any, scene: dict[str, Any]) -> None:
+def test_desktop_keeps_the_sidebar(console_url: str, page: Any, scene: dict[str, Any]) -> None:
     page.set_viewport_size(DESKTOP)
-    login(page, live_server.url, "root")
+    login(page, console_url, "root")
     assert page.is_visible("[data-testid=sidenav]") and not page.is_visible("[data-testid=nav-toggle]")
 
 
 @pytest.mark.parametrize("size", [PHONE, DESKTOP], ids=["phone", "desktop"])
-def test_member_pages_fit_the_viewport(live_server: Any, page: Any, scene: dict[str, Any], size: dict) -> None:
+def test_member_pages_fit_the_viewport(console_url: str, page: Any, scene: dict[str, Any], size: dict) -> None:
     page.set_viewport_size(size)
-    login(page, live_server.url, "bob")
+    login(page, console_url, "bob")
     for url in ("/", "/api-keys/", "/usage/", "/gpus/", "/chat/"):
-        page.goto(f"{live_server.url}{url}")
+        page.goto(f"{console_url}{url}")
         assert_fits(page)

@@ -14,8 +14,8 @@ from tests.browser.ux import login
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_new_user_defaults_to_member_and_weak_password_is_chinese(live_server: Any, page: Any, personas: dict) -> None:
-    base = live_server.url
+def test_new_user_defaults_to_member_and_weak_password_is_chinese(console_url: str, page: Any, personas: dict) -> None:
+    base = console_url
     login(page, base, "root")
     page.goto(f"{base}/users/")
     page.click("summary")
@@ -30,8 +30,8 @@ def test_new_user_defaults_to_member_and_weak_password_is_chinese(live_server: A
     assert not User.objects.filter(username="henry").exists()
 
 
-def test_admin_edits_role_and_resets_password(live_server: Any, page: Any, personas: dict) -> None:
-    base = live_server.url
+def test_admin_edits_role_and_resets_password(console_url: str, page: Any, personas: dict) -> None:
+    base = console_url
     login(page, base, "root")
     page.goto(f"{base}/users/")
     page.click("[data-testid=edit-bob]")
@@ -52,8 +52,8 @@ def test_admin_edits_role_and_resets_password(live_server: Any, page: Any, perso
     assert User.objects.get(username="bob").check_password("a-brand-new-secret-42")
 
 
-def test_department_admin_sees_only_what_the_gate_allows(live_server: Any, page: Any, personas: dict) -> None:
-    base = live_server.url
+def test_department_admin_sees_only_what_the_gate_allows(console_url: str, page: Any, personas: dict) -> None:
+    base = console_url
     login(page, base, "alice")
     page.goto(f"{base}/users/")
     page.click("summary")
