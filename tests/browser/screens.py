@@ -20,7 +20,7 @@ from tests.browser.ux import DESKTOP, PHONE
 from tests.scenes import seed_appliance
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-console_url = test_chat_flow.console_url
+console_env = test_chat_flow.console_env  # the chat's Redis for the console that console_url starts
 engine = test_chat_flow.engine
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"

@@ -17,7 +17,7 @@ from tests.browser.ux import DESKTOP, PHONE, assert_fits, login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 # The chat flow's fixtures (the console served over HTTP + WebSocket, a fake engine), however it serves them.
-console_url = test_chat_flow.console_url
+console_env = test_chat_flow.console_env  # the chat's Redis for the console that console_url starts
 engine = test_chat_flow.engine
 _log_in_and_open_chat = test_chat_flow._log_in_and_open_chat
 CODE = ["Here:\n\n", "```python\n", "print('hi')\n", "```\n"]
