@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 
 from appliance.accounts.models import User
 from appliance.chat.tests.factories import R1_DISTILL, running_deployment
@@ -26,7 +27,10 @@ ANSWER = [
 
 @pytest.fixture
 def console_env() -> dict[str, str]:
-    """The chat's Redis database for the console's channel layer, answers and quotas."""
+    """The chat's Redis database for the console's channel layer, answers and quotas, emptied first: the
+    ids of a new test database start again at 1, and a cached health or answer of the last test's
+    deployment or message must not be taken for this one's (as appliance/chat/tests/conftest.py does)."""
+    redis.Redis.from_url(REDIS_URL).flushdb()
     return {"CHANNELS_REDIS_URL": REDIS_URL, "CHAT_REDIS_URL": REDIS_URL, "APPLIANCE_QUOTA_REDIS_URL": REDIS_URL}
 
 
