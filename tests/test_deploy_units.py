@@ -45,7 +45,9 @@ def test_systemd_analyze_refuses_a_broken_unit(tmp_path: Path) -> None:
     """The check above can fail: a unit whose program is missing does not verify."""
     web = (ROOT / "deploy" / "systemd" / "appliance-console-web.service").read_text()
     broken = tmp_path / "appliance-console-web.service"
-    broken.write_text(web.replace(INSTALL_ROOT, str(ROOT)).replace("bin/daphne", "bin/no-such-daphne"))
+    broken.write_text(
+        web.replace(INSTALL_ROOT, str(ROOT)).replace("bin/python manage.py serve", "bin/no-such-python manage.py serve")
+    )
     result = subprocess.run([_tool("systemd-analyze"), "verify", "--man=no", str(broken)], capture_output=True)
     assert result.returncode != 0
 

@@ -59,10 +59,10 @@ POINTS = "el => echarts.getInstanceByDom(el).getOption().series.map(s => s.data.
 
 
 def test_dashboard_charts_have_data_and_labelled_axes(
-    live_server: Any, page: Any, personas: dict[str, Any], seeded_profiles: None
+    console_url: str, page: Any, personas: dict[str, Any], seeded_profiles: None
 ) -> None:
     _seed(personas)
-    base = live_server.url
+    base = console_url
     _login(page, base)
     page.wait_for_selector(".dashboard-charts[data-loaded=true]")
     util = page.eval_on_selector("[data-testid=chart-gpu-util]", AXES)
@@ -86,9 +86,9 @@ def test_dashboard_charts_have_data_and_labelled_axes(
     assert util == {"x": "Time", "y": "Utilisation (%)", "title": "GPU utilisation", "series": 2}
 
 
-def test_usage_page_charts_by_model_and_user(live_server: Any, page: Any, personas: dict[str, Any]) -> None:
+def test_usage_page_charts_by_model_and_user(console_url: str, page: Any, personas: dict[str, Any]) -> None:
     _seed(personas)
-    base = live_server.url
+    base = console_url
     _login(page, base)
     page.goto(f"{base}/usage/")
     page.wait_for_selector(".usage-charts[data-loaded=true]")
