@@ -16,7 +16,7 @@ from appliance.chat.tests.factories import running_deployment
 from appliance.chat.tests.fake_engine import FakeEngine, Script
 from bench.synthetic_upstream import SyntheticUpstream
 from conftest import PASSWORD
-from tests.browser.test_chat_flow import _log_in_and_open_chat, console_url, engine  # noqa: F401 - fixtures
+from tests.browser.test_chat_flow import _log_in_and_open_chat, console_env, engine  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
