@@ -42,7 +42,7 @@ def hostile_answer(tracker: str) -> list[str]:
 
 
 def test_a_planted_form_style_and_tracking_images_do_not_render_or_load(
-    console_url: str,  # noqa: F811
+    console_url: str,
     strict_page: Any,
     personas: dict[str, User],
     engine: FakeEngine,  # noqa: F811
@@ -75,7 +75,7 @@ def test_a_planted_form_style_and_tracking_images_do_not_render_or_load(
     assert any("img-src" in v for v in violations), violations
 
 
-def test_every_page_has_a_content_security_policy(console_url: str) -> None:  # noqa: F811
+def test_every_page_has_a_content_security_policy(console_url: str) -> None:
     # (django-csp leaves DEBUG error pages, 404 and 500, without the header so they still work.)
     for path in ("/login/", "/healthz", "/api/v1/users/", "/chat/"):
         policy = httpx.get(f"{console_url}{path}").headers.get("Content-Security-Policy", "")
@@ -86,7 +86,7 @@ def test_every_page_has_a_content_security_policy(console_url: str) -> None:  # 
 
 
 def test_pages_work_under_the_policy_without_inline_handlers(
-    console_url: str,  # noqa: F811
+    console_url: str,
     strict_page: Any,
     personas: dict[str, User],
 ) -> None:
