@@ -12,7 +12,7 @@ from appliance.chat.tests.factories import running_deployment
 from appliance.chat.tests.fake_engine import FakeEngine, Script
 from appliance.safety import services
 from conftest import PASSWORD
-from tests.browser.test_chat_flow import console_url, engine  # noqa: F401 - fixtures
+from tests.browser.test_chat_flow import console_env, engine  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -40,7 +40,7 @@ def _ask(page: Any, model: str, text: str) -> None:
 
 
 def test_chinese_masked_answer_carries_the_label_and_a_blocked_question_says_why(
-    console_url: str,  # noqa: F811
+    console_url: str,
     page: Any,
     personas: dict[str, User],
     engine: FakeEngine,  # noqa: F811
@@ -61,7 +61,7 @@ def test_chinese_masked_answer_carries_the_label_and_a_blocked_question_says_why
 
 
 def test_english_blocked_answer_stops_and_says_why(
-    console_url: str,  # noqa: F811
+    console_url: str,
     browser: Any,
     personas: dict[str, User],
     engine: FakeEngine,  # noqa: F811
