@@ -41,6 +41,9 @@ def backoff_seconds(failures: int) -> int:
 
 def port_is_free(address: str, port: int) -> bool:
     probe = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+    # As docker-proxy binds (Go's listeners set SO_REUSEADDR): a stopped engine's connections lingering
+    # in TIME_WAIT do not make its port busy; only a listener does.
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         probe.bind((address, port))
     except OSError:

@@ -193,6 +193,24 @@ EXPECT: dict[tuple[str, str, str], Row | dict[str, Row]] = {
     ("page", "gpus", "get"): (LOGIN, OK, OK, OK, OK),
     ("page", "healthz", "get"): (OK, OK, OK, OK, OK),
     ("page", "home", "get"): (LOGIN, OK, OK, OK, OK),
+    # Content safety (issue 15): lists and hits by department subtree; auditors read; admins of the department manage.
+    ("api", "ai-label-api", "get"): (LOGIN, OK, OK, OK, OK),
+    ("api", "ai-label-api", "put"): (LOGIN, DENY, DENY, DENY, OK),
+    ("api", "safetyhit-detail", "get"): (LOGIN, HIDE, OK, HIDE, OK),
+    ("api", "safetyhit-list", "get"): (LOGIN, OK, OK, OK, OK),
+    ("api", "wordlist-detail", "delete"): (LOGIN, HIDE, HIDE, HIDE, OK),
+    ("api", "wordlist-detail", "get"): (LOGIN, HIDE, OK, HIDE, OK),
+    ("api", "wordlist-detail", "patch"): (LOGIN, HIDE, HIDE, HIDE, OK),
+    ("api", "wordlist-export", "get"): (LOGIN, HIDE, OK, HIDE, OK),
+    ("api", "wordlist-import-words", "post"): (LOGIN, HIDE, HIDE, HIDE, OK),
+    ("api", "wordlist-list", "get"): (LOGIN, OK, OK, OK, OK),
+    ("api", "wordlist-list", "post"): (LOGIN, DENY, DENY, DENY, OK),
+    ("page", "ai-label", "post"): (LOGIN, DENY, DENY, DENY, OK),
+    ("page", "safety-hits", "get"): (LOGIN, OK, OK, OK, OK),
+    ("page", "word-list-delete", "post"): (LOGIN, DENY, DENY, DENY, OK),
+    ("page", "word-list-import", "post"): (LOGIN, DENY, DENY, DENY, OK),
+    ("page", "word-list-toggle", "post"): (LOGIN, DENY, DENY, DENY, OK),
+    ("page", "word-lists", "get"): (LOGIN, OK, OK, OK, OK),
     # The charts' data: admins and auditors (members see their own usage elsewhere).
     ("page", "dashboard-data", "get"): (LOGIN, DENY, OK, OK, OK),
     # Prometheus' scrape: by address or bearer token, not by session; the test client is loopback.
@@ -244,6 +262,9 @@ BODIES: dict[tuple[str, str], Callable[[World, str], dict[str, Any]]] = {
         "password": "correct-horse-battery-9",
     },
     ("user-detail", "patch"): lambda w, d: {"display_name": "Renamed"},
+    ("wordlist-list", "post"): lambda w, d: {"name": "new-words", "department": _dept(w, d)},
+    ("wordlist-import-words", "post"): lambda w, d: {"text": "敏感词\nsecret"},
+    ("ai-label-api", "put"): lambda w, d: {"department": _dept(w, d), "enabled": False},
     ("user-password", "post"): lambda w, d: {"new_password": "another-horse-battery-7"},
     ("apikey-list", "post"): lambda w, d: {"name": "for-owner", "user": w.ids["user"][d]},
     ("node-maintenance", "post"): lambda w, d: {"enabled": True, "reason": "matrix"},
@@ -290,6 +311,8 @@ BODIES: dict[tuple[str, str], Callable[[World, str], dict[str, Any]]] = {
     ("gpu-assign", "post"): lambda w, d: {"action": "release", "units": [w.ids["gpuunit"][d]]},
     ("engine-image", "post"): lambda w, d: {"image": "appliance/llamacpp-cpu:custom"},
     ("deployment-on-demand", "post"): lambda w, d: {"on_demand": True, "idle_minutes": 30},
+    ("word-list-import", "post"): lambda w, d: {"text": "敏感词", "default_action": "block"},
+    ("ai-label", "post"): lambda w, d: {"department": _dept(w, d), "enabled": ""},
     ("user-reset-password", "post"): lambda w, d: {"new_password": "another-horse-battery-7"},
 }
 
@@ -307,7 +330,7 @@ API_OBJECT = {
     "department": "department", "user": "user", "apikey": "apikey", "auditrecord": "auditrecord",
     "node": "node", "gpu": "gpu", "gpuunit": "gpuunit", "gpuquota": "gpuquota", "profile": "profile",
     "quota": "quota", "usagerecord": "usagerecord", "deployment": "deployment", "imageimport": "imageimport",
-    "nodeimage": "nodeimage", "conversation": "conversation",
+    "nodeimage": "nodeimage", "conversation": "conversation", "wordlist": "wordlist", "safetyhit": "safetyhit",
 }  # fmt: skip
 PAGE_OBJECT = {
     "user-toggle-active": "user", "api-key-revoke": "apikey", "node-maintenance": "node", "gpu-detail": "gpu",
@@ -315,6 +338,7 @@ PAGE_OBJECT = {
     "deployment-action": "deployment",
     "deployment-on-demand": "deployment",
     "user-edit": "user", "user-reset-password": "user",
+    "word-list-import": "wordlist", "word-list-toggle": "wordlist", "word-list-delete": "wordlist",
 }  # fmt: skip
 
 

@@ -29,6 +29,8 @@ from appliance.gpus.simulated import collect_simulated
 from appliance.gpus.sync import apply_inventory
 from appliance.quotas import services as quota_services
 from appliance.quotas.models import UsageRecord
+from appliance.safety import services as safety_services
+from appliance.safety.models import SafetyHit
 from conftest import make_user
 
 # The departments whose objects the matrix visits, and who stands where relative to each.
@@ -93,6 +95,13 @@ def _department_objects(world: World, key: str, root: User, unit_ids: list[int])
         completion_tokens=5, day=timezone.localdate(), created_at=timezone.now(),
     )  # fmt: skip
     world.put("usagerecord", key, usage.pk)
+    word_list = safety_services.create_list(root, name=f"words-{key}", department_id=dept.pk)
+    world.put("wordlist", key, word_list.pk)
+    hit = SafetyHit.objects.create(
+        department=dept, user=owner, username=owner.username, word_list=word_list, list_name=word_list.name,
+        word="x", action="record", stage="prompt", channel="chat",
+    )  # fmt: skip
+    world.put("safetyhit", key, hit.pk)
     from appliance.audit.models import AuditRecord
 
     world.put("auditrecord", key, AuditRecord.objects.filter(department=dept).latest("pk").pk)

@@ -204,6 +204,9 @@ def test_worker_killed_mid_launch_leaves_one_container(
 
 def _squat(port: int) -> socket.socket:
     squatter = socket.socket()
+    # Earlier tests' engines served on this port: their closed connections linger in TIME_WAIT, which
+    # refuses a plain bind although nothing listens there (the console's own check tolerates them too).
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     squatter.bind(("127.0.0.1", port))
     squatter.listen()
     return squatter
