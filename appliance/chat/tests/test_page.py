@@ -28,7 +28,8 @@ def test_page_does_not_probe_engines(personas: dict[str, User], django_assert_ma
     running_deployment(personas["alice"].department, personas["alice"], "dead", 9)
     client = Client()
     client.force_login(personas["bob"])
-    with django_assert_max_num_queries(4):
+    # session, user, conversations, the department's AI-label setting (issue 15) and one more: no engine call
+    with django_assert_max_num_queries(5):
         assert client.get("/chat/").status_code == 200
 
 

@@ -33,15 +33,15 @@ CONSOLE_ID = f"gwtest{os.getpid()}"
 @contextlib.contextmanager
 def _console(log: Path, **extra_env: str) -> Iterator[str]:
     """The console as deployed (``manage.py serve``, 2 workers) on the test database; yields its base URL."""
-    env = served_env(
-        DATABASE_URL=served_database_url(),
-        CONSOLE_ENV="test",
-        APPLIANCE_QUOTA_REDIS_URL=REDIS_URL,
-        REDIS_URL=REDIS_URL,
-        CONSOLE_ID=CONSOLE_ID,
-        CONSOLE_LOG_LEVEL="WARNING",
-        **extra_env,
-    )
+    defaults = {
+        "DATABASE_URL": served_database_url(),
+        "CONSOLE_ENV": "test",
+        "APPLIANCE_QUOTA_REDIS_URL": REDIS_URL,
+        "REDIS_URL": REDIS_URL,
+        "CONSOLE_ID": CONSOLE_ID,
+        "CONSOLE_LOG_LEVEL": "WARNING",
+    }
+    env = served_env(**{**defaults, **extra_env})  # a caller's values (the live tests' console id) win
     with served_console(log, env) as (base_url, _proc):
         yield base_url
 

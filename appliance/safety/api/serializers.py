@@ -9,7 +9,7 @@ from appliance.safety.models import SafetyHit, WordList
 
 class WordListSerializer(StrictModelSerializer):
     department = serializers.IntegerField(source="department_id", allow_null=True, required=False)
-    department_name = serializers.CharField(source="department.name", read_only=True, default=None)
+    department_name = serializers.CharField(source="department.name", read_only=True, allow_null=True, default=None)
     rule_count = serializers.SerializerMethodField()
 
     class Meta:
