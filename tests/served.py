@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PR_SET_PDEATHSIG = 1
 # The test process sets this so Playwright's loop and the ORM can share its thread; a served console
 # must fail on a synchronous database call in its event loop, as it would on an appliance.
-NOT_INHERITED = ("DJANGO_ALLOW_ASYNC_UNSAFE",)
+# PROMETHEUS_MULTIPROC_DIR: the test process's own metrics files; run-console.sh empties the directory it is
+# given, which would leave this process counting into deleted files (its metrics test then sees nothing).
+NOT_INHERITED = ("DJANGO_ALLOW_ASYNC_UNSAFE", "PROMETHEUS_MULTIPROC_DIR")
 
 
 def free_port() -> int:
