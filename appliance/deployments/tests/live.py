@@ -180,3 +180,16 @@ def web(tmp_path: Path, node: str, **extra: str) -> Iterator[str]:
 
 def engine_image() -> str:
     return str(settings.APPLIANCE_ENGINE_IMAGES["llamacpp"])
+
+
+def require_engine(settings: Any) -> None:
+    """Point the test process at the live processes' console id and ports; fail (not skip) without the image."""
+    import pytest
+
+    settings.CONSOLE_ID = TEST_CONSOLE_ID
+    low, high = PORT_RANGE.split("-")
+    settings.APPLIANCE_PORT_RANGE = (int(low), int(high))
+    try:
+        docker.from_env().images.get(engine_image())
+    except Exception as exc:
+        pytest.fail(f"Docker or the engine image is missing ({exc}); run deploy/engine-image/build.sh")

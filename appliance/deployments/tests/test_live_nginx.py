@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import docker
 import httpx
 import openai
 import pytest
@@ -36,13 +35,7 @@ NODE = live.node_name("tls")
 
 @pytest.fixture(autouse=True)
 def _engine_ready(settings: Any) -> None:
-    settings.CONSOLE_ID = live.TEST_CONSOLE_ID
-    low, high = live.PORT_RANGE.split("-")
-    settings.APPLIANCE_PORT_RANGE = (int(low), int(high))
-    try:
-        docker.from_env().images.get(live.engine_image())
-    except Exception as exc:
-        pytest.fail(f"Docker or the engine image is missing ({exc}); run deploy/engine-image/build.sh")
+    live.require_engine(settings)
 
 
 @pytest.fixture
