@@ -177,6 +177,10 @@ CELERY_BEAT_SCHEDULE = {
 APPLIANCE_QUOTA_REDIS_URL = env_str("APPLIANCE_QUOTA_REDIS_URL", REDIS_URL)
 APPLIANCE_QUOTA_FAIL_OPEN = env_bool("APPLIANCE_QUOTA_FAIL_OPEN", False)
 APPLIANCE_QUOTA_REDIS_TIMEOUT_MS = env_int("APPLIANCE_QUOTA_REDIS_TIMEOUT_MS", 500, minimum=10, maximum=60_000)
+# The reply (and free-connection) wait of the web processes' event loops, whose reads lag under load.
+APPLIANCE_QUOTA_REDIS_LOOP_TIMEOUT_MS = env_int(
+    "APPLIANCE_QUOTA_REDIS_LOOP_TIMEOUT_MS", 5000, minimum=10, maximum=60_000
+)
 APPLIANCE_QUOTA_RESERVATION_TTL_SECONDS = env_int(
     "APPLIANCE_QUOTA_RESERVATION_TTL_SECONDS", 900, minimum=1, maximum=24 * 3600
 )
@@ -203,12 +207,9 @@ APPLIANCE_GATEWAY_MAX_BODY_BYTES = env_int("APPLIANCE_GATEWAY_MAX_BODY_BYTES", 2
 # /v1/ straight from the ASGI server to the gateway's views, past Django's middleware (appliance/gateway/asgi.py).
 APPLIANCE_GATEWAY_FAST_PATH = env_bool("APPLIANCE_GATEWAY_FAST_PATH", True)
 
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [env_str("CHANNELS_REDIS_URL", REDIS_URL)]},
-    }
-}
+# No channel layer: the chat's events go straight to the sockets of the process that generates them, and
+# through Redis pub/sub to the others' (appliance/chat/fanout.py; channels_redis dropped messages, issue 11).
+CHANNEL_LAYERS: dict[str, dict[str, object]] = {}
 
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "login"
@@ -275,6 +276,13 @@ STORAGES = {
 CONSOLE_HOST = env_str("CONSOLE_HOST", "127.0.0.1")
 CONSOLE_PORT = env_int("CONSOLE_PORT", 8000, minimum=1, maximum=65535)
 CONSOLE_WORKERS = env_int("CONSOLE_WORKERS", len(os.sched_getaffinity(0)), minimum=1, maximum=256)
+# Connections one worker serves at once, held chat sockets included (granian's "backpressure"; its default,
+# backlog / workers, stopped a two-worker console at 512 sockets each). Past it, new ones wait in the backlog.
+CONSOLE_WORKER_CONNECTIONS = env_int("CONSOLE_WORKER_CONNECTIONS", 4096, minimum=16, maximum=65536)
+CONSOLE_BACKLOG = env_int("CONSOLE_BACKLOG", 2048, minimum=16, maximum=65536)
+# Threads per worker for the database work of chat sockets and answers, each keeping its connection
+# (appliance/core/dbthreads.py).
+CONSOLE_DB_THREADS = env_int("CONSOLE_DB_THREADS", 8, minimum=1, maximum=64)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

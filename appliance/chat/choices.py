@@ -85,8 +85,3 @@ class ErrorCode(models.TextChoices):
     NOT_FOUND = "not_found", _("Not found.")
     INVALID = "invalid", _("Invalid request.")
     INTERNAL = "internal", _("Something went wrong on the console.")
-
-
-def user_group(user_id: int) -> str:
-    """Every socket of a user joins this group; generations publish their deltas to it."""
-    return f"chat.user.{user_id}"

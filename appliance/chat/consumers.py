@@ -1,46 +1,57 @@
 """The chat socket, ``ws/chat/``. Thin: it checks who is asking and calls services; see docs/chat.md.
 
-Every socket of a user joins the user's group, where generations publish. A socket forwards
-the deltas of the conversation it is subscribed to, and the start and end of every answer (so
-the conversation list stays current in every tab).
+Every socket of a user receives the user's answer events (``fanout``): straight from an answer generated
+in its own process, through Redis from another process. A socket forwards the deltas of the
+conversation it is subscribed to, and the start and end of every answer (so the conversation list stays
+current in every tab). Events wait in the socket's outbox and are sent by its own task, so a slow
+browser slows nobody's answer; one that stops reading for ``OUTBOX_LIMIT`` events is closed, and its tab
+reconnects and resubscribes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from appliance.accounts.models import User
-from appliance.chat import generation, live, metering, protocol, services, stops
+from appliance.chat import fanout, generation, live, metering, protocol, services, stops
 from appliance.chat.api.serializers import conversation_data, message_data
-from appliance.chat.choices import ErrorCode, Status, user_group
+from appliance.chat.choices import ErrorCode, Status
+from appliance.core.dbthreads import db
 from appliance.core.exceptions import ServiceError
 from appliance.monitoring.instruments import websocket_chats
 
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_TOO_SLOW = 4408  # the browser did not read its events: it reconnects and resubscribes
+OUTBOX_LIMIT = 2000
 
 Handler = Callable[["ChatConsumer", User, dict[str, Any]], Awaitable[None]]
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
-    group: str | None = None
+    user_id: int | None = None
     conversation_id: int | None = None
     counted = False  # this socket is in console_websocket_chats
+    writer: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         user = await self._acting_user()
         if user is None:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.group = user_group(user.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(OUTBOX_LIMIT)
+        # Held while a snapshot is read and sent: the events that arrive meanwhile follow it.
+        self.sending = asyncio.Lock()
+        self.user_id = user.pk
+        await fanout.attach(user.pk, self)
         await self.accept()
+        self.writer = asyncio.create_task(self._write(), name=f"chat-socket-writer-{user.pk}")
         self.counted = True
         websocket_chats.inc()
         await self.send_json({"type": "ready", "user": user.get_username()})
@@ -50,10 +61,35 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             self.counted = False
             websocket_chats.dec()
         # The answers this socket started keep going: they belong to the conversation, not the socket.
-        if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        if self.user_id is not None:
+            fanout.detach(self.user_id, self)
+        if self.writer is not None:
+            self.writer.cancel()
 
-    @database_sync_to_async
+    def deliver(self, event: dict[str, Any]) -> None:
+        try:
+            self.outbox.put_nowait(event)
+        except asyncio.QueueFull:
+            logger.warning("chat: a socket of user %s stopped reading its events; closing it", self.user_id)
+            if self.user_id is not None:
+                fanout.detach(self.user_id, self)
+            asyncio.get_running_loop().create_task(self.close(code=CLOSE_TOO_SLOW))
+        except RuntimeError:  # its loop is gone (a test's): nothing to deliver to
+            pass
+
+    async def _write(self) -> None:
+        while True:
+            event = await self.outbox.get()
+            handler = EVENTS.get(event.get("type", ""))
+            if handler is None:
+                continue
+            try:
+                async with self.sending:
+                    await handler(self, event)
+            except Exception:  # the socket went away mid-send; disconnect() ends this task
+                logger.debug("chat: event not sent", exc_info=True)
+
+    @db
     def _acting_user(self) -> User | None:
         """The session's user, re-read at every request: a logout or a deactivation ends access at once."""
         user, session = self.scope.get("user"), self.scope.get("session")
@@ -93,42 +129,43 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "conversation", "conversation": None, "messages": [], "ref": data.get("ref")})
             return
         wanted = protocol.integer(data, "conversation_id")
-        # Subscribe first: deltas published while the snapshot is read wait in this consumer's queue
+        # Subscribe first: deltas published while the snapshot is read wait in this socket's outbox
         # and follow the snapshot; the browser drops those whose seq the snapshot already covers.
-        previous, self.conversation_id = self.conversation_id, wanted
-        try:
-            conversation, messages = await database_sync_to_async(_snapshot)(user, wanted)
-        except ServiceError:
-            self.conversation_id = previous
-            raise
-        for message in messages:
-            if message["status"] == Status.STREAMING:
-                await _overlay(message)
         quota = await _remaining(user.pk)
-        await self.send_json(
-            {"type": "conversation", "conversation": conversation, "messages": messages, "quota": quota,
-             "ref": data.get("ref")}
-        )  # fmt: skip
+        async with self.sending:
+            previous, self.conversation_id = self.conversation_id, wanted
+            try:
+                conversation, messages = await _snapshot(user, wanted)
+            except ServiceError:
+                self.conversation_id = previous
+                raise
+            for message in messages:
+                if message["status"] == Status.STREAMING:
+                    await _overlay(message)
+            await self.send_json(
+                {"type": "conversation", "conversation": conversation, "messages": messages, "quota": quota,
+                 "ref": data.get("ref")}
+            )  # fmt: skip
 
     async def do_send(self, user: User, data: dict[str, Any]) -> None:
         conversation_id = protocol.optional_integer(data, "conversation_id")
         content, settings = protocol.content(data), protocol.chat_settings(data)
-        turn = await database_sync_to_async(services.send)(user, conversation_id, content, settings)
+        turn = await db(services.send)(user, conversation_id, content, settings)
         await self._started(turn, data.get("ref"))
 
     async def do_regenerate(self, user: User, data: dict[str, Any]) -> None:
         message_id, settings = protocol.integer(data, "message_id"), protocol.optional_settings(data)
-        turn = await database_sync_to_async(services.regenerate)(user, message_id, settings)
+        turn = await db(services.regenerate)(user, message_id, settings)
         await self._started(turn, data.get("ref"))
 
     async def do_edit(self, user: User, data: dict[str, Any]) -> None:
         message_id, content = protocol.integer(data, "message_id"), protocol.content(data)
         settings = protocol.optional_settings(data)
-        turn = await database_sync_to_async(services.edit_and_resend)(user, message_id, content, settings)
+        turn = await db(services.edit_and_resend)(user, message_id, content, settings)
         await self._started(turn, data.get("ref"))
 
     async def do_stop(self, user: User, data: dict[str, Any]) -> None:
-        message = await database_sync_to_async(services.stoppable)(user, protocol.integer(data, "message_id"))
+        message = await db(services.stoppable)(user, protocol.integer(data, "message_id"))
         if message.status != Status.STREAMING:
             return  # already over: its "done" event is on its way or was sent
         await stops.request(message.pk)
@@ -142,10 +179,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             "type": "chat.started", "conversation": conversation_data(turn.conversation),
             "messages": [message_data(m) for m in turn.messages], "superseded": turn.superseded, "ref": ref,
         }  # fmt: skip
-        await self.channel_layer.group_send(user_group(turn.job.user_id), event)
+        await fanout.publish(turn.job.user_id, event)
         generation.start(turn.job)
 
-    # --- events from the user's group ------------------------------------------------------------
+    # --- the user's answer events (fanout), sent by the socket's writer -------------------------
 
     async def chat_started(self, event: dict[str, Any]) -> None:
         await self.send_json({**event, "type": "started"})
@@ -170,6 +207,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({**event, "type": "conversation_changed"})
 
 
+EVENTS: dict[str, Callable[[ChatConsumer, dict[str, Any]], Awaitable[None]]] = {
+    "chat.started": ChatConsumer.chat_started,
+    "chat.delta": ChatConsumer.chat_delta,
+    "chat.status": ChatConsumer.chat_status,
+    "chat.done": ChatConsumer.chat_done,
+    "chat.conversation": ChatConsumer.chat_conversation,
+}
+
 HANDLERS: dict[str, Handler] = {
     "subscribe": ChatConsumer.do_subscribe,
     "send": ChatConsumer.do_send,
@@ -188,6 +233,7 @@ async def _remaining(user_id: int) -> dict[str, Any]:
         return {"available": False}
 
 
+@db
 def _snapshot(user: User, conversation_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     conversation, messages = services.current_messages(user, conversation_id)
     return conversation_data(conversation), [message_data(m) for m in messages]
@@ -200,6 +246,6 @@ async def _overlay(message: dict[str, Any]) -> None:
         message.update(reasoning=state.reasoning, content=state.content, seq=state.seq)
         message["reasoning_ms"] = state.reasoning_ms
         return
-    stored = await database_sync_to_async(services.reload_message)(message["id"])
+    stored = await db(services.reload_message)(message["id"])
     if stored is not None:
         message.update(message_data(stored))

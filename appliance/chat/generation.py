@@ -7,10 +7,14 @@ belong to the socket that asked for it, so closing the tab changes nothing. Its 
 in Redis (``live``), so any socket of the user in any process picks it up. If the process dies,
 the heartbeat lapses and ``services.recover_orphans`` keeps the text and marks it interrupted.
 
-Deltas reach the user's group in batches (20 pieces or 50 ms, whichever first); the database is
-written every few seconds and at the end, never per token. A stop request reaches the
-generation's process by Redis pub/sub, or as a Redis flag read at each batch (``stops``); either way
-the stream task is cancelled, which closes the HTTP connection so the engine stops generating.
+Deltas reach the user's sockets in batches (20 pieces or 50 ms, whichever first): straight to the
+sockets of this process, and through the same Redis round trip that appends the batch to the live
+state to the sockets of other processes (``fanout``). The database is written at the start, every few
+seconds and at the end, never per token, on the database threads (``appliance.core.dbthreads``).
+
+A stop request reaches the generation's process by Redis pub/sub, or as a Redis flag read at each
+batch (``stops``); either way the stream task is cancelled, which closes the HTTP connection so the
+engine stops generating.
 """
 
 from __future__ import annotations
@@ -23,13 +27,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 
 from appliance.accounts.models import User
-from appliance.chat import answers, live, metering, screening, stops, upstream
+from appliance.chat import answers, fanout, live, metering, screening, stops, upstream
 from appliance.chat.api.serializers import message_data
 from appliance.chat.choices import (
     BATCH_MAX_DELAY_SECONDS,
@@ -38,11 +40,11 @@ from appliance.chat.choices import (
     HEARTBEAT_SECONDS,
     ErrorCode,
     Status,
-    user_group,
 )
 from appliance.chat.planning import Job
 from appliance.chat.reasoning import Change, ThinkSplitter
 from appliance.chat.screening import AnswerScreen, ContentBlocked
+from appliance.core.dbthreads import db
 from appliance.core.exceptions import ServiceError
 from appliance.deployments import lastuse, ondemand, routing
 from appliance.safety import recording
@@ -138,7 +140,6 @@ class Generation:
         self.progress = Progress()
         self.seq = 0
         self.saved_at = time.monotonic()
-        self.layer = get_channel_layer()
         self._text_ended = False
         self.screen = AnswerScreen(job.safety) if job.safety is not None else None
 
@@ -228,13 +229,13 @@ class Generation:
         """An on-demand model that is not running: start it, and tell the user's tabs how long it is taking."""
         job, began = self.job, time.monotonic()
         try:
-            await database_sync_to_async(ondemand.wake_for_request)(job.user_id, job.deployment_ids, job.model)
+            await db(ondemand.wake_for_request)(job.user_id, job.deployment_ids, job.model)
         except ServiceError as exc:
             raise upstream.UpstreamError(ErrorCode.MODEL_NOT_STARTED, exc.message) from exc
         while True:
-            state = await database_sync_to_async(ondemand.progress)(list(job.deployment_ids))
+            state = await db(ondemand.progress)(list(job.deployment_ids))
             if state.ready:
-                urls = await database_sync_to_async(_upstreams)(job.user_id, job.model)
+                urls = await db(_upstreams)(job.user_id, job.model)
                 if urls:
                     return urls
             elif state.failed:
@@ -246,7 +247,7 @@ class Generation:
                 "type": "chat.status", "conversation_id": job.conversation_id, "message_id": job.message_id,
                 "status": "starting", "elapsed": int(elapsed),
             }  # fmt: skip
-            await self.layer.group_send(user_group(job.user_id), event)
+            await fanout.publish(job.user_id, event)
             await asyncio.sleep(STARTING_POLL_SECONDS)
 
     def _apply(self, chunk: upstream.Chunk, guard: Any) -> None:
@@ -291,20 +292,18 @@ class Generation:
             change = Change(self.splitter.reasoning, self.splitter.content, replaced=True)
         extra = {"reasoning_ms": self.progress.reasoning_ms} if self.progress.reasoning_ms is not None else None
         job = self.job
-        stop = await live.append(
-            job.message_id, self.seq, reasoning=change.reasoning, content=change.content, replace=change.replaced,
-            extra=extra,
-        )  # fmt: skip
         event = {
             "type": "chat.delta", "conversation_id": job.conversation_id, "message_id": job.message_id,
             "seq": self.seq, "reasoning": change.reasoning, "content": change.content, "replace": change.replaced,
         }  # fmt: skip
-        await self.layer.group_send(user_group(job.user_id), event)
+        fanout.deliver_here(job.user_id, event)
+        stop = await live.append(
+            job.message_id, self.seq, reasoning=change.reasoning, content=change.content, replace=change.replaced,
+            extra=extra, publish=(fanout.channel(), fanout.encode(job.user_id, event)),
+        )  # fmt: skip
         if time.monotonic() - self.saved_at >= DB_FLUSH_SECONDS:
             self.saved_at = time.monotonic()
-            await database_sync_to_async(answers.save_progress)(
-                job.message_id, self.splitter.reasoning, self.splitter.content
-            )
+            await db(answers.save_progress)(job.message_id, self.splitter.reasoning, self.splitter.content)
         if stop:
             self.progress.status = Status.STOPPED
             raise StopRequested
@@ -345,7 +344,7 @@ class Generation:
         final = self._final()
         for attempt, pause in enumerate(STORE_RETRY_PAUSES):
             try:
-                message = await database_sync_to_async(_store)(job.message_id, final)
+                message = await db(_store)(job.message_id, final)
                 break
             except Exception:
                 if attempt == len(STORE_RETRY_PAUSES) - 1:
@@ -357,7 +356,7 @@ class Generation:
         if message is not None:
             quota = await _remaining(job.user_id)
             event = {"conversation_id": job.conversation_id, "message": message, "quota": quota}
-            await self.layer.group_send(user_group(job.user_id), {"type": "chat.done", **event})
+            await fanout.publish(job.user_id, {"type": "chat.done", **event})
         await live.end(job.message_id)
 
     async def _record_hits(self) -> None:
@@ -366,7 +365,7 @@ class Generation:
         job = self.job
         where = screening.context(job.user_id, job.department_id, job.model, job.request_id)
         try:
-            await database_sync_to_async(_record)(where, self.screen.hits)
+            await db(_record)(where, self.screen.hits)
         except Exception:
             logger.exception("chat: content-safety hits of %s not recorded", job.message_id)
 

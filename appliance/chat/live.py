@@ -109,9 +109,17 @@ def discard(message_id: int) -> None:
 
 
 async def append(
-    message_id: int, seq: int, *, reasoning: str, content: str, replace: bool, extra: dict[str, int] | None = None
+    message_id: int,
+    seq: int,
+    *,
+    reasoning: str,
+    content: str,
+    replace: bool,
+    extra: dict[str, int] | None = None,
+    publish: tuple[str, str] | None = None,
 ) -> bool:
-    """Add one batch (or, with ``replace``, set the whole texts); returns whether a stop was requested."""
+    """Add one batch (or, with ``replace``, set the whole texts); returns whether a stop was requested.
+    ``publish``: (channel, message) sent in the same round trip (the batch's event, ``fanout``)."""
     base, r, c, _hb, stop = _keys(message_id)
     pipe = aclient().pipeline(transaction=True)
     if replace:
@@ -121,6 +129,8 @@ async def append(
     fields: dict[str | bytes, int] = {"seq": seq}
     fields.update(extra or {})
     pipe.hset(base, mapping=fields)
+    if publish is not None:
+        pipe.publish(*publish)
     pipe.exists(stop)
     results = await pipe.execute()
     return bool(results[-1])

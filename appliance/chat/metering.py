@@ -12,9 +12,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import sync_to_async
-
 from appliance.accounts.models import User
+from appliance.core.dbthreads import db
 from appliance.core.exceptions import ServiceError
 from appliance.quotas import limiter, usage
 from appliance.quotas import services as quota_services
@@ -55,7 +54,7 @@ def max_tokens_cap(user: User) -> int | None:
 @asynccontextmanager
 async def admitted(adm: Admission) -> AsyncIterator[usage.Guard]:
     """Reserve, yield the guard, settle however the block ends (stop and failures included)."""
-    scopes = await sync_to_async(_scopes)(adm.user_id)
+    scopes = await db(_scopes)(adm.user_id)
     meta = usage.RequestMeta(
         user_id=adm.user_id, department_id=adm.department_id, deployment_id=adm.deployment_id, model=adm.model
     )
@@ -91,4 +90,4 @@ def remaining(user_id: int) -> dict[str, Any]:
     return {"available": True, **{k: v for k, v in found.items() if v is not None}}
 
 
-aremaining = sync_to_async(remaining)
+aremaining = db(remaining)

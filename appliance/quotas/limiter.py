@@ -132,14 +132,18 @@ _async_scripts: weakref.WeakKeyDictionary[AbstractEventLoop, tuple[str, _Scripts
 _clients_lock = threading.Lock()
 
 
-def _pool_options(retry: Any) -> dict[str, Any]:
+def _pool_options(retry: Any, *, in_loop: bool = False) -> dict[str, Any]:
     timeout = settings.APPLIANCE_QUOTA_REDIS_TIMEOUT_MS / 1000
+    # In an event loop a reply is read only when the loop comes round to it: a loop that runs late under
+    # load must cost latency, not a burst of "quota unavailable". A Redis that is down still fails at
+    # once (connection refused) or after the connect timeout.
+    waiting = max(timeout, settings.APPLIANCE_QUOTA_REDIS_LOOP_TIMEOUT_MS / 1000) if in_loop else timeout
     return {
         # A burst of requests waits briefly for one of a few connections instead of opening
         # hundreds at once; each script holds a connection for well under a millisecond.
         "max_connections": POOL_SIZE,
-        "timeout": timeout,
-        "socket_timeout": timeout,
+        "timeout": waiting,
+        "socket_timeout": waiting,
         "socket_connect_timeout": timeout,
         "health_check_interval": 30,
         "decode_responses": True,
@@ -165,7 +169,7 @@ def async_scripts() -> _Scripts:
     cached = _async_scripts.get(loop)
     if cached is None or cached[0] != url:
         pool: aioredis.BlockingConnectionPool = aioredis.BlockingConnectionPool.from_url(
-            url, **_pool_options(AsyncRetry(NoBackoff(), 0))
+            url, **_pool_options(AsyncRetry(NoBackoff(), 0), in_loop=True)
         )
         client = aioredis.Redis(connection_pool=pool)
         cached = (url, _Scripts(client))

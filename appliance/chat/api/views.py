@@ -6,8 +6,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -16,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from appliance.accounts.models import acting_user
-from appliance.chat import available, services
+from appliance.chat import available, fanout, services
 from appliance.chat.api.serializers import (
     ChatModelListSerializer,
     ChatModelSerializer,
@@ -25,7 +23,6 @@ from appliance.chat.api.serializers import (
     MessageSerializer,
     conversation_data,
 )
-from appliance.chat.choices import user_group
 from appliance.chat.models import Conversation
 from appliance.core.api.viewsets import RestrictedViewSet
 
@@ -35,7 +32,7 @@ logger = logging.getLogger(__name__)
 def _notify(user_id: int, event: dict[str, Any]) -> None:
     """Tell the user's open chat tabs; a Redis hiccup must not fail the change itself."""
     try:
-        async_to_sync(get_channel_layer().group_send)(user_group(user_id), {"type": "chat.conversation", **event})
+        fanout.publish_sync(user_id, {"type": "chat.conversation", **event})
     except Exception:
         logger.warning("chat: could not notify user %s of a conversation change", user_id, exc_info=True)
 

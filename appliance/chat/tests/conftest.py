@@ -1,4 +1,4 @@
-"""Chat test fixtures: Redis database 11 for the channel layer, live answers and quotas; a fake engine."""
+"""Chat test fixtures: Redis database 11 for chat events, live answers and quotas; a fake engine."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import redis
-from channels.layers import channel_layers
 
 from appliance.accounts.models import User
 from appliance.chat import live
@@ -22,14 +21,9 @@ REDIS_URL = "redis://127.0.0.1:6379/11"
 def chat_redis(settings: Any) -> Iterator[None]:
     settings.CHAT_REDIS_URL = REDIS_URL
     settings.APPLIANCE_QUOTA_REDIS_URL = REDIS_URL
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
-    }
     redis.Redis.from_url(REDIS_URL).flushdb()
-    channel_layers.backends.clear()
     live._sync_client = None
     yield
-    channel_layers.backends.clear()
     live._sync_client = None
 
 

@@ -59,6 +59,8 @@ def _server(host: str, port: int, workers: int) -> Any:
         # ASGI without lifespan events: Channels' router has no lifespan application.
         interface=Interfaces.ASGINL,
         workers=workers,
+        backlog=settings.CONSOLE_BACKLOG,
+        backpressure=settings.CONSOLE_WORKER_CONNECTIONS,
         loop=Loops.uvloop,
         websockets=True,
         log_access=False,  # the reverse proxy logs requests; the console logs what it does
