@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 from django.test import override_settings
 from rest_framework.test import APIClient
 
 from appliance.accounts.choices import Role
 from appliance.accounts.models import Department, User
 from appliance.accounts.services import create_api_key
+from tests.served import served_database_url  # the consoles' and workers' DATABASE_URL; tests import it from here
 
 PASSWORD = "correct-horse-battery-9"
 
@@ -33,12 +34,6 @@ def _static_names_without_collecting() -> Iterator[None]:
     }
     with override_settings(STORAGES=plain):
         yield
-
-
-def served_database_url() -> str:
-    """The test database, for the processes a test starts (consoles, Celery workers)."""
-    db = connection.settings_dict
-    return f"mysql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
 @pytest.fixture

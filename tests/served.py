@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 
@@ -27,6 +28,19 @@ PR_SET_PDEATHSIG = 1
 # PROMETHEUS_MULTIPROC_DIR: the test process's own metrics files; run-console.sh empties the directory it is
 # given, which would leave this process counting into deleted files (its metrics test then sees nothing).
 NOT_INHERITED = ("DJANGO_ALLOW_ASYNC_UNSAFE", "PROMETHEUS_MULTIPROC_DIR")
+
+
+def served_database_url() -> str:
+    """The test database, as ``DATABASE_URL`` spells it, for the processes a test starts (consoles, workers).
+
+    User and password are percent-escaped: a password holding ``@``, ``:`` or ``/`` would otherwise end
+    the URL's user part early and point the process at another host or database.
+    """
+    from django.db import connection  # here: benchmarks import this module without Django set up
+
+    db = connection.settings_dict
+    auth = quote(db["USER"] or "root", safe="") + (f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else "")
+    return f"mysql://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 3306}/{db['NAME']}"
 
 
 def free_port() -> int:

@@ -10,6 +10,7 @@ deploy/prometheus/alerts_test.yml.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -26,6 +27,7 @@ from urllib.request import urlopen
 
 import pytest
 import yaml
+from asgiref.sync import async_to_sync
 from django.utils import timezone
 
 from appliance.accounts.models import User
@@ -35,10 +37,11 @@ from appliance.deployments.models import Deployment
 from appliance.deployments.tests.factories import simulated_node
 from appliance.gpus.models import Gpu, Node
 from appliance.monitoring.collector import note_task_failure
+from appliance.quotas import limiter
 from appliance.quotas.limiter import QuotaExceeded, QuotaScope
 from appliance.quotas.models import Quota
 from appliance.quotas.tests.conftest import quota_redis  # noqa: F401 - the fixture, real Redis db 13
-from appliance.quotas.usage import RequestMeta, begin
+from appliance.quotas.usage import RequestMeta, abegin
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -76,22 +79,27 @@ def _seed(personas: dict[str, User]) -> QuotaScope:
 
 def _traffic(scope: QuotaScope, meta: RequestMeta, stop: threading.Event) -> None:
     """Metered requests as the gateway makes them: answered, failed and refused, until stopped."""
+    asyncio.run(_metered_traffic(scope, meta, stop))
+
+
+async def _metered_traffic(scope: QuotaScope, meta: RequestMeta, stop: threading.Event) -> None:
     n = 0
     while not stop.is_set():
         n += 1
         try:
-            with begin([scope], meta, request_id=f"live-{n}", prompt_tokens=3, max_tokens=5) as guard:
+            async with await abegin([scope], meta, request_id=f"live-{n}", prompt_tokens=3, max_tokens=5) as guard:
                 guard.first_token()
                 guard.add_completion_tokens(2)
                 try:
-                    begin([scope], meta, request_id=f"live-{n}-x", prompt_tokens=1, max_tokens=1)
+                    await abegin([scope], meta, request_id=f"live-{n}-x", prompt_tokens=1, max_tokens=1)
                 except QuotaExceeded:
                     pass  # refused by concurrent_requests=1: console_quota_refusals_total
                 if n % 3 == 0:
                     raise RuntimeError("engine failed")  # counted with status error
         except RuntimeError:
             pass
-        stop.wait(0.2)
+        await asyncio.sleep(0.2)
+    await limiter.aclose()
 
 
 @pytest.fixture
@@ -160,8 +168,14 @@ def test_every_dashboard_query_and_alert_has_data(
     bob, charlie = personas["bob"], personas["charlie"]
     meta = RequestMeta(user_id=bob.pk, department_id=bob.department_id, model="qwen-ok")
     # 950 of the day's 1,000 tokens: over the 90 % alert threshold.
-    with begin([scope], meta, request_id="big", prompt_tokens=900, max_tokens=50) as guard:
-        guard.add_completion_tokens(50)
+
+    @async_to_sync
+    async def big() -> None:
+        async with await abegin([scope], meta, request_id="big", prompt_tokens=900, max_tokens=50) as guard:
+            guard.add_completion_tokens(50)
+        await limiter.aclose()
+
+    big()
     # The steady traffic comes from another department, whose quota only limits concurrency.
     busy = QuotaScope(f"d:{charlie.department_id}", concurrent_requests=1)
     busy_meta = RequestMeta(user_id=charlie.pk, department_id=charlie.department_id, model="qwen-ok")

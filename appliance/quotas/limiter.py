@@ -273,7 +273,7 @@ def _unavailable(operation: str, exc: BaseException, reservation: Reservation) -
     return replace(reservation, degraded=True)
 
 
-def reserve(
+async def areserve(
     scopes: list[QuotaScope],
     request_id: str,
     prompt_tokens: int,
@@ -288,26 +288,6 @@ def reserve(
     ``max_tokens`` is per written sequence (what the per-request cap limits); ``sequences`` of them
     are reserved: n or best_of answers to each prompt of a batch.
     """
-    call = _plan_reserve(scopes, request_id, prompt_tokens, max_tokens, ttl, now, sequences)
-    try:
-        result = scripts().reserve(keys=call.keys, args=call.args)
-    except redis.RedisError as exc:
-        return _unavailable("reserve", exc, call.reservation)
-    _check_result(result, scopes, call)
-    return call.reservation
-
-
-async def areserve(
-    scopes: list[QuotaScope],
-    request_id: str,
-    prompt_tokens: int,
-    max_tokens: int,
-    ttl: int | None = None,
-    *,
-    now: float | None = None,
-    sequences: int = 1,
-) -> Reservation:
-    """:func:`reserve` for asyncio callers (the gateway and the chat consumer)."""
     call = _plan_reserve(scopes, request_id, prompt_tokens, max_tokens, ttl, now, sequences)
     try:
         result = await async_scripts().reserve(keys=call.keys, args=call.args)
@@ -334,7 +314,7 @@ def _plan_settle(
     return keys, [*args, record or ""]
 
 
-def settle(
+async def asettle(
     reservation: Reservation,
     prompt_tokens: int,
     completion_tokens: int,
@@ -347,23 +327,6 @@ def settle(
     ``record`` (a usage record as JSON) is queued for the drain in the same script, so it is
     queued exactly when the usage is charged. Settling after expiry still charges once.
     """
-    keys, args = _plan_settle(reservation, prompt_tokens, completion_tokens, record, now)
-    try:
-        done = scripts().settle(keys=keys, args=args)
-    except redis.RedisError as exc:
-        note_redis_failure("settle", exc)
-        return SettleOutcome.UNAVAILABLE
-    return SettleOutcome.SETTLED if done else SettleOutcome.ALREADY_SETTLED
-
-
-async def asettle(
-    reservation: Reservation,
-    prompt_tokens: int,
-    completion_tokens: int,
-    *,
-    record: str | None = None,
-    now: float | None = None,
-) -> SettleOutcome:
     keys, args = _plan_settle(reservation, prompt_tokens, completion_tokens, record, now)
     try:
         done = await async_scripts().settle(keys=keys, args=args)
@@ -382,17 +345,8 @@ def _plan_extend(reservation: Reservation, ttl: int, now: float | None) -> tuple
     return keys, [reservation.request_id, int((moment + ttl) * 1000), int(moment * 1000)]
 
 
-def extend(reservation: Reservation, ttl: int, *, now: float | None = None) -> bool:
-    """Push the expiry of a long request ``ttl`` seconds from now; False if it had already expired."""
-    keys, args = _plan_extend(reservation, ttl, now)
-    try:
-        return bool(scripts().extend(keys=keys, args=args))
-    except redis.RedisError as exc:
-        note_redis_failure("extend", exc)
-        return False
-
-
 async def aextend(reservation: Reservation, ttl: int, *, now: float | None = None) -> bool:
+    """Push the expiry of a long request ``ttl`` seconds from now; False if it had already expired."""
     keys, args = _plan_extend(reservation, ttl, now)
     try:
         return bool(await async_scripts().extend(keys=keys, args=args))

@@ -1,17 +1,9 @@
 """Metering for callers (chat portal, OpenAI gateway): admit, measure, settle, record.
 
-Synchronous callers::
-
-    guard = begin(scopes, meta, request_id=rid, prompt_tokens=n, max_tokens=m)  # may raise
-    try:
-        ...                        # guard.first_token(), guard.add_completion_tokens(k), guard.touch()
-    finally:
-        guard.finish()             # or use ``with guard:``; the status follows the exception
-
-Asynchronous callers::
+Callers (all asynchronous)::
 
     async with metered(scopes, meta, request_id=rid, prompt_tokens=n, max_tokens=m) as guard:
-        ...
+        ...                        # guard.first_token(), guard.add_completion_tokens(k), await guard.atouch()
 
 A streaming gateway admits before the response starts (so a rejection is a plain 429) and
 settles inside the body's generator, which Django closes on client disconnect::
@@ -101,16 +93,8 @@ def write_directly(records: list[dict[str, Any]]) -> None:
         logger.exception("usage records lost: Redis and the database both failed: %s", records)
 
 
-def queue_record(record: dict[str, Any]) -> None:
-    """Queue a record that charges no quota (a rejection) for the drain."""
-    try:
-        limiter.scripts().client.lpush(usage_keys()["pending"], json.dumps(record))
-    except redis.RedisError as exc:
-        limiter.note_redis_failure("usage.queue", exc)
-        write_directly([record])
-
-
 async def aqueue_record(record: dict[str, Any]) -> None:
+    """Queue a record that charges no quota (a rejection) for the drain."""
     try:
         await limiter.async_scripts().client.lpush(usage_keys()["pending"], json.dumps(record))
     except redis.RedisError as exc:
@@ -169,13 +153,8 @@ class Guard:
     def _due_for_extend(self) -> bool:
         return not self.reservation.degraded and time.monotonic() - self._extended > self.ttl / 2
 
-    def touch(self) -> None:
-        """Cheap to call per chunk: keeps a long stream's reservation alive past its TTL."""
-        if self._due_for_extend():
-            self._extended = time.monotonic()
-            limiter.extend(self.reservation, self.ttl)
-
     async def atouch(self) -> None:
+        """Cheap to call per chunk: keeps a long stream's reservation alive past its TTL."""
         if self._due_for_extend():
             self._extended = time.monotonic()
             await limiter.aextend(self.reservation, self.ttl)
@@ -195,19 +174,8 @@ class Guard:
         instruments.observe_llm(record, self.source)
         return json.dumps(record)
 
-    def finish(self, status: str | None = None) -> SettleOutcome | None:
-        """Settle with the counted usage; a second call does nothing and returns None."""
-        if self.outcome is not None:
-            return None
-        now = time.time()
-        record = self._record(status or self.status or UsageStatus.OK, now)
-        args = (self.reservation, self.prompt_tokens, self.completion_tokens)
-        self.outcome = limiter.settle(*args, record=record, now=now)
-        if self.outcome == SettleOutcome.UNAVAILABLE:
-            write_directly([json.loads(record)])
-        return self.outcome
-
     async def afinish(self, status: str | None = None) -> SettleOutcome | None:
+        """Settle with the counted usage; a second call does nothing and returns None."""
         if self.outcome is not None:
             return None
         now = time.time()
@@ -219,14 +187,6 @@ class Guard:
         if self.outcome == SettleOutcome.UNAVAILABLE:
             await sync_to_async(write_directly)([json.loads(record)])
         return self.outcome
-
-    def __enter__(self) -> Guard:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.finish(_status_for(exc_type, self.status))
 
     async def __aenter__(self) -> Guard:
         return self
@@ -246,28 +206,6 @@ def _rejected(
     return record
 
 
-def begin(
-    scopes: list[QuotaScope],
-    meta: RequestMeta,
-    *,
-    request_id: str,
-    prompt_tokens: int,
-    max_tokens: int,
-    ttl: int | None = None,
-    sequences: int = 1,
-) -> Guard:
-    """Admit a request (raises QuotaExceeded or QuotaUnavailable, recording the rejection)."""
-    from django.conf import settings
-
-    ttl = ttl or settings.APPLIANCE_QUOTA_RESERVATION_TTL_SECONDS
-    try:
-        reservation = limiter.reserve(scopes, request_id, prompt_tokens, max_tokens, ttl, sequences=sequences)
-    except (QuotaExceeded, QuotaUnavailable) as exc:
-        queue_record(_rejected(meta, request_id, prompt_tokens, exc))
-        raise
-    return Guard(reservation, meta, prompt_tokens, ttl)
-
-
 async def abegin(
     scopes: list[QuotaScope],
     meta: RequestMeta,
@@ -278,6 +216,7 @@ async def abegin(
     ttl: int | None = None,
     sequences: int = 1,
 ) -> Guard:
+    """Admit a request (raises QuotaExceeded or QuotaUnavailable, recording the rejection)."""
     from django.conf import settings
 
     ttl = ttl or settings.APPLIANCE_QUOTA_RESERVATION_TTL_SECONDS

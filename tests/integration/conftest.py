@@ -22,27 +22,16 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 import redis
 from django.conf import settings
 from django.db import connection
 
-from tests.served import served_env
+from tests.served import served_database_url, served_env
 
 BROKER_URL = os.environ.get("INTEGRATION_BROKER_URL", "redis://127.0.0.1:6379/14")
 _CELERY = [sys.executable, "-m", "celery", "-A", "workers.celery"]
-
-
-def test_database_url() -> str:
-    """The URL of the database the test runs against, as the console's DATABASE_URL spells it."""
-    db = connection.settings_dict
-    auth = quote(db["USER"] or "root") + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
-    return f"mysql://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 3306}/{db['NAME']}"
-
-
-test_database_url.__test__ = False  # type: ignore[attr-defined]
 
 
 def wait_until(predicate: Callable[[], Any], *, timeout: float = 30, interval: float = 0.2, describe: str = "") -> Any:
@@ -144,7 +133,7 @@ def celery_processes(
     broker.flushdb()
     env = {
         **served_env(),  # as deployed: without the test process's DJANGO_ALLOW_ASYNC_UNSAFE
-        "DATABASE_URL": test_database_url(),
+        "DATABASE_URL": served_database_url(),
         "CONSOLE_ENV": "test",
         "CELERY_BROKER_URL": BROKER_URL,
         "CELERY_TASK_ALWAYS_EAGER": "False",

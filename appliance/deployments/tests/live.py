@@ -17,9 +17,8 @@ from typing import Any
 import docker
 import redis
 from django.conf import settings
-from django.db import connection
 
-from tests.served import served_console, served_env
+from tests.served import served_console, served_database_url, served_env
 
 ROOT = Path(__file__).resolve().parents[3]
 BROKER_URL = os.environ.get("APPLIANCE_TEST_BROKER_URL", "redis://127.0.0.1:6379/10")
@@ -46,16 +45,11 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def database_url() -> str:
-    db = connection.settings_dict
-    return f"mysql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
 def process_env(node: str, **extra: str) -> dict[str, str]:
     # served_env: without the test process's DJANGO_ALLOW_ASYNC_UNSAFE, as these processes run on an appliance.
     env = {
         **served_env(),
-        "DATABASE_URL": database_url(),
+        "DATABASE_URL": served_database_url(),
         "CELERY_BROKER_URL": BROKER_URL,
         "CONSOLE_ENV": "test",
         "CONSOLE_ID": TEST_CONSOLE_ID,

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import redis
+from asgiref.sync import async_to_sync, sync_to_async
 from django.test import Client
 
 from appliance.deployments.choices import State
@@ -17,10 +18,11 @@ from appliance.gpus.models import Node
 from appliance.monitoring.access import parse_networks
 from appliance.monitoring.collector import TASK_FAILURES_KEY, note_task_failure
 from appliance.monitoring.tests.scrape import samples, scrape, value
+from appliance.quotas import limiter
 from appliance.quotas.limiter import QuotaExceeded, QuotaScope
 from appliance.quotas.models import Quota
 from appliance.quotas.tests.conftest import quota_redis  # noqa: F401 - the fixture, real Redis db 13
-from appliance.quotas.usage import RequestMeta, begin
+from appliance.quotas.usage import RequestMeta, abegin
 
 pytestmark = pytest.mark.django_db
 
@@ -107,14 +109,19 @@ def test_model_requests_tokens_latency_and_refusals(personas: dict[str, Any], qu
     meta = RequestMeta(user_id=personas["bob"].pk, department_id=dept.pk, model="qwen-test")
     scopes = [QuotaScope(f"d:{dept.pk}", tokens_per_day=1000, concurrent_requests=1)]
     before = scrape(Client())
-    with begin(scopes, meta, request_id="m-1", prompt_tokens=40, max_tokens=100) as guard:
-        assert (
-            value(scrape(Client()), "console_active_llm_requests") - value(before, "console_active_llm_requests") == 1
-        )
-        with pytest.raises(QuotaExceeded):
-            begin(scopes, meta, request_id="m-2", prompt_tokens=1, max_tokens=1)
-        guard.first_token()
-        guard.add_completion_tokens(25)
+
+    @async_to_sync  # the scrape (sync_to_async) comes back to this thread, inside the test's transaction
+    async def requests() -> None:
+        async with await abegin(scopes, meta, request_id="m-1", prompt_tokens=40, max_tokens=100) as guard:
+            during = await sync_to_async(scrape)(Client())
+            assert value(during, "console_active_llm_requests") - value(before, "console_active_llm_requests") == 1
+            with pytest.raises(QuotaExceeded):
+                await abegin(scopes, meta, request_id="m-2", prompt_tokens=1, max_tokens=1)
+            guard.first_token()
+            guard.add_completion_tokens(25)
+        await limiter.aclose()
+
+    requests()
     after = scrape(Client())
     labels = {"model": "qwen-test", "department": str(dept.pk)}
 

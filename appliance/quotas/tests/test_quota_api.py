@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
@@ -188,7 +189,14 @@ def test_scopes_for_a_user_run_from_the_user_to_the_root(quotas: dict, personas:
 
 def test_mine_shows_the_limits_and_current_use(api_as: Api, quotas: dict, personas: dict) -> None:
     bob = User.objects.select_related("department").get(pk=personas["bob"].pk)
-    limiter.settle(limiter.reserve(scopes_for(bob), "r1", 100, 100), 100, 50)
+    scopes = scopes_for(bob)
+
+    @async_to_sync
+    async def used() -> None:
+        await limiter.asettle(await limiter.areserve(scopes, "r1", 100, 100), 100, 50)
+        await limiter.aclose()
+
+    used()
     body = api_as("bob").get(f"{URL}mine/").json()
     assert body["available"] is True
     own, dept = body["scopes"]
