@@ -16,6 +16,7 @@ from appliance.catalog import services
 from appliance.catalog.catalog import default_catalog
 from appliance.catalog.choices import KV_DTYPES, PRECISIONS, Engine
 from appliance.catalog.models import CustomModel, Profile, ProfileVersion
+from appliance.catalog.permissions import fits_own_pool_by_default, may_manage_catalog
 from appliance.catalog.planner import PLAN_KEYS
 from appliance.core.exceptions import PermissionDenied, ServiceError
 from appliance.core.querysets import VIEW
@@ -70,7 +71,8 @@ def profiles(request: HttpRequest) -> HttpResponse:
         "departments": Department.objects.restrict(user, VIEW),
         "department": department,
         "form": form,
-        "can_manage": user.is_platform_admin,
+        "can_manage": may_manage_catalog(user),
+        "own_pool": fits_own_pool_by_default(user),
     }
     return render(request, "catalog/profiles.html", context)
 
@@ -114,7 +116,8 @@ def profile_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "departments": Department.objects.restrict(user, VIEW),
         "versions": versions,
         "form": form,
-        "can_manage": user.is_platform_admin,
+        "can_manage": may_manage_catalog(user),
+        "own_pool": fits_own_pool_by_default(user),
         "scope_error": error,
     }
     return render(request, "catalog/profile_detail.html", context)
@@ -148,7 +151,7 @@ def catalog(request: HttpRequest) -> HttpResponse:
     entries = [(entry, True) for entry in default_catalog().values()]
     entries += [(custom.entry(), False) for custom in customs if custom.slug not in default_catalog()]
     rows = [(entry, builtin, f"{entry.parameters / 1e9:.1f}") for entry, builtin in entries]
-    context = {"rows": rows, "form": form, "can_manage": user.is_platform_admin}
+    context = {"rows": rows, "form": form, "can_manage": may_manage_catalog(user)}
     return render(request, "catalog/catalog.html", context)
 
 

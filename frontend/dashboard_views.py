@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 from appliance.accounts.models import ApiKey, Department, User, acting_user
 from appliance.core.querysets import VIEW
 from appliance.monitoring import dashboard
+from appliance.monitoring.permissions import may_see_dashboard
 
 
 def chart_labels() -> dict[str, str]:
@@ -48,6 +49,6 @@ def dashboard_page(request: HttpRequest, user: User) -> HttpResponse:
 @login_required
 def dashboard_data(request: HttpRequest) -> JsonResponse:
     user = acting_user(request)
-    if user.role == "member":
+    if not may_see_dashboard(user):
         raise PermissionDenied
     return JsonResponse(dashboard.charts(user))

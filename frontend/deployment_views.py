@@ -20,6 +20,7 @@ from appliance.core.querysets import VIEW
 from appliance.deployments import services
 from appliance.deployments.choices import IDLE_MINUTES_DEFAULT, IDLE_MINUTES_MAX, IDLE_MINUTES_MIN
 from appliance.deployments.models import Deployment
+from appliance.deployments.permissions import may_manage_deployments
 from frontend import deployment_wizard as wizard
 from frontend.forms import set_choices
 
@@ -55,7 +56,7 @@ def _deployments(request: HttpRequest) -> QuerySet[Deployment]:
 def deployment_list(request: HttpRequest) -> HttpResponse:
     template = "deployments/_rows.html" if request.headers.get("HX-Request") else "deployments/list.html"
     user = acting_user(request)
-    can_create = user.is_platform_admin or user.is_department_admin
+    can_create = may_manage_deployments(user)
     return render(request, template, {"rows": _deployments(request), "can_create": can_create})
 
 

@@ -25,6 +25,7 @@ from appliance.gpus import metrics, services
 from appliance.gpus.choices import GIB, PresenceState, UnitFlag, UnitKind
 from appliance.gpus.models import Gpu, GpuUnit, Node
 from appliance.gpus.nodes import is_fresh
+from appliance.gpus.permissions import may_manage_gpus
 from frontend.forms import set_choices
 from frontend.gpu_forms import AssignForm, MaintenanceForm, QuotaForm
 
@@ -99,14 +100,14 @@ def _department_choices() -> list[tuple[str | int, str]]:
 def gpu_grid(request: HttpRequest) -> HttpResponse:
     user = acting_user(request)
     form = AssignForm()
-    set_choices(form, "department_id", _department_choices() if user.is_platform_admin else [])
+    set_choices(form, "department_id", _department_choices() if may_manage_gpus(user) else [])
     tiles = [tile(unit) for unit in visible_units(user)]
     context = {
         "tiles": tiles,
         "summary": _summary(user),
         "form": form,
         # Nothing to tick, nothing to assign: the page explains instead why there are no tiles.
-        "can_assign": user.is_platform_admin and bool(tiles),
+        "can_assign": may_manage_gpus(user) and bool(tiles),
         "refresh_ms": REFRESH_MS,
         "not_assigned": not tiles and GpuUnit.objects.filter(state=PresenceState.PRESENT).exists(),
         "gpu_less_nodes": [] if tiles else Node.objects.restrict(user, VIEW).filter(gpus__isnull=True),
@@ -213,7 +214,7 @@ def nodes(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     context = {
         "rows": [{"node": node, "fresh": is_fresh(node, now)} for node in rows],
-        "can_change": user.is_platform_admin,
+        "can_change": may_manage_gpus(user),
         "form": MaintenanceForm(),
     }
     return render(request, "gpus/nodes.html", context)
@@ -248,5 +249,5 @@ def gpu_quotas(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, _("GPU quota saved."))
             return redirect("gpu-quotas")
-    context = {"form": form, "summary": _summary(user), "can_change": user.is_platform_admin}
+    context = {"form": form, "summary": _summary(user), "can_change": may_manage_gpus(user)}
     return render(request, "gpus/quotas.html", context)

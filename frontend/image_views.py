@@ -24,6 +24,7 @@ from appliance.core.querysets import VIEW
 from appliance.deployments import image_services
 from appliance.deployments.choices import ImportState
 from appliance.deployments.models import ImageImport, NodeImage
+from appliance.deployments.permissions import may_manage_images
 from appliance.gpus.models import Node
 
 RECENT_IMPORTS = 20
@@ -54,7 +55,7 @@ def images(request: HttpRequest) -> HttpResponse:
         "nodes": _nodes_with_images(user),
         "catalog": _catalog(user),
         "imports": ImageImport.objects.restrict(user, VIEW).select_related("node", "created_by")[:RECENT_IMPORTS],
-        "can_manage": user.is_platform_admin,
+        "can_manage": may_manage_images(user),
         "import_dir": settings.APPLIANCE_IMAGE_IMPORT_DIR,
         "max_upload": settings.APPLIANCE_IMAGE_UPLOAD_MAX_BYTES,
         "preselect": request.GET.get("node", ""),

@@ -19,6 +19,7 @@ from appliance.core.querysets import CHANGE, VIEW
 from appliance.safety import labels, services
 from appliance.safety.choices import Action, Channel, Stage
 from appliance.safety.models import SafetyHit, WordList
+from appliance.safety.permissions import may_change_safety, may_manage_platform_safety, may_see_platform_safety
 from frontend.forms import set_choices
 
 HIT_FILTERS = {"action": Action, "stage": Stage, "channel": Channel}
@@ -57,7 +58,7 @@ class ImportForm(forms.Form):
 def word_lists(request: HttpRequest) -> HttpResponse:
     user = acting_user(request)
     form = WordListForm(request.POST or None)
-    platform = [("", _("Everyone (platform-wide)"))] if user.is_platform_admin else []
+    platform = [("", _("Everyone (platform-wide)"))] if may_manage_platform_safety(user) else []
     set_choices(form, "department", [*platform, *[(d.pk, d.name) for d in user.managed_departments()]])
     if request.method == "POST" and form.is_valid():
         try:
@@ -71,13 +72,13 @@ def word_lists(request: HttpRequest) -> HttpResponse:
     label_form = AiLabelForm(initial={"department": user.department_id, "enabled": True})
     set_choices(label_form, "department", list(form.fields["department"].choices))  # type: ignore[attr-defined]
     departments: list[tuple[int | None, str]] = []
-    if user.is_platform_admin or user.is_auditor:
+    if may_see_platform_safety(user):
         departments.append((None, _("Everyone (platform-wide)")))
     departments += [(d.pk, d.name) for d in Department.objects.restrict(user, VIEW)]
     shown = [(name, labels.shown_for(pk)) for pk, name in departments]
     context = {
         "form": form, "rows": rows, "changeable": changeable, "import_form": ImportForm(), "label_form": label_form,
-        "labels": shown,
+        "labels": shown, "can_change": may_change_safety(user),
     }  # fmt: skip
     return render(request, "console/word_lists.html", context)
 
@@ -106,7 +107,7 @@ def word_list_import(request: HttpRequest, pk: int) -> HttpResponse:
 def ai_label(request: HttpRequest) -> HttpResponse:
     form = AiLabelForm(request.POST)
     user = acting_user(request)
-    platform = [("", "")] if user.is_platform_admin else []
+    platform = [("", "")] if may_manage_platform_safety(user) else []
     set_choices(form, "department", [*platform, *[(d.pk, d.name) for d in user.managed_departments()]])
     try:
         if not form.is_valid():

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 from appliance.accounts import services
 from appliance.accounts.choices import Role
 from appliance.accounts.models import User, acting_user
+from appliance.accounts.permissions import departments_for, grantable_roles, may_place_users_outside_departments
 from appliance.core.exceptions import ServiceError
 from appliance.core.querysets import CHANGE, VIEW
 from frontend.forms import PasswordResetForm, UserEditForm, set_choices
@@ -40,9 +41,10 @@ def _edit_form(actor: User, target: User, data: Any = None) -> UserEditForm:
         "is_active": target.is_active,
     }
     form = UserEditForm(data, initial=initial)
-    departments: list[tuple[str | int, str]] = [(d.pk, d.name) for d in actor.managed_departments()]
-    set_choices(form, "department_id", [("", "—"), *departments] if actor.is_platform_admin else departments)
-    grantable = services.grantable_roles(actor)
+    departments: list[tuple[str | int, str]] = [(d.pk, d.name) for d in departments_for(actor, CHANGE)]
+    outside = may_place_users_outside_departments(actor)
+    set_choices(form, "department_id", [("", "—"), *departments] if outside else departments)
+    grantable = grantable_roles(actor)
     if target.role not in grantable or target.pk == actor.pk:
         # A role the actor may not grant is one they may not take away either; nobody demotes themselves here.
         form.fields["role"].disabled = True

@@ -17,10 +17,18 @@ from django.views.decorators.http import require_POST
 from appliance.accounts import services, signin
 from appliance.accounts.choices import Role
 from appliance.accounts.models import ApiKey, Department, User, acting_user
+from appliance.accounts.permissions import (
+    departments_for,
+    grantable_roles,
+    may_create_api_keys,
+    may_create_users,
+    may_manage_departments,
+)
 from appliance.audit.api.views import filter_audit
 from appliance.audit.models import AuditRecord
 from appliance.core.exceptions import ServiceError
 from appliance.core.querysets import CHANGE, VIEW
+from appliance.monitoring.permissions import may_see_dashboard
 from frontend.dashboard_views import dashboard_page
 from frontend.forms import ApiKeyForm, DepartmentForm, LoginForm, PasswordForm, UserForm, set_choices
 
@@ -54,7 +62,7 @@ def logout_view(request: HttpRequest) -> HttpResponse:
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     user = acting_user(request)
-    if user.role == "member":
+    if not may_see_dashboard(user):
         return render(request, "portal/home.html", {"key_count": ApiKey.objects.restrict(user, VIEW).usable().count()})
     return dashboard_page(request, user)
 
@@ -81,8 +89,7 @@ def password_change(request: HttpRequest) -> HttpResponse:
 
 
 def _department_choices(user: User, action: str = VIEW) -> list[tuple[str | int, str]]:
-    scope = user.managed_departments() if action != VIEW else Department.objects.restrict(user, VIEW)
-    return [("", "—"), *[(d.pk, d.name) for d in scope]]
+    return [("", "—"), *[(d.pk, d.name) for d in departments_for(user, action)]]
 
 
 @login_required
@@ -100,7 +107,9 @@ def departments(request: HttpRequest) -> HttpResponse:
             return redirect("departments")
     rows = Department.objects.restrict(user, VIEW).select_related("parent")
     return render(
-        request, "console/departments.html", {"form": form, "rows": rows, "can_create": user.is_platform_admin}
+        request,
+        "console/departments.html",
+        {"form": form, "rows": rows, "can_create": may_manage_departments(user)},
     )
 
 
@@ -109,7 +118,7 @@ def users(request: HttpRequest) -> HttpResponse:
     user = acting_user(request)
     form = UserForm(request.POST or None)
     set_choices(form, "department_id", _department_choices(user, CHANGE))
-    set_choices(form, "role", [(r, str(Role(r).label)) for r in services.grantable_roles(user)])
+    set_choices(form, "role", [(r, str(Role(r).label)) for r in grantable_roles(user)])
     if request.method == "POST" and form.is_valid():
         try:
             created = services.create_user(user, **form.cleaned_data)
@@ -121,7 +130,7 @@ def users(request: HttpRequest) -> HttpResponse:
     page = Paginator(User.objects.restrict(user, VIEW).select_related("department"), 50).get_page(
         request.GET.get("page")
     )
-    can_create = user.is_platform_admin or user.is_department_admin
+    can_create = may_create_users(user)
     shown = [u.pk for u in page]
     manageable = set(User.objects.restrict(user, CHANGE).filter(pk__in=shown).values_list("pk", flat=True))
     context = {"form": form, "page": page, "can_create": can_create, "manageable": manageable}
@@ -145,7 +154,8 @@ def user_toggle_active(request: HttpRequest, pk: int) -> HttpResponse:
 def api_keys(request: HttpRequest) -> HttpResponse:
     user = acting_user(request)
     form = ApiKeyForm(request.POST or None)
-    owners = User.objects.restrict(user, CHANGE).filter(is_service_account=True) if not user.is_auditor else []
+    can_create = may_create_api_keys(user)
+    owners = User.objects.restrict(user, CHANGE).filter(is_service_account=True) if can_create else []
     set_choices(form, "user_id", [("", _("Myself")), *[(u.pk, u.username) for u in owners]])
     created_secret = None
     if request.method == "POST" and form.is_valid():
@@ -156,7 +166,7 @@ def api_keys(request: HttpRequest) -> HttpResponse:
     rows = list(ApiKey.objects.restrict(user, VIEW).select_related("user")[:200])
     shown = [k.pk for k in rows]
     revocable = set(ApiKey.objects.restrict(user, CHANGE).filter(pk__in=shown).values_list("pk", flat=True))
-    context = {"form": form, "rows": rows, "secret": created_secret, "revocable": revocable}
+    context = {"form": form, "rows": rows, "secret": created_secret, "revocable": revocable, "can_create": can_create}
     return render(request, "console/api_keys.html", context)
 
 

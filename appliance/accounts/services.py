@@ -13,8 +13,18 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from appliance.accounts.choices import API_KEY_PREFIX, API_KEY_PREFIX_LENGTH, Role, roles_below
+from appliance.accounts.choices import API_KEY_PREFIX, API_KEY_PREFIX_LENGTH, Role
 from appliance.accounts.models import ApiKey, Department, User, audit_snapshot
+from appliance.accounts.permissions import (
+    PLATFORM_ONLY_ROLES,
+    departments_for,
+    may_change_role_of,
+    may_create_key_for,
+    may_create_users,
+    may_grant_role,
+    may_manage_departments,
+    may_place_users_outside_departments,
+)
 from appliance.audit import services as audit
 from appliance.core.exceptions import Conflict, InvalidInput, NotFound, PermissionDenied
 from appliance.core.querysets import ADD, CHANGE, VIEW
@@ -22,16 +32,15 @@ from appliance.core.querysets import ADD, CHANGE, VIEW
 # --- departments -------------------------------------------------------------------------
 
 
-def _require_platform_admin(actor: User) -> None:
-    if not actor.is_platform_admin:
+def _require_department_manager(actor: User) -> None:
+    if not may_manage_departments(actor):
         raise PermissionDenied("Only platform admins may do this.")
 
 
 def _visible_department(actor: User, department_id: int | None, action: str = VIEW) -> Department | None:
     if department_id is None:
         return None
-    scope = actor.managed_departments() if action != VIEW else Department.objects.restrict(actor, VIEW)
-    dept = scope.filter(pk=department_id).first()
+    dept = departments_for(actor, action).filter(pk=department_id).first()
     if dept is None:
         raise InvalidInput(f"Department {department_id} does not exist or is not yours.", code="invalid_department")
     return dept
@@ -46,7 +55,7 @@ def _compute_path(dept: Department) -> str:
 def create_department(
     actor: User, *, code: str, name: str, parent_id: int | None = None, allowed_media_domains: list[str] | None = None
 ) -> Department:
-    _require_platform_admin(actor)
+    _require_department_manager(actor)
     parent = _visible_department(actor, parent_id)
     media = list(allowed_media_domains or [])
     try:
@@ -62,7 +71,7 @@ def create_department(
 
 @transaction.atomic
 def update_department(actor: User, dept_id: int, **changes: Any) -> Department:
-    _require_platform_admin(actor)
+    _require_department_manager(actor)
     dept = Department.objects.select_for_update().filter(pk=dept_id).first()
     if dept is None:
         raise NotFound("Department not found.")
@@ -99,7 +108,7 @@ def _move_subtree(dept: Department, old_path: str) -> None:
 
 @transaction.atomic
 def delete_department(actor: User, dept_id: int) -> None:
-    _require_platform_admin(actor)
+    _require_department_manager(actor)
     dept = Department.objects.select_for_update().filter(pk=dept_id).first()
     if dept is None:
         raise NotFound("Department not found.")
@@ -117,22 +126,11 @@ def delete_department(actor: User, dept_id: int) -> None:
 def _check_role_grant(actor: User, role: str) -> None:
     if role not in Role.values:
         raise InvalidInput(f"Unknown role {role!r}; choose one of {', '.join(Role.values)}.", code="invalid_role")
-    if not actor.is_platform_admin and role in (Role.PLATFORM_ADMIN, Role.AUDITOR):
+    if may_grant_role(actor, role):
+        return
+    if role in PLATFORM_ONLY_ROLES:
         raise PermissionDenied("Only platform admins may grant this role.")
-    if not actor.is_platform_admin and role not in roles_below(actor.role):
-        raise PermissionDenied(_("You may only grant roles below your own."))
-
-
-def grantable_roles(actor: User) -> list[str]:
-    """The roles ``actor`` may give someone, as the grant check decides (pages offer only these)."""
-    allowed = []
-    for role in Role.values:
-        try:
-            _check_role_grant(actor, role)
-        except PermissionDenied:
-            continue
-        allowed.append(role)
-    return allowed
+    raise PermissionDenied(_("You may only grant roles below your own."))
 
 
 def _check_password(password: str, user: User | None = None) -> None:
@@ -154,11 +152,11 @@ def create_user(
     email: str = "",
     is_service_account: bool = False,
 ) -> User:
-    if not (actor.is_platform_admin or actor.is_department_admin):
+    if not may_create_users(actor):
         raise PermissionDenied("You may not create users.")
     _check_role_grant(actor, role)
     dept = _visible_department(actor, department_id, ADD)
-    if dept is None and not actor.is_platform_admin:
+    if dept is None and not may_place_users_outside_departments(actor):
         raise InvalidInput("A department is required.", code="invalid_department")
     user = User(
         username=username,
@@ -209,8 +207,8 @@ def update_user(actor: User, user_id: int, **changes: Any) -> User:
     role = changes.pop("role", user.role)
     if role != user.role:
         _check_role_grant(actor, role)
-        if user.role in (Role.PLATFORM_ADMIN, Role.AUDITOR):
-            _require_platform_admin(actor)
+        if not may_change_role_of(actor, user):
+            raise PermissionDenied("Only platform admins may do this.")
     is_active = changes.pop("is_active", user.is_active)
     _guard_last_platform_admin(user, role, is_active)
     if "department_id" in changes:
@@ -327,7 +325,7 @@ def _key_owner_for(actor: User, user_id: int) -> User:
     owner = User.objects.restrict(actor, CHANGE).filter(pk=user_id).first()
     if owner is None:
         raise InvalidInput("That user does not exist or is not yours.", code="invalid_user")
-    if not owner.is_service_account and not actor.is_platform_admin:
+    if not may_create_key_for(actor, owner):
         raise PermissionDenied("Department admins create keys for service accounts only.")
     return owner
 

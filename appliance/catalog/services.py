@@ -24,6 +24,7 @@ from appliance.catalog.catalog import FieldError, ModelEntry, default_catalog, v
 from appliance.catalog.choices import Tier
 from appliance.catalog.fit import Fit, check_fit
 from appliance.catalog.models import SPEC_FIELDS, CustomModel, Profile, ProfileVersion, audit_snapshot, slug_validator
+from appliance.catalog.permissions import fits_own_pool_by_default, may_manage_catalog
 from appliance.catalog.planner import Plan, PlanRequest, plan
 from appliance.catalog.specs import ExtraArgsError, chat_defaults, field_message, plan_request, planned, validate_spec
 from appliance.core.exceptions import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -51,7 +52,7 @@ def invalid(exc: FieldError) -> InvalidInput:
 
 
 def _require_platform_admin(actor: User) -> None:
-    if not actor.is_platform_admin:
+    if not may_manage_catalog(actor):
         raise PermissionDenied("Only platform admins may do this.")
 
 
@@ -278,7 +279,7 @@ def fit_department(actor: User, department_id: Any) -> Department | None:
     Platform admins and auditors, who belong to no department, get the whole appliance by default.
     """
     if department_id in (None, ""):
-        return actor.department if actor.department_id and not actor.is_platform_admin else None
+        return actor.department if fits_own_pool_by_default(actor) else None
     try:
         wanted = int(department_id)
     except (TypeError, ValueError):

@@ -15,10 +15,11 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.translation import gettext_lazy
 
+from appliance.core.permissions import may_administer
+
 
 def is_platform_admin(request: HttpRequest) -> bool:
-    user = request.user
-    return bool(user.is_active and getattr(user, "is_platform_admin", False))
+    return may_administer(request.user)
 
 
 class ConsoleAdminSite(admin.AdminSite):

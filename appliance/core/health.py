@@ -6,6 +6,7 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 from appliance.core.clientip import is_loopback
+from appliance.core.permissions import may_administer
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -32,7 +33,7 @@ def _check_redis() -> str | None:
 
 def _may_see_detail(request: HttpRequest) -> bool:
     # Exception text names hosts, users and versions: for the machine itself and platform admins only.
-    return is_loopback(request) or bool(getattr(request.user, "is_platform_admin", False))
+    return is_loopback(request) or may_administer(getattr(request, "user", None))
 
 
 def readyz(request: HttpRequest) -> JsonResponse:

@@ -4,20 +4,22 @@ Each restricted model implements ``restrict_scope(qs, user, action)`` to narrow 
 what that user may see or change. Platform admins see everything; auditors may view everything
 and change nothing but what a model's ``auditor_scope(qs, user, action)`` grants them (their own
 API keys). Views, API viewsets, consumers and services all go through here, so a rule
-lives in one place.
+lives in one place. Rules that are not about a queryset (may this user create departments, grant
+this role) are ``may_*`` predicates in each app's ``permissions.py``.
+
+``use`` is sending requests to something that serves them (a deployment's model, from the chat
+portal or the gateway); a model that can be used answers it in ``restrict_scope`` (and, since
+auditors may use what their department may, in ``auditor_scope``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from django.db import models
 
-if TYPE_CHECKING:
-    pass
-
-VIEW, ADD, CHANGE, DELETE = "view", "add", "change", "delete"
-ACTIONS = (VIEW, ADD, CHANGE, DELETE)
+VIEW, ADD, CHANGE, DELETE, USE = "view", "add", "change", "delete", "use"
+ACTIONS = (VIEW, ADD, CHANGE, DELETE, USE)
 
 _M = TypeVar("_M", bound=models.Model)
 

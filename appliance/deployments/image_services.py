@@ -22,6 +22,7 @@ from appliance.core.tasks import queue_on_commit
 from appliance.deployments import image_loader
 from appliance.deployments.choices import IMPORT_ACTIVE_STATES
 from appliance.deployments.models import EngineImage, ImageImport, NodeImage
+from appliance.deployments.permissions import may_manage_images
 from appliance.deployments.references import InvalidReference, normalize_reference
 from appliance.deployments.uploads import ReceivedTarball, safe_name, uploads_dir
 from appliance.engines import ENGINES
@@ -35,7 +36,7 @@ def _invalid(field_name: str, message: str, code: str = "invalid") -> InvalidInp
 
 
 def require_image_admin(actor: User) -> None:
-    if not actor.is_platform_admin:
+    if not may_manage_images(actor):
         raise PermissionDenied("Only platform admins import images and change the engine catalog.")
 
 

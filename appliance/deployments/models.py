@@ -14,7 +14,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from appliance.core.querysets import VIEW, RestrictedQuerySet
+from appliance.core.querysets import USE, VIEW, RestrictedQuerySet
 from appliance.deployments.choices import (
     DELETABLE_STATES,
     IDLE_MINUTES_DEFAULT,
@@ -101,8 +101,22 @@ class Deployment(models.Model):
 
     @staticmethod
     def restrict_scope(qs: DeploymentQuerySet, user: User, action: str) -> DeploymentQuerySet:
+        if action == USE:
+            return Deployment._use_scope(qs, user)
         scope = _department_scope(user, action)
         return qs.none() if scope is None else qs.filter(scope)
+
+    @staticmethod
+    def auditor_scope(qs: DeploymentQuerySet, user: User, action: str) -> DeploymentQuerySet:
+        return Deployment._use_scope(qs, user) if action == USE else qs.none()
+
+    @staticmethod
+    def _use_scope(qs: DeploymentQuerySet, user: User) -> DeploymentQuerySet:
+        """A user may use the deployments of their department and of its parents (a shared model run
+        by the IT department for everyone); platform admins, all of them (the gate's part)."""
+        if user.department is None:
+            return qs.none()
+        return qs.filter(department_id__in=user.department.lineage_ids())
 
 
 class Instance(models.Model):

@@ -1,9 +1,9 @@
 """Which engines a user may talk to, and where they listen. Used by the gateway and the chat portal.
 
-A user may use the running deployments of their own department and of its parent departments
-(a shared model run by the IT department for everyone). Platform admins may use all of them.
-An on-demand deployment that is not running is offered too, unless a person stopped it: a
-request for it starts it (``ondemand.wake``) and waits.
+Who may use which deployment is the gate's rule: ``Deployment.objects.restrict(user, USE)``
+(their department's and its parents', see ``Deployment.restrict_scope``). An on-demand
+deployment that is not running is offered too, unless a person stopped it: a request for it
+starts it (``ondemand.wake``) and waits.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 
 from appliance.accounts.models import User
+from appliance.core.querysets import USE
 from appliance.deployments.choices import Desired, Role, State
 from appliance.deployments.engine_keys import engine_key
 from appliance.deployments.models import Deployment, Instance
@@ -55,29 +56,19 @@ class Endpoint:
 STARTABLE_ON_DEMAND = Q(on_demand=True) & ~Q(state=State.RUNNING) & ~Q(desired=Desired.STOPPED)
 
 
-def _for(user: User, deployments: QuerySet[Deployment]) -> QuerySet[Deployment]:
-    if not user.is_active:
-        return deployments.none()
-    if user.is_platform_admin:
-        return deployments
-    if user.department is None:
-        return deployments.none()
-    return deployments.filter(department_id__in=user.department.lineage_ids())
-
-
 def usable_deployments(user: User) -> QuerySet[Deployment]:
     """The running deployments the user may send requests to."""
-    return _for(user, Deployment.objects.filter(state=State.RUNNING))
+    return Deployment.objects.filter(state=State.RUNNING).restrict(user, USE)
 
 
 def offered_deployments(user: User) -> QuerySet[Deployment]:
     """What the user's model lists show: the running ones and the on-demand ones a request starts."""
-    return _for(user, Deployment.objects.filter(Q(state=State.RUNNING) | STARTABLE_ON_DEMAND))
+    return Deployment.objects.filter(Q(state=State.RUNNING) | STARTABLE_ON_DEMAND).restrict(user, USE)
 
 
 def on_demand_to_start(user: User, served_model_name: str | None = None) -> dict[str, list[int]]:
     """Served name → ids of the user's on-demand deployments of it that a request would start (or is starting)."""
-    deps = _for(user, Deployment.objects.filter(STARTABLE_ON_DEMAND))
+    deps = Deployment.objects.filter(STARTABLE_ON_DEMAND).restrict(user, USE)
     if served_model_name is not None:
         deps = deps.filter(served_model_name=served_model_name)
     found: dict[str, list[int]] = {}

@@ -23,6 +23,7 @@ from appliance.core.querysets import VIEW
 from appliance.gpus.choices import GIB, NodeState, PresenceState, UnitFlag
 from appliance.gpus.models import GpuQuota, GpuUnit, Node, UnitClaim, audit_snapshot
 from appliance.gpus.nodes import is_fresh
+from appliance.gpus.permissions import may_manage_gpus
 
 HolderStopper = Callable[[User, list[UnitClaim]], None]
 # Called by a forced release or move with the claims on the units, before the claims are dropped.
@@ -37,7 +38,7 @@ def register_holder_stopper(stopper: HolderStopper) -> None:
 
 
 def _require_platform_admin(actor: User) -> None:
-    if not actor.is_platform_admin:
+    if not may_manage_gpus(actor):
         raise PermissionDenied(_("Only platform admins may assign GPUs, set GPU quotas or change nodes."))
 
 

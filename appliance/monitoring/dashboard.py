@@ -17,6 +17,7 @@ from appliance.deployments.choices import ACTIVE_STATES, State
 from appliance.deployments.models import Deployment
 from appliance.gpus.metrics import history
 from appliance.gpus.models import Gpu
+from appliance.monitoring.permissions import countable_chats
 from appliance.quotas.choices import UsageStatus
 from appliance.quotas.models import UsageRecord
 from appliance.quotas.windows import local_zone
@@ -74,12 +75,7 @@ def deployments(user: User) -> list[dict[str, Any]]:
 
 def active_chats(user: User) -> int:
     """Answers being generated now: a count, never their content."""
-    streaming = Message.objects.filter(status=ChatStatus.STREAMING)
-    if user.is_platform_admin or user.is_auditor:
-        return streaming.count()
-    if user.is_department_admin and user.department is not None:
-        return streaming.filter(conversation__user__department__path__startswith=user.department.path).count()
-    return 0
+    return countable_chats(Message.objects.filter(status=ChatStatus.STREAMING), user).count()
 
 
 def recent_failures(user: User) -> list[dict[str, Any]]:

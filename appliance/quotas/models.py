@@ -6,9 +6,9 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from appliance.accounts.choices import roles_below
 from appliance.core.querysets import VIEW, RestrictedQuerySet
 from appliance.quotas.choices import DEPARTMENT_SCOPE_PREFIX, USER_SCOPE_PREFIX, LimitName, UsagePeriod, UsageStatus
+from appliance.quotas.permissions import quota_scope
 
 if TYPE_CHECKING:
     from appliance.accounts.models import User
@@ -70,22 +70,7 @@ class Quota(models.Model):
 
     @staticmethod
     def restrict_scope(qs: QuotaQuerySet, user: User, action: str) -> QuotaQuerySet:
-        dept = user.department
-        if dept is None:
-            return qs.filter(user=user) if action == VIEW else qs.none()
-        if user.is_department_admin and action == VIEW:
-            return qs.filter(
-                Q(department__path__startswith=dept.path) | Q(user__department__path__startswith=dept.path)
-            )
-        if user.is_department_admin:
-            # Below their own department only: the quota of their own department is set from above.
-            below = Q(department__path__startswith=dept.path) & ~Q(department_id=dept.pk)
-            # Users' quotas: only of those it outranks (never its own, a peer's or a platform admin's).
-            mine = Q(user__department__path__startswith=dept.path) & Q(user__role__in=roles_below(user.role))
-            return qs.filter(below | mine)
-        if action == VIEW:
-            return qs.filter(Q(user=user) | Q(department_id__in=dept.lineage_ids()))
-        return qs.none()
+        return quota_scope(qs, user, action)
 
 
 class UsageQuerySet(RestrictedQuerySet["UsageRecord"]):

@@ -14,6 +14,7 @@ from appliance.accounts.models import Department, User
 from appliance.audit import services as audit
 from appliance.core.exceptions import PermissionDenied
 from appliance.safety.models import AiLabelSetting
+from appliance.safety.permissions import may_manage_platform_safety
 
 HEADER = "X-AI-Generated"
 
@@ -40,7 +41,7 @@ def header_value(model: str) -> str:
 def set_shown(actor: User, department_id: int | None, enabled: bool) -> AiLabelSetting:
     """Platform admins set the platform's default and any department's; department admins their subtree's."""
     if department_id is None:
-        if not actor.is_platform_admin:
+        if not may_manage_platform_safety(actor):
             raise PermissionDenied(_("Only platform admins set the platform's AI-label default."))
     elif not actor.managed_departments().filter(pk=department_id).exists():
         raise PermissionDenied(_("You may not change the AI label of this department."))

@@ -19,6 +19,7 @@ from appliance.core.exceptions import InvalidInput, NotFound, PermissionDenied
 from appliance.core.querysets import CHANGE, DELETE, VIEW
 from appliance.safety.choices import LIST_MAX_RULES, WORD_MAX_CHARS, Action
 from appliance.safety.models import WordList, WordRule
+from appliance.safety.permissions import may_manage_platform_safety
 
 _BATCH = 2000
 
@@ -33,7 +34,7 @@ class ImportResult:
 
 def _department(actor: User, department_id: int | None) -> Department | None:
     if department_id is None:
-        if not actor.is_platform_admin:
+        if not may_manage_platform_safety(actor):
             raise PermissionDenied(_("Only platform admins manage platform-wide word lists."))
         return None
     dept = actor.managed_departments().filter(pk=department_id).first()

@@ -12,7 +12,7 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from appliance.accounts.models import acting_user
+from appliance.accounts.models import User, acting_user
 from appliance.core.api.viewsets import RestrictedViewSet
 from appliance.core.exceptions import InvalidInput, ServiceError
 from appliance.deployments import image_services
@@ -24,6 +24,7 @@ from appliance.deployments.api.image_serializers import (
     NodeImageSerializer,
 )
 from appliance.deployments.models import EngineImage, ImageImport, NodeImage
+from appliance.deployments.permissions import may_manage_images
 from appliance.deployments.uploads import TarballUploadHandler
 
 
@@ -73,7 +74,8 @@ class NodeImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Restric
 
 
 def _may_import(request: HttpRequest) -> bool:
-    return bool(getattr(getattr(request, "user", None), "is_platform_admin", False))
+    user = getattr(request, "user", None)  # anonymous (or absent) until authenticated
+    return isinstance(user, User) and may_manage_images(user)
 
 
 class ImageImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RestrictedViewSet):
