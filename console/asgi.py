@@ -16,15 +16,20 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 
 from appliance.core.clientip import forwarded_scheme  # noqa: E402
+from appliance.core.middleware import request_context  # noqa: E402
 from appliance.gateway.asgi import gateway_fast_path  # noqa: E402
 from console.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        # /v1/ (the OpenAI-compatible gateway) goes straight to its async views; see appliance/gateway/asgi.py.
-        "http": gateway_fast_path(django_asgi_app),
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-    }
+# The request context (request id, client address) of every HTTP request and WebSocket connection is set here,
+# once, for Django's handler, the gateway's fast path and Channels alike; see appliance/core/middleware.py.
+application = request_context(
+    ProtocolTypeRouter(
+        {
+            # /v1/ (the OpenAI-compatible gateway) goes straight to its async views; see appliance/gateway/asgi.py.
+            "http": gateway_fast_path(django_asgi_app),
+            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        }
+    )
 )
 if settings.APPLIANCE_TRUSTED_PROXIES:
     # Behind nginx: the scheme the browser used (https, wss), from trusted proxies only. The client's

@@ -21,6 +21,7 @@ from appliance.accounts.models import User
 from appliance.chat import fanout, generation, live, metering, protocol, services, stops
 from appliance.chat.api.serializers import conversation_data, message_data
 from appliance.chat.choices import ErrorCode, Status
+from appliance.core.context import new_request_id, update_context
 from appliance.core.dbthreads import db
 from appliance.core.exceptions import ServiceError
 from appliance.monitoring.instruments import websocket_chats
@@ -100,6 +101,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         return User.objects.select_related("department").filter(pk=user.pk, is_active=True).first()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        update_context(request_id=new_request_id())  # each message is a request of its own (planning.Job.request_id)
         data = content if isinstance(content, dict) else {}
         ref = data.get("ref")
         handler = HANDLERS.get(str(data.get("type")))

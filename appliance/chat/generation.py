@@ -177,7 +177,7 @@ class Generation:
                 try:
                     upstreams = await self._start_model() if self.job.starting else self.job.upstreams
                     lastuse.touch(*self.job.deployment_ids)
-                    async with upstream.open_stream(upstreams, self.job.payload) as events:
+                    async with upstream.open_stream(upstreams, self.job.payload, self.job.request_id) as events:
                         await self._pump(events, guard)
                 finally:
                     guard.set_usage(*self._usage())
@@ -342,6 +342,7 @@ class Generation:
         self.batch.take()  # the final message below carries the whole text
         await self._record_hits()
         final = self._final()
+        logger.info("chat: answer %s from %s ended %s", job.message_id, job.model, self.progress.status)
         for attempt, pause in enumerate(STORE_RETRY_PAUSES):
             try:
                 message = await db(_store)(job.message_id, final)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +21,7 @@ from appliance.chat.choices import (
 )
 from appliance.chat.metering import Admission, max_tokens_cap
 from appliance.chat.models import Conversation
+from appliance.core.context import current, new_request_id
 from appliance.core.exceptions import PermissionDenied
 from appliance.deployments import routing
 from appliance.deployments.models import Deployment
@@ -86,6 +86,8 @@ class Job:
     assume_reasoning: bool
     prompt_tokens: int
     max_tokens: int
+    # The request context's id (the socket message that asked, see consumers.py): the answer's id in log
+    # lines, the engine request (X-Request-ID) and its usage record; unique per answer, as its reservation is.
     request_id: str
     deployment_ids: tuple[int, ...] = ()  # the deployments behind upstreams (or to start), marked as in use
     starting: bool = False  # on demand, not running: start deployment_ids and wait for upstreams
@@ -167,6 +169,7 @@ def plan(user: User, conversation: Conversation, message_id: int, choice: ModelC
         message_id=message_id, conversation_id=conversation.pk, user_id=user.pk,
         department_id=user.department_id, deployment_id=choice.deployment_id, model=choice.name,
         upstreams=choice.upstreams, payload=payload, assume_reasoning=choice.reasoning,
-        prompt_tokens=estimate_tokens(messages, choice.template), max_tokens=max_tokens, request_id=uuid.uuid4().hex,
+        prompt_tokens=estimate_tokens(messages, choice.template), max_tokens=max_tokens,
+        request_id=current().request_id or new_request_id(),
         deployment_ids=choice.deployment_ids, starting=choice.starting, safety=rules.matcher_for(user.department_id),
     )  # fmt: skip

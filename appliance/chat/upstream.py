@@ -67,11 +67,15 @@ def _error_detail(body: bytes) -> str:
 Upstream = tuple[str, str]
 
 
-async def _connect(client: httpx.AsyncClient, upstreams: Sequence[Upstream], payload: dict[str, Any]) -> httpx.Response:
+async def _connect(
+    client: httpx.AsyncClient, upstreams: Sequence[Upstream], payload: dict[str, Any], request_id: str
+) -> httpx.Response:
     """The first replica that takes the connection; only connection failures move on to the next one."""
     last: Exception | None = None
     for base, key in upstreams:
-        headers = {"Authorization": f"Bearer {key}"} if key else None
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        if request_id:
+            headers["X-Request-ID"] = request_id
         request = client.build_request("POST", f"{base}/v1/chat/completions", json=payload, headers=headers)
         try:
             response = await client.send(request, stream=True)
@@ -90,9 +94,12 @@ async def _connect(client: httpx.AsyncClient, upstreams: Sequence[Upstream], pay
 
 
 @asynccontextmanager
-async def open_stream(upstreams: Sequence[Upstream], payload: dict[str, Any]) -> AsyncIterator[AsyncIterator[Chunk]]:
+async def open_stream(
+    upstreams: Sequence[Upstream], payload: dict[str, Any], request_id: str = ""
+) -> AsyncIterator[AsyncIterator[Chunk]]:
+    """The engine's event stream; ``request_id`` (the chat job's) goes to the engine as X-Request-ID."""
     async with httpx.AsyncClient(timeout=_timeout()) as client:
-        response = await _connect(client, upstreams, payload)
+        response = await _connect(client, upstreams, payload, request_id)
         events = parse_events(response.aiter_lines())
         try:
             yield events

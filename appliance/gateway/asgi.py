@@ -6,10 +6,11 @@ request, handing the request between that thread and the event loop several time
 gateway, whose views are async, use none of that middleware and rarely touch the database, those
 handoffs were most of a request's cost: on the 2-core test machine, 1.3-1.7 times the streams per
 second and half the time to first token this way (docs/performance.md). What the middleware gave
-the gateway is kept here: the request id (X-Request-ID, and the context for log lines) and the
-client-disconnect handling of Django's ASGI handler. The views, their URL conf (also mounted in
-console/urls.py, which Django's handler uses when this is off) and Django's request and response
-objects are the same; ``APPLIANCE_GATEWAY_FAST_PATH=False`` sends ``/v1/`` through Django again.
+the gateway is kept here: the X-Request-ID response header and the client-disconnect handling of
+Django's ASGI handler (the request context, for log lines and audit, is set before, at the ASGI edge, for
+every request alike: console/asgi.py). The views, their URL conf (also mounted in console/urls.py,
+which Django's handler uses when this is off) and Django's request and response objects are the same;
+``APPLIANCE_GATEWAY_FAST_PATH=False`` sends ``/v1/`` through Django again.
 """
 
 from __future__ import annotations
@@ -29,9 +30,8 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.urls import Resolver404, resolve
 
-from appliance.core.clientip import client_ip
-from appliance.core.context import RequestContext, reset_context, set_context
-from appliance.core.middleware import request_id_from
+from appliance.core.context import current, reset_context, set_context
+from appliance.core.middleware import EDGE_KEY, context_from_scope, request_id_from
 from appliance.gateway import admission
 from appliance.gateway.errors import GatewayError
 from appliance.monitoring.middleware import UNMATCHED, observe_http
@@ -114,7 +114,7 @@ async def _edge(scope: Scope) -> GatewayError | None:
 
 async def _send_refusal(error: GatewayError, scope: Scope, send: Send) -> None:
     response = error.response()
-    response["X-Request-ID"] = request_id_from(_header(scope, b"x-request-id"))
+    response["X-Request-ID"] = scope.get(EDGE_KEY) or request_id_from(_header(scope, b"x-request-id"))
     response["X-Content-Type-Options"] = "nosniff"
     await _send(response, send)
 
@@ -156,17 +156,17 @@ async def serve(scope: Scope, receive: Receive, send: Send) -> None:
     if body is None:
         return  # the client left before sending its request
     request = ASGIRequest(scope, io.BytesIO(body))
-    request_id = request_id_from(request.headers.get("X-Request-ID", ""))
-    request.request_id = request_id  # type: ignore[attr-defined]
-    user_agent = request.headers.get("User-Agent", "")[:255]
-    token = set_context(RequestContext(request_id, client_ip(request), user_agent, via="api"))
+    # The request context is the ASGI edge's (console/asgi.py); set here only when called without it.
+    token = None if EDGE_KEY in scope else set_context(context_from_scope(scope))
+    request.request_id = current().request_id  # type: ignore[attr-defined]
     try:
         # Synchronous work of this request (rare: quota fallbacks) gets a thread of its own that
         # ends with it, as under Django's handler; no thread is started unless some is needed.
         async with ThreadSensitiveContext():
             await _until_disconnect(_process(request, send), receive)
     finally:
-        reset_context(token)
+        if token is not None:
+            reset_context(token)
 
 
 async def _read_body(receive: Receive) -> bytes | None:

@@ -35,6 +35,7 @@ class Script:
 class Seen:
     bodies: list[dict[str, Any]] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
+    request_ids: list[str] = field(default_factory=list)  # each request's X-Request-ID
     completed: int = 0
     disconnects: int = 0
 
@@ -89,6 +90,7 @@ class FakeEngine:
                 headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
                 body = await reader.readexactly(int(headers.get("content-length", 0)))
                 self.seen.authorizations.append(headers.get("authorization", ""))
+                self.seen.request_ids.append(headers.get("x-request-id", ""))
                 if self.api_key and headers.get("authorization") != f"Bearer {self.api_key}":
                     await self._json(writer, 401, {"error": {"message": "invalid api key"}})
                 elif method == "GET" and path == "/v1/models":
