@@ -479,3 +479,22 @@ CELERY_BEAT_SCHEDULE["usage.retention"] = {
     "schedule": crontab(hour=4, minute=0),
     "options": {"expires": 3600},
 }
+
+# --- Directory sign-in: LDAP / Active Directory and OIDC (appliance/sso, docs/sign-in.md) ----------------
+# Off unless configured; a partial configuration stops the console at start, naming the variable.
+from appliance.sso.config import authentication_backends, ldap_settings, oidc_settings  # noqa: E402
+
+INSTALLED_APPS.append("appliance.sso")
+_LDAP_SETTINGS = ldap_settings()
+_OIDC_SETTINGS = oidc_settings(PRODUCTION)
+APPLIANCE_LDAP_ENABLED: bool = _LDAP_SETTINGS["APPLIANCE_LDAP_ENABLED"]
+APPLIANCE_OIDC_ENABLED: bool = _OIDC_SETTINGS["APPLIANCE_OIDC_ENABLED"]
+globals().update(_LDAP_SETTINGS)
+globals().update(_OIDC_SETTINGS)
+AUTHENTICATION_BACKENDS = authentication_backends(APPLIANCE_LDAP_ENABLED, APPLIANCE_OIDC_ENABLED)
+if APPLIANCE_LDAP_ENABLED:
+    CELERY_BEAT_SCHEDULE["sso.sync-directory"] = {
+        "task": "sso.sync_directory",
+        "schedule": float(_LDAP_SETTINGS["APPLIANCE_LDAP_SYNC_SECONDS"]),
+        "options": {"expires": _LDAP_SETTINGS["APPLIANCE_LDAP_SYNC_SECONDS"]},
+    }

@@ -26,6 +26,7 @@ urlpatterns = [
     path("api/redoc/", csp_update(_REDOC)(docs.api_redoc), name="api-redoc"),
     re_path(r"^api/(?P<rest>.*)$", api_not_found, name="api-not-found"),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("sso/", include("appliance.sso.urls")),
     path("", include("frontend.urls")),
 ]
 

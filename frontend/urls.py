@@ -8,6 +8,7 @@ from frontend import (
     gpu_views,
     image_views,
     safety_views,
+    sso_views,
     usage_views,
     user_views,
     views,
@@ -55,4 +56,6 @@ urlpatterns = [
     path("safety/word-lists/<int:pk>/delete/", safety_views.word_list_delete, name="word-list-delete"),
     path("safety/hits/", safety_views.safety_hits, name="safety-hits"),
     path("safety/ai-label/", safety_views.ai_label, name="ai-label"),
+    path("sign-in-rules/", sso_views.sign_in_rules, name="sign-in-rules"),
+    path("sign-in-rules/<int:pk>/<str:verb>/", sso_views.sign_in_rule_action, name="sign-in-rule-action"),
 ]

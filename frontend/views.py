@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout, update_session_auth_hash
 from django.contrib.auth.decorators import login_required
@@ -41,7 +42,8 @@ def login_view(request: HttpRequest) -> HttpResponse:
         if user is not None:
             login(request, user)
             return redirect(_safe_next(request) or "home")
-    return render(request, "registration/login.html", {"form": form, "error": error})
+    context = {"form": form, "error": error, "sso": settings.APPLIANCE_OIDC_ENABLED, "next": _safe_next(request)}
+    return render(request, "registration/login.html", context)
 
 
 def _safe_next(request: HttpRequest) -> str | None:

@@ -58,13 +58,21 @@ def attempt_login(request: Any, username: str, password: str) -> tuple[User | No
         return None, _("Too many failed logins. Try again in %(minutes)d minutes.") % {"minutes": minutes}
     user = authenticate(request, username=username, password=password)
     if user is None or getattr(user, "is_service_account", False):
-        _log_attempt(username, ip, LoginResult.FAILURE, target)
-        return None, _("Wrong username or password.")
+        # A directory that knew the password but refused the user (no mapping rule, ...) says why.
+        refusal = getattr(request, "sso_refusal", None)
+        _log_attempt(username, ip, LoginResult.FAILURE, target, refusal[0] if refusal else "")
+        return None, refusal[0] if refusal else _("Wrong username or password.")
     _log_attempt(username, ip, LoginResult.SUCCESS, user)
     return user, ""
 
 
-def _log_attempt(username: str, ip: str | None, result: str, target: User | None) -> None:
+def _method(user: User | None) -> str:
+    """How a user signed in: ``ldap`` through the directory backend, ``local`` with the console's password."""
+    backend = getattr(user, "backend", "") or ""
+    return "ldap" if backend.endswith("DirectoryBackend") else "local"
+
+
+def _log_attempt(username: str, ip: str | None, result: str, target: User | None, reason: str = "") -> None:
     with transaction.atomic():
         LoginAttempt.objects.create(username=username, source_ip=ip, result=result)
         audit.record(
@@ -73,5 +81,10 @@ def _log_attempt(username: str, ip: str | None, result: str, target: User | None
             target=target,
             target_type="accounts.user",
             target_label=username,
-            after={"username": username, "result": result},
+            after={
+                "username": username,
+                "result": result,
+                **({"method": _method(target)} if result == LoginResult.SUCCESS else {}),
+                **({"reason": reason} if reason else {}),
+            },
         )

@@ -36,6 +36,7 @@ MENU: list[MenuItem] = [
     MenuItem("images", _("Images"), ADMINS),
     MenuItem("word-lists", _("Word lists"), ADMINS),
     MenuItem("safety-hits", _("Content-safety hits"), ADMINS),
+    MenuItem("sign-in-rules", _("Sign-in rules"), ("platform_admin", "auditor")),
 ]
 
 

@@ -1,0 +1,123 @@
+"""LDAP / Active Directory sign-in (django-auth-ldap) and the periodic directory sync.
+
+django-auth-ldap binds as the user and finds their groups; the console then creates or updates the user
+itself (``services.provision``, by the mapping rules), so the attribute map and group mirroring stay off.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import ldap
+from django.conf import settings
+from django_auth_ldap.backend import LDAPBackend, ldap_error
+
+from appliance.accounts.models import User
+from appliance.sso import services
+from appliance.sso.choices import Source
+from appliance.sso.mapping import ldap_claims
+from appliance.sso.models import ExternalIdentity
+
+log = logging.getLogger(__name__)
+
+
+def _first(attrs: dict[str, list[str]] | None, name: str) -> str:
+    values = (attrs or {}).get(name) or (attrs or {}).get(name.lower()) or [""]
+    return str(values[0])
+
+
+class DirectoryBackend(LDAPBackend):
+    """A user found and bound in the directory signs in as the console user the mapping rules make."""
+
+    syncing = False  # set by the directory sync, whose look-ups are no sign-ins
+    _request: Any = None
+
+    def authenticate(self, request: Any, username: str | None = None, password: str | None = None, **kw: Any) -> Any:
+        self._request = request
+        return super().authenticate(request, username=username, password=password, **kw)
+
+    def get_or_build_user(self, username: str, ldap_user: Any) -> tuple[User, bool]:
+        profile = services.Profile(
+            source=Source.LDAP,
+            subject=str(ldap_user.dn),
+            username=username.strip().lower(),
+            display_name=_first(ldap_user.attrs, settings.APPLIANCE_LDAP_DISPLAY_NAME_ATTR)
+            or _first(ldap_user.attrs, "cn"),
+            email=_first(ldap_user.attrs, settings.APPLIANCE_LDAP_EMAIL_ATTR),
+            claims=ldap_claims(ldap_user.group_dns),
+            signing_in=not self.syncing,
+        )
+        try:
+            user = services.provision(profile)
+        except services.SignInRefused as exc:
+            log.info("LDAP sign-in of %s refused: %s", username, exc)
+            if self._request is not None:
+                # The password was right: saying why is no help to someone guessing (appliance/accounts/signin.py).
+                self._request.sso_refusal = (str(exc), username)
+            raise ldap_user.AuthenticationFailed(str(exc)) from None
+        # Saved already: "not built" keeps django-auth-ldap from filling or saving it again.
+        return user, False
+
+    def get_user(self, user_id: int) -> User | None:
+        # django-auth-ldap's own get_user ignores is_active: a user the sync deactivated would stay signed in.
+        user = super().get_user(user_id)
+        return user if user is not None and user.is_active else None
+
+
+class DirectoryUnavailable(Exception):
+    """The directory could not be searched: the sync stops without deactivating anyone."""
+
+
+@dataclass
+class SyncResult:
+    checked: int = 0
+    deactivated: int = 0
+
+
+def _check_directory() -> None:
+    """Bind with the service account and read the user base; raises DirectoryUnavailable if either fails."""
+    conn = ldap.initialize(settings.AUTH_LDAP_SERVER_URI)
+    try:
+        for option, value in settings.AUTH_LDAP_CONNECTION_OPTIONS.items():
+            conn.set_option(option, value)
+        if settings.AUTH_LDAP_START_TLS:
+            conn.start_tls_s()
+        conn.simple_bind_s(settings.AUTH_LDAP_BIND_DN, settings.AUTH_LDAP_BIND_PASSWORD)
+        conn.search_s(settings.AUTH_LDAP_USER_SEARCH.base_dn, ldap.SCOPE_BASE, attrlist=["1.1"])
+    except ldap.LDAPError as exc:
+        raise DirectoryUnavailable(str(exc)) from exc
+    finally:
+        conn.unbind_s()
+
+
+def sync_directory() -> SyncResult:
+    """Deactivate console users whom the directory no longer has (removed, or filtered out as disabled)
+    or whom no rule maps any more; update the department and role of the others.
+
+    A directory error on any user stops the sync: an outage must never read as "everyone is gone"."""
+    if not settings.APPLIANCE_LDAP_ENABLED:
+        return SyncResult()
+    _check_directory()
+    errors: list[BaseException] = []
+
+    def on_error(sender: Any, context: str, exception: BaseException, **_: Any) -> None:
+        errors.append(exception)
+
+    ldap_error.connect(on_error, weak=False)
+    backend, result = DirectoryBackend(), SyncResult()
+    backend.syncing = True
+    try:
+        identities = ExternalIdentity.objects.filter(source=Source.LDAP, user__is_active=True).select_related("user")
+        for identity in identities:
+            result.checked += 1
+            found = backend.populate_user(identity.user.username)
+            if errors:
+                raise DirectoryUnavailable(f"{identity.user.username}: {errors[0]}")
+            if found is None:
+                services.deactivate_identity(identity.pk, "gone")
+                result.deactivated += 1
+    finally:
+        ldap_error.disconnect(on_error)
+    return result
