@@ -42,8 +42,8 @@ class RuleForm(forms.Form):
 def sign_in_rules(request: HttpRequest) -> HttpResponse:
     user = acting_user(request)
     rules = MappingRule.objects.restrict(user, VIEW).select_related("department")
-    if not (user.is_platform_admin or user.is_auditor):
-        raise PermissionDenied
+    if not (user.is_platform_admin or (user.is_auditor and request.method == "GET")):
+        raise PermissionDenied  # auditors read the rules; only platform admins change them
     form = RuleForm(request.POST or None)
     set_choices(form, "department_id", [("", "—"), *[(d.pk, d.name) for d in Department.objects.all()]])
     if request.method == "POST" and form.is_valid():
@@ -65,8 +65,11 @@ def sign_in_rules(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def sign_in_rule_action(request: HttpRequest, pk: int, verb: str) -> HttpResponse:
+def sign_in_rule_action(request: HttpRequest, pk: int) -> HttpResponse:
     user = acting_user(request)
+    if not user.is_platform_admin:
+        raise PermissionDenied
+    verb = request.POST.get("action", "")
     try:
         if verb == "delete":
             services.delete_rule(user, pk)

@@ -57,5 +57,5 @@ urlpatterns = [
     path("safety/hits/", safety_views.safety_hits, name="safety-hits"),
     path("safety/ai-label/", safety_views.ai_label, name="ai-label"),
     path("sign-in-rules/", sso_views.sign_in_rules, name="sign-in-rules"),
-    path("sign-in-rules/<int:pk>/<str:verb>/", sso_views.sign_in_rule_action, name="sign-in-rule-action"),
+    path("sign-in-rules/<int:pk>/", sso_views.sign_in_rule_action, name="sign-in-rule-action"),
 ]

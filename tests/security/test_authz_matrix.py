@@ -211,6 +211,13 @@ EXPECT: dict[tuple[str, str, str], Row | dict[str, Row]] = {
     ("page", "word-list-import", "post"): (LOGIN, DENY, DENY, DENY, OK),
     ("page", "word-list-toggle", "post"): (LOGIN, DENY, DENY, DENY, OK),
     ("page", "word-lists", "get"): (LOGIN, OK, OK, OK, OK),
+    # Sign-in rules (issue 15): platform admins manage them, auditors read them, nobody else sees the page.
+    ("page", "sign-in-rules", "get"): (LOGIN, DENY, OK, DENY, DENY),
+    ("page", "sign-in-rules", "post"): (LOGIN, DENY, DENY, DENY, DENY),
+    ("page", "sign-in-rule-action", "post"): (LOGIN, DENY, DENY, DENY, DENY),
+    # OIDC sign-in starts before any login; not configured in this world, so it is not there at all.
+    ("page", "sso-oidc-start", "get"): (HIDE, HIDE, HIDE, HIDE, HIDE),
+    ("page", "sso-oidc-callback", "get"): (HIDE, HIDE, HIDE, HIDE, HIDE),
     # The charts' data: admins and auditors (members see their own usage elsewhere).
     ("page", "dashboard-data", "get"): (LOGIN, DENY, OK, OK, OK),
     # Prometheus' scrape: by address or bearer token, not by session; the test client is loopback.
@@ -314,6 +321,9 @@ BODIES: dict[tuple[str, str], Callable[[World, str], dict[str, Any]]] = {
     ("word-list-import", "post"): lambda w, d: {"text": "敏感词", "default_action": "block"},
     ("ai-label", "post"): lambda w, d: {"department": _dept(w, d), "enabled": ""},
     ("user-reset-password", "post"): lambda w, d: {"new_password": "another-horse-battery-7"},
+    ("sign-in-rule-action", "post"): lambda w, d: {"action": "delete"},
+    ("sign-in-rules", "post"): lambda w, d: {"source": "ldap", "value": "cn=x,dc=example,dc=cn", "role": "member",
+                                             "department_id": _dept(w, d)},
 }
 
 
@@ -339,6 +349,7 @@ PAGE_OBJECT = {
     "deployment-on-demand": "deployment",
     "user-edit": "user", "user-reset-password": "user",
     "word-list-import": "wordlist", "word-list-toggle": "wordlist", "word-list-delete": "wordlist",
+    "sign-in-rule-action": "signinrule",
 }  # fmt: skip
 
 

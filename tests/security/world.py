@@ -30,6 +30,7 @@ from appliance.gpus.sync import apply_inventory
 from appliance.quotas import services as quota_services
 from appliance.quotas.models import UsageRecord
 from appliance.safety import services as safety_services
+from appliance.sso import services as sso_services
 from appliance.safety.models import SafetyHit
 from conftest import make_user
 
@@ -102,6 +103,9 @@ def _department_objects(world: World, key: str, root: User, unit_ids: list[int])
         word="x", action="record", stage="prompt", channel="chat",
     )  # fmt: skip
     world.put("safetyhit", key, hit.pk)
+    rule = sso_services.create_rule(root, source="ldap", value=f"cn={key},ou=groups,dc=example,dc=cn",
+                                    department_id=dept.pk, role="member")  # fmt: skip
+    world.put("signinrule", key, rule.pk)
     from appliance.audit.models import AuditRecord
 
     world.put("auditrecord", key, AuditRecord.objects.filter(department=dept).latest("pk").pk)
