@@ -10,6 +10,7 @@ from appliance.deployments.api.views import DeploymentViewSet
 from appliance.gpus.api.views import GpuQuotaViewSet, GpuUnitViewSet, GpuViewSet, NodeViewSet
 from appliance.quotas.api.views import QuotaViewSet, UsageViewSet
 from appliance.safety.api.views import AiLabelView, SafetyHitViewSet, WordListViewSet
+from appliance.sso.api.views import MappingRuleViewSet
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -34,6 +35,7 @@ router.register("conversations", ConversationViewSet, basename="conversation")
 router.register("chat/models", ChatModelViewSet, basename="chatmodel")
 router.register("safety/word-lists", WordListViewSet, basename="wordlist")
 router.register("safety/hits", SafetyHitViewSet, basename="safetyhit")
+router.register("sso/rules", MappingRuleViewSet, basename="signinrule")
 
 urlpatterns = [
     *router.urls,

@@ -60,7 +60,7 @@ def attempt_login(request: Any, username: str, password: str) -> tuple[User | No
     if user is None or getattr(user, "is_service_account", False):
         # A directory that knew the password but refused the user (no mapping rule, ...) says why.
         refusal = getattr(request, "sso_refusal", None)
-        _log_attempt(username, ip, LoginResult.FAILURE, target, refusal[0] if refusal else "")
+        _log_attempt(username, ip, LoginResult.FAILURE, target, refusal[1] if refusal else "")
         return None, refusal[0] if refusal else _("Wrong username or password.")
     _log_attempt(username, ip, LoginResult.SUCCESS, user)
     return user, ""

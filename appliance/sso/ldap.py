@@ -55,7 +55,7 @@ class DirectoryBackend(LDAPBackend):
             log.info("LDAP sign-in of %s refused: %s", username, exc)
             if self._request is not None:
                 # The password was right: saying why is no help to someone guessing (appliance/accounts/signin.py).
-                self._request.sso_refusal = (str(exc), username)
+                self._request.sso_refusal = (str(exc), exc.code)
             raise ldap_user.AuthenticationFailed(str(exc)) from None
         # Saved already: "not built" keeps django-auth-ldap from filling or saving it again.
         return user, False

@@ -33,7 +33,7 @@ class SsoBackend(OIDCAuthenticationBackend):
         subject = str(claims.get("sub") or "")
         username = str(claims.get(settings.APPLIANCE_OIDC_USERNAME_CLAIM) or claims.get("email") or "").strip()
         if not subject or not username:
-            return self._refuse(_("The identity provider sent no user name."), username)
+            return self._refuse("no_username", _("The identity provider sent no user name."), username)
         profile = services.Profile(
             source=Source.OIDC,
             subject=f"{payload.get('iss', '')}|{subject}",
@@ -45,11 +45,11 @@ class SsoBackend(OIDCAuthenticationBackend):
         try:
             return services.provision(profile)
         except services.SignInRefused as exc:
-            return self._refuse(str(exc), username)
+            return self._refuse(exc.code, str(exc), username)
 
-    def _refuse(self, reason: str, username: str) -> None:
-        log.info("OIDC sign-in of %r refused: %s", username, reason)
-        self.request.sso_refusal = (reason, username)  # type: ignore[attr-defined]
+    def _refuse(self, code: str, message: str, username: str) -> None:
+        log.info("OIDC sign-in of %r refused: %s", username, code)
+        self.request.sso_refusal = (message, code, username)  # type: ignore[attr-defined]
         return None
 
     def get_user(self, user_id: int) -> User | None:
@@ -81,7 +81,7 @@ class SsoCallbackView(OIDCAuthenticationCallbackView):
             return super().dispatch(request, *args, **kwargs)
         except requests.RequestException as exc:
             log.warning("OIDC provider error: %s", exc)
-            request.sso_refusal = (_("The identity provider could not be reached."), "")  # type: ignore[attr-defined]
+            request.sso_refusal = (_("The identity provider could not be reached."), "provider_error", "")  # type: ignore[attr-defined]
             return self.login_failure()
 
     def login_success(self) -> HttpResponse:
@@ -92,9 +92,9 @@ class SsoCallbackView(OIDCAuthenticationCallbackView):
     def login_failure(self) -> HttpResponse:
         from django.contrib import messages
 
-        reason, username = getattr(self.request, "sso_refusal", (_("Single sign-on failed."), ""))
-        _audit_sign_in("failure", username, None, reason)
-        messages.error(self.request, reason)
+        message, code, username = getattr(self.request, "sso_refusal", (_("Single sign-on failed."), "failed", ""))
+        _audit_sign_in("failure", username, None, code)
+        messages.error(self.request, message)
         return super().login_failure()
 
 

@@ -129,7 +129,12 @@ class Profile:
 
 
 class SignInRefused(Exception):
-    """The directory knows the user, but the console does not let them in; the message says why."""
+    """The directory knows the user, but the console does not let them in: ``code`` for the audit log,
+    the message (in the user's language) for the sign-in page."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _find_user(profile: Profile) -> tuple[User | None, ExternalIdentity | None]:
@@ -148,7 +153,7 @@ def _find_user(profile: Profile) -> tuple[User | None, ExternalIdentity | None]:
         return existing, moved
     if existing is not None:
         # Never take over an account the directory did not create: the break-glass admin stays local.
-        raise SignInRefused(_("A console account of this name exists already; ask an administrator."))
+        raise SignInRefused("local_account", _("A console account of this name exists already; ask an administrator."))
     return None, None
 
 
@@ -162,7 +167,7 @@ def provision(profile: Profile) -> User:
         known = ExternalIdentity.objects.filter(source=profile.source, subject=profile.subject).first()
         if known is not None:
             deactivate_identity(known.pk, "unmapped")
-        raise SignInRefused(_("No sign-in rule maps your account to a department; ask an administrator."))
+        raise SignInRefused("unmapped", _("No sign-in rule maps your account to a department; ask an administrator."))
     return _apply(profile, rule)
 
 
@@ -170,7 +175,7 @@ def provision(profile: Profile) -> User:
 def _apply(profile: Profile, rule: MappingRule) -> User:
     user, identity = _find_user(profile)
     if user is not None and identity is not None and not user.is_active and not identity.disabled_by_directory:
-        raise SignInRefused(_("Your console account is disabled."))
+        raise SignInRefused("disabled", _("Your console account is disabled."))
     before = audit_snapshot(user) if user is not None else None
     if user is None:
         user = User(username=profile.username[:150])

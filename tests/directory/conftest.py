@@ -51,14 +51,29 @@ def organisation() -> list[Entry]:
         (PEOPLE, {"objectClass": ["organizationalUnit"], "ou": ["people"]}),
         (GROUPS, {"objectClass": ["organizationalUnit"], "ou": ["groups"]}),
         (f"ou=services,{BASE}", {"objectClass": ["organizationalUnit"], "ou": ["services"]}),
-        (SERVICE_DN, {"objectClass": ["organizationalRole", "simpleSecurityObject"], "cn": ["console"],
-                      "userPassword": [SERVICE_PASSWORD]}),  # fmt: skip
+        (
+            SERVICE_DN,
+            {
+                "objectClass": ["organizationalRole", "simpleSecurityObject"],
+                "cn": ["console"],
+                "userPassword": [SERVICE_PASSWORD],
+            },
+        ),
     ]
     for ou, name in OUS.items():
-        entries.append((f"ou={ou},{PEOPLE}", {"objectClass": ["organizationalUnit"], "ou": [ou], "description": [name]}))
-    for uid, (ou, display, password, _groups) in PEOPLE_TREE.items():
-        attrs = {"objectClass": ["inetOrgPerson"], "uid": [uid], "cn": [display], "sn": [display[:1]],
-                 "displayName": [display], "mail": [f"{uid}@example.cn"], "userPassword": [password]}  # fmt: skip
+        entries.append(
+            (f"ou={ou},{PEOPLE}", {"objectClass": ["organizationalUnit"], "ou": [ou], "description": [name]})
+        )
+    for uid, (_ou, display, password, _groups) in PEOPLE_TREE.items():
+        attrs = {
+            "objectClass": ["inetOrgPerson"],
+            "uid": [uid],
+            "cn": [display],
+            "sn": [display[:1]],
+            "displayName": [display],
+            "mail": [f"{uid}@example.cn"],
+            "userPassword": [password],
+        }
         entries.append((user_dn(uid), attrs))
     groups: dict[str, list[str]] = {}
     for uid, (*_rest, member_of) in PEOPLE_TREE.items():

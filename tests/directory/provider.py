@@ -46,8 +46,14 @@ def running_provider(root: Path, seed: dict[str, Any]) -> Iterator[Provider]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = _env(root, url, seed)
-    subprocess.run([sys.executable, "-m", "tests.directory.oidc_provider.bootstrap"], env=env, cwd=REPO,
-                   check=True, timeout=120, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "tests.directory.oidc_provider.bootstrap"],
+        env=env,
+        cwd=REPO,
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
     log = (root / "provider.log").open("w")
     cmd = [sys.executable, "-m", "django", "runserver", f"127.0.0.1:{port}", "--noreload", "--nothreading"]
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log, stderr=log)

@@ -92,8 +92,9 @@ def running_slapd(root: Path, entries: list[Entry]) -> Iterator[Directory]:
     includes = "\n".join(f"include /etc/ldap/schema/{name}.schema" for name in SCHEMAS)
     conf = root / "slapd.conf"
     conf.write_text(CONFIG.format(includes=includes, root=root, base=BASE, admin=ADMIN_DN, password=ADMIN_PASSWORD))
-    subprocess.run(["slapadd", "-f", str(conf), "-q"], input=ldif(entries), text=True, check=True, timeout=60,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        ["slapadd", "-f", str(conf), "-q"], input=ldif(entries), text=True, check=True, timeout=60, capture_output=True
+    )
     port = free_port()
     uri = f"ldap://127.0.0.1:{port}"
     log = (root / "slapd.log").open("w")

@@ -211,6 +211,11 @@ EXPECT: dict[tuple[str, str, str], Row | dict[str, Row]] = {
     ("page", "word-list-import", "post"): (LOGIN, DENY, DENY, DENY, OK),
     ("page", "word-list-toggle", "post"): (LOGIN, DENY, DENY, DENY, OK),
     ("page", "word-lists", "get"): (LOGIN, OK, OK, OK, OK),
+    ("api", "signinrule-list", "get"): (LOGIN, OK, OK, OK, OK),
+    ("api", "signinrule-list", "post"): (LOGIN, DENY, DENY, DENY, DENY),
+    ("api", "signinrule-detail", "get"): (LOGIN, HIDE, OK, HIDE, HIDE),
+    ("api", "signinrule-detail", "patch"): (LOGIN, HIDE, DENY, HIDE, HIDE),
+    ("api", "signinrule-detail", "delete"): (LOGIN, HIDE, DENY, HIDE, HIDE),
     # Sign-in rules (issue 15): platform admins manage them, auditors read them, nobody else sees the page.
     ("page", "sign-in-rules", "get"): (LOGIN, DENY, OK, DENY, DENY),
     ("page", "sign-in-rules", "post"): (LOGIN, DENY, DENY, DENY, DENY),
@@ -322,8 +327,19 @@ BODIES: dict[tuple[str, str], Callable[[World, str], dict[str, Any]]] = {
     ("ai-label", "post"): lambda w, d: {"department": _dept(w, d), "enabled": ""},
     ("user-reset-password", "post"): lambda w, d: {"new_password": "another-horse-battery-7"},
     ("sign-in-rule-action", "post"): lambda w, d: {"action": "delete"},
-    ("sign-in-rules", "post"): lambda w, d: {"source": "ldap", "value": "cn=x,dc=example,dc=cn", "role": "member",
-                                             "department_id": _dept(w, d)},
+    ("signinrule-list", "post"): lambda w, d: {
+        "source": "ldap",
+        "value": "cn=y,dc=example,dc=cn",
+        "role": "member",
+        "department": _dept(w, d),
+    },
+    ("signinrule-detail", "patch"): lambda w, d: {"role": "department_admin"},
+    ("sign-in-rules", "post"): lambda w, d: {
+        "source": "ldap",
+        "value": "cn=x,dc=example,dc=cn",
+        "role": "member",
+        "department_id": _dept(w, d),
+    },
 }
 
 
@@ -341,6 +357,7 @@ API_OBJECT = {
     "node": "node", "gpu": "gpu", "gpuunit": "gpuunit", "gpuquota": "gpuquota", "profile": "profile",
     "quota": "quota", "usagerecord": "usagerecord", "deployment": "deployment", "imageimport": "imageimport",
     "nodeimage": "nodeimage", "conversation": "conversation", "wordlist": "wordlist", "safetyhit": "safetyhit",
+    "signinrule": "signinrule",
 }  # fmt: skip
 PAGE_OBJECT = {
     "user-toggle-active": "user", "api-key-revoke": "apikey", "node-maintenance": "node", "gpu-detail": "gpu",

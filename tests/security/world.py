@@ -30,8 +30,8 @@ from appliance.gpus.sync import apply_inventory
 from appliance.quotas import services as quota_services
 from appliance.quotas.models import UsageRecord
 from appliance.safety import services as safety_services
-from appliance.sso import services as sso_services
 from appliance.safety.models import SafetyHit
+from appliance.sso import services as sso_services
 from conftest import make_user
 
 # The departments whose objects the matrix visits, and who stands where relative to each.

@@ -20,15 +20,23 @@ def main() -> None:
     call_command("creatersakey")
     for person in seed["users"]:
         user = User.objects.create_user(
-            person["username"], person["email"], person["password"], first_name=person["name"],
+            person["username"],
+            person["email"],
+            person["password"],
+            first_name=person["name"],
             last_name=person.get("department", ""),
-        )  # fmt: skip
+        )
         for name in person.get("groups", []):
             user.groups.add(Group.objects.get_or_create(name=name)[0])
     client = Client.objects.create(
-        name="console", client_type="confidential", client_id=seed["client_id"], client_secret=seed["client_secret"],
-        jwt_alg="RS256", require_consent=False, reuse_consent=True,
-    )  # fmt: skip
+        name="console",
+        client_type="confidential",
+        client_id=seed["client_id"],
+        client_secret=seed["client_secret"],
+        jwt_alg="RS256",
+        require_consent=False,
+        reuse_consent=True,
+    )
     client.redirect_uris = seed["redirect_uris"]
     client.save()
     client.response_types.add(ResponseType.objects.get(value="code"))
