@@ -8,10 +8,12 @@ want_test=0
 [[ "${1:-}" == "--test" ]] && want_test=1
 
 # nginx: the TLS front (deploy/scripts/run-nginx.sh), openssl: its generated certificate.
-packages=(pkg-config libmariadb-dev gettext redis-server nginx openssl)
+# libldap2-dev, libsasl2-dev: python-ldap (LDAP sign-in, docs/sign-in.md) is built from source by pip.
+packages=(pkg-config libmariadb-dev gettext redis-server nginx openssl libldap2-dev libsasl2-dev)
 if (( want_test )); then
   # systemd (systemd-analyze), logrotate and prometheus (promtool, the server) check deploy/ in tests.
-  packages+=(mariadb-server mariadb-client chromium systemd logrotate prometheus)
+  # slapd, ldap-utils: the OpenLDAP directory the sign-in tests start (tests/directory/slapd.py).
+  packages+=(mariadb-server mariadb-client chromium systemd logrotate prometheus slapd ldap-utils)
 fi
 
 missing=()
@@ -22,6 +24,8 @@ if (( ${#missing[@]} )); then
   if [[ $(id -u) -eq 0 ]]; then
     echo "Installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # slapd: no directory of its own and no service started; the tests run their own slapd.
+    echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
