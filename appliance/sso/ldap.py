@@ -23,6 +23,11 @@ from appliance.sso.models import ExternalIdentity
 log = logging.getLogger(__name__)
 
 
+def _setting(name: str) -> Any:
+    """The settings ``console.settings`` makes of the environment only when LDAP is on (appliance/sso/config.py)."""
+    return getattr(settings, name)
+
+
 def _first(attrs: dict[str, list[str]] | None, name: str) -> str:
     values = (attrs or {}).get(name) or (attrs or {}).get(name.lower()) or [""]
     return str(values[0])
@@ -43,9 +48,9 @@ class DirectoryBackend(LDAPBackend):
             source=Source.LDAP,
             subject=str(ldap_user.dn),
             username=username.strip().lower(),
-            display_name=_first(ldap_user.attrs, settings.APPLIANCE_LDAP_DISPLAY_NAME_ATTR)
+            display_name=_first(ldap_user.attrs, _setting("APPLIANCE_LDAP_DISPLAY_NAME_ATTR"))
             or _first(ldap_user.attrs, "cn"),
-            email=_first(ldap_user.attrs, settings.APPLIANCE_LDAP_EMAIL_ATTR),
+            email=_first(ldap_user.attrs, _setting("APPLIANCE_LDAP_EMAIL_ATTR")),
             claims=ldap_claims(ldap_user.group_dns),
             signing_in=not self.syncing,
         )
@@ -78,14 +83,14 @@ class SyncResult:
 
 def _check_directory() -> None:
     """Bind with the service account and read the user base; raises DirectoryUnavailable if either fails."""
-    conn = ldap.initialize(settings.AUTH_LDAP_SERVER_URI)
+    conn = ldap.initialize(_setting("AUTH_LDAP_SERVER_URI"))
     try:
-        for option, value in settings.AUTH_LDAP_CONNECTION_OPTIONS.items():
+        for option, value in _setting("AUTH_LDAP_CONNECTION_OPTIONS").items():
             conn.set_option(option, value)
-        if settings.AUTH_LDAP_START_TLS:
+        if _setting("AUTH_LDAP_START_TLS"):
             conn.start_tls_s()
-        conn.simple_bind_s(settings.AUTH_LDAP_BIND_DN, settings.AUTH_LDAP_BIND_PASSWORD)
-        conn.search_s(settings.AUTH_LDAP_USER_SEARCH.base_dn, ldap.SCOPE_BASE, attrlist=["1.1"])
+        conn.simple_bind_s(_setting("AUTH_LDAP_BIND_DN"), _setting("AUTH_LDAP_BIND_PASSWORD"))
+        conn.search_s(_setting("AUTH_LDAP_USER_SEARCH").base_dn, ldap.SCOPE_BASE, attrlist=["1.1"])
     except ldap.LDAPError as exc:
         raise DirectoryUnavailable(str(exc)) from exc
     finally:

@@ -25,32 +25,38 @@ from appliance.sso.choices import Source
 log = logging.getLogger(__name__)
 
 
+def _setting(name: str) -> Any:
+    """Settings ``console.settings`` makes of the environment only when OIDC is on (appliance/sso/config.py)."""
+    return getattr(settings, name)
+
+
 class SsoBackend(OIDCAuthenticationBackend):
     """Claims → console user, by the mapping rules (``services.provision``)."""
 
     def get_or_create_user(self, access_token: str, id_token: str, payload: dict[str, Any]) -> User | None:
         claims = {**payload, **self.get_userinfo(access_token, id_token, payload)}
         subject = str(claims.get("sub") or "")
-        username = str(claims.get(settings.APPLIANCE_OIDC_USERNAME_CLAIM) or claims.get("email") or "").strip()
+        username = str(claims.get(_setting("APPLIANCE_OIDC_USERNAME_CLAIM")) or claims.get("email") or "").strip()
         if not subject or not username:
-            return self._refuse("no_username", _("The identity provider sent no user name."), username)
+            self._refuse("no_username", _("The identity provider sent no user name."), username)
+            return None
         profile = services.Profile(
             source=Source.OIDC,
             subject=f"{payload.get('iss', '')}|{subject}",
             username=username,
-            display_name=str(claims.get(settings.APPLIANCE_OIDC_DISPLAY_NAME_CLAIM) or ""),
+            display_name=str(claims.get(_setting("APPLIANCE_OIDC_DISPLAY_NAME_CLAIM")) or ""),
             email=str(claims.get("email") or ""),
             claims=claims,
         )
         try:
             return services.provision(profile)
         except services.SignInRefused as exc:
-            return self._refuse(exc.code, str(exc), username)
+            self._refuse(exc.code, str(exc), username)
+            return None
 
     def _refuse(self, code: str, message: str, username: str) -> None:
         log.info("OIDC sign-in of %r refused: %s", username, code)
-        self.request.sso_refusal = (message, code, username)  # type: ignore[attr-defined]
-        return None
+        self.request.sso_refusal = (message, code, username)
 
     def get_user(self, user_id: int) -> User | None:
         user = super().get_user(user_id)

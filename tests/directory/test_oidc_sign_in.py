@@ -22,6 +22,12 @@ from appliance.sso.choices import Source
 from appliance.sso.models import ExternalIdentity, MappingRule
 from tests.directory.provider import Provider, running_provider
 
+
+def after(record: AuditRecord) -> dict[str, Any]:
+    assert isinstance(record.after, dict)
+    return record.after
+
+
 pytestmark = [pytest.mark.directory, pytest.mark.django_db]
 
 CLIENT_ID, CLIENT_SECRET = "appliance-console", "console-client-secret-1"
@@ -127,7 +133,7 @@ def test_sso_user_lands_signed_in_with_the_mapped_role(oidc_on: Provider, rules:
     assert ExternalIdentity.objects.get(user=user).subject.startswith(f"{oidc_on.url}/openid|")  # issuer|sub
     assert client.get("/sign-in-rules/").status_code == 200  # signed in, as a platform admin
     login = AuditRecord.objects.get(action="login.success", target_id=str(user.pk))
-    assert login.after["method"] == "oidc"
+    assert after(login)["method"] == "oidc"
     assert AuditRecord.objects.filter(action="user.create", target_id=str(user.pk)).exists()
 
 
@@ -150,7 +156,7 @@ def test_unmapped_and_clashing_users_are_refused(
     assert not User.objects.filter(username="outsider").exists()
     assert len(get_messages(response.wsgi_request)) == 1  # why, on the sign-in page
     failure = AuditRecord.objects.get(action="login.failure", target_label="outsider")
-    assert (failure.after["method"], failure.after["reason"]) == ("oidc", "unmapped")
+    assert (after(failure)["method"], after(failure)["reason"]) == ("oidc", "unmapped")
     sso_sign_in(client, oidc_on, "root")  # the provider's "root" must not become the console's root
     assert not ExternalIdentity.objects.filter(user=personas["root"]).exists()
     assert client.get("/").status_code == 302

@@ -21,7 +21,7 @@ class MappingRuleSerializer(StrictModelSerializer):
 
 
 class MappingRuleUpdateSerializer(StrictSerializer):
-    source = serializers.ChoiceField(choices=Source.choices, required=False)
+    source = serializers.ChoiceField(choices=Source.choices, required=False)  # type: ignore[assignment]
     claim = serializers.CharField(max_length=64, allow_blank=True, required=False)
     value = serializers.CharField(max_length=512, required=False)
     department = serializers.IntegerField(source="department_id", allow_null=True, required=False)
