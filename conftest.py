@@ -118,8 +118,8 @@ def seeded_profiles(db: Any) -> None:
     seed_profiles(Profile, ProfileVersion)
 
 
-# Live tests (Docker, Celery workers, Chromium, slapd and the OIDC provider) that skip hide a missing install step: `make test` fails on
-# them unless APPLIANCE_ALLOW_LIVE_SKIPS=1 says a partial run is meant.
+# Live tests (Docker, Celery workers, Chromium, slapd and the OIDC provider) that skip hide a missing install
+# step: `make test` fails on them unless APPLIANCE_ALLOW_LIVE_SKIPS=1 says a partial run is meant.
 LIVE_MARKERS = ("docker", "browser", "integration", "directory")
 _skipped_live: list[str] = []
 
