@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -154,3 +157,21 @@ def test_rules_api(personas: dict[str, User], departments: dict[str, Department]
     assert patched.json()["role"] == "department_admin"
     assert api_as("eve").delete(f"/api/v1/sso/rules/{pk}/").status_code == 403
     assert api_as("root").delete(f"/api/v1/sso/rules/{pk}/").status_code == 204
+
+
+def _settings_in_a_new_process(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLIANCE_LDAP_", "APPLIANCE_OIDC_"))}
+    env.update(extra, DJANGO_SETTINGS_MODULE="console.settings")
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.AUTHENTICATION_BACKENDS, 'sso.sync-directory' in s.CELERY_BEAT_SCHEDULE)"
+    )
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_console_starts_with_ldap_and_refuses_a_bad_setting() -> None:
+    good = _settings_in_a_new_process(LDAP_OK)
+    assert good.returncode == 0, good.stderr[-2000:]
+    assert "appliance.sso.ldap.DirectoryBackend" in good.stdout and good.stdout.strip().endswith("True")
+    bad = _settings_in_a_new_process({**LDAP_OK, "APPLIANCE_LDAP_USER_BASE": "people"})
+    assert bad.returncode != 0 and "APPLIANCE_LDAP_USER_BASE" in bad.stderr
