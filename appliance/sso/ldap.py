@@ -7,6 +7,8 @@ itself (``services.provision``, by the mapping rules), so the attribute map and 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +43,29 @@ class DirectoryBackend(LDAPBackend):
 
     def authenticate(self, request: Any, username: str | None = None, password: str | None = None, **kw: Any) -> Any:
         self._request = request
-        return super().authenticate(request, username=username, password=password, **kw)
+        with directory_errors() as errors:
+            user = super().authenticate(request, username=username, password=password, **kw)
+        if user is None and username and not errors:
+            # Checked at sign-in, not only by the sync: a user the directory dropped is deactivated now.
+            identity = _active_identity(username.strip().lower())
+            if identity is not None:
+                self.refresh(identity)
+        return user
+
+    def refresh(self, identity: ExternalIdentity) -> bool | None:
+        """Look the user up again (as the sync does): True if the directory still has and a rule maps them,
+        False if not (they are deactivated), None on a directory error (nothing changes)."""
+        self.syncing, was = True, self.syncing
+        try:
+            with directory_errors() as errors:
+                found = self.populate_user(identity.user.username)
+        finally:
+            self.syncing = was
+        if errors:
+            return None
+        if found is None:
+            services.deactivate_identity(identity.pk, "gone")
+        return found is not None
 
     def get_or_build_user(self, username: str, ldap_user: Any) -> tuple[User, bool]:
         profile = services.Profile(
@@ -69,6 +93,29 @@ class DirectoryBackend(LDAPBackend):
         # django-auth-ldap's own get_user ignores is_active: a user the sync deactivated would stay signed in.
         user = super().get_user(user_id)
         return user if user is not None and user.is_active else None
+
+
+@contextmanager
+def directory_errors() -> Iterator[list[BaseException]]:
+    """The LDAP errors django-auth-ldap reports meanwhile (it logs them and carries on as "not found")."""
+    errors: list[BaseException] = []
+
+    def on_error(sender: Any, context: str, exception: BaseException, **_: Any) -> None:
+        errors.append(exception)
+
+    ldap_error.connect(on_error, weak=False)
+    try:
+        yield errors
+    finally:
+        ldap_error.disconnect(on_error)
+
+
+def _active_identity(username: str) -> ExternalIdentity | None:
+    return (
+        ExternalIdentity.objects.select_related("user")
+        .filter(source=Source.LDAP, user__username__iexact=username, user__is_active=True)
+        .first()
+    )
 
 
 class DirectoryUnavailable(Exception):
@@ -105,24 +152,12 @@ def sync_directory() -> SyncResult:
     if not settings.APPLIANCE_LDAP_ENABLED:
         return SyncResult()
     _check_directory()
-    errors: list[BaseException] = []
-
-    def on_error(sender: Any, context: str, exception: BaseException, **_: Any) -> None:
-        errors.append(exception)
-
-    ldap_error.connect(on_error, weak=False)
     backend, result = DirectoryBackend(), SyncResult()
-    backend.syncing = True
-    try:
-        identities = ExternalIdentity.objects.filter(source=Source.LDAP, user__is_active=True).select_related("user")
-        for identity in identities:
-            result.checked += 1
-            found = backend.populate_user(identity.user.username)
-            if errors:
-                raise DirectoryUnavailable(f"{identity.user.username}: {errors[0]}")
-            if found is None:
-                services.deactivate_identity(identity.pk, "gone")
-                result.deactivated += 1
-    finally:
-        ldap_error.disconnect(on_error)
+    identities = ExternalIdentity.objects.filter(source=Source.LDAP, user__is_active=True).select_related("user")
+    for identity in identities:
+        result.checked += 1
+        found = backend.refresh(identity)
+        if found is None:
+            raise DirectoryUnavailable(f"looking up {identity.user.username} failed; see the log")
+        result.deactivated += 0 if found else 1
     return result
