@@ -99,7 +99,9 @@ class SsoCallbackView(OIDCAuthenticationCallbackView):
         from django.contrib import messages
 
         message, code, username = getattr(self.request, "sso_refusal", (_("Single sign-on failed."), "failed", ""))
-        _audit_sign_in("failure", username, None, code)
+        if {"code", "error"} & set(self.request.GET):
+            # A sign-in that reached the provider; a bare visit of the callback is no sign-in to record.
+            _audit_sign_in("failure", username, None, code)
         messages.error(self.request, message)
         return super().login_failure()
 

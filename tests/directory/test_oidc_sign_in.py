@@ -160,6 +160,9 @@ def test_unmapped_and_clashing_users_are_refused(
     sso_sign_in(client, oidc_on, "root")  # the provider's "root" must not become the console's root
     assert not ExternalIdentity.objects.filter(user=personas["root"]).exists()
     assert client.get("/").status_code == 302
+    assert AuditRecord.objects.filter(action="login.failure").count() == 2
+    assert client.get("/sso/oidc/callback/").status_code == 302  # no code, no state: back to the sign-in page
+    assert AuditRecord.objects.filter(action="login.failure").count() == 2
 
 
 def test_login_page_offers_sso_in_both_languages(oidc_on: Provider) -> None:
