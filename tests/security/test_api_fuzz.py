@@ -80,6 +80,7 @@ KIND_OF_SEGMENT = {
     "images/imports": "imageimport",
     "images": "nodeimage",
     "conversations": "conversation",
+    "sso/rules": "signinrule",
 }
 
 
@@ -117,7 +118,7 @@ def fetch_schema(user: User) -> dict[str, Any]:
 
 def real_ids(world: World, path: str) -> dict[str, st.SearchStrategy[Any]] | None:
     """Path parameters naming real objects of the world, for operations on one object."""
-    match = re.match(r"^/api/v1/(images/imports|[a-z-]+(?:/models)?)/\{(\w+)\}", path)
+    match = re.match(r"^/api/v1/(images/imports|sso/rules|[a-z-]+(?:/models)?)/\{(\w+)\}", path)
     if not match:
         return None
     segment, name = match.groups()

@@ -11,7 +11,7 @@ from appliance.sso.models import MappingRule
 class MappingRuleSerializer(StrictModelSerializer):
     department = serializers.IntegerField(source="department_id", allow_null=True, required=False)
     department_name = serializers.CharField(source="department.name", read_only=True, allow_null=True, default=None)
-    position = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    position = serializers.IntegerField(min_value=0, max_value=100_000, required=False, allow_null=True)
 
     class Meta:
         model = MappingRule
@@ -26,4 +26,4 @@ class MappingRuleUpdateSerializer(StrictSerializer):
     value = serializers.CharField(max_length=512, required=False)
     department = serializers.IntegerField(source="department_id", allow_null=True, required=False)
     role = serializers.ChoiceField(choices=Role.choices, required=False)
-    position = serializers.IntegerField(min_value=0, required=False)
+    position = serializers.IntegerField(min_value=0, max_value=100_000, required=False)
