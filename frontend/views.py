@@ -129,9 +129,8 @@ def users(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, _("User %(name)s created.") % {"name": created.username})
             return redirect("users")
-    page = Paginator(User.objects.restrict(user, VIEW).select_related("department"), 50).get_page(
-        request.GET.get("page")
-    )
+    users_shown = User.objects.restrict(user, VIEW).select_related("department", "external_identity")
+    page = Paginator(users_shown, 50).get_page(request.GET.get("page"))
     can_create = may_create_users(user)
     shown = [u.pk for u in page]
     manageable = set(User.objects.restrict(user, CHANGE).filter(pk__in=shown).values_list("pk", flat=True))

@@ -71,6 +71,9 @@ def test_directory_user_signs_in_as_the_rules_say(ldap_on: Directory, rules: lis
     assert after(created)["source"] == "ldap" and after(created)["display_name"] == "张伟"
     login = AuditRecord.objects.filter(action="login.success", target_id=str(user.pk)).get()
     assert after(login)["method"] == "ldap"
+    admin = Client()
+    admin.force_login(User.objects.get(username="root"))
+    assert '<small class="badge" title="' in admin.get("/users/").content.decode()  # marked as a directory user
 
 
 def test_first_matching_rule_decides_and_each_sign_in_updates(
