@@ -20,6 +20,7 @@ from appliance.core.querysets import VIEW
 from appliance.sso import services
 from appliance.sso.choices import Source
 from appliance.sso.models import MappingRule
+from appliance.sso.permissions import may_manage_sign_in_rules, may_view_sign_in_rules
 from frontend.forms import set_choices
 
 
@@ -42,8 +43,8 @@ class RuleForm(forms.Form):
 def sign_in_rules(request: HttpRequest) -> HttpResponse:
     user = acting_user(request)
     rules = MappingRule.objects.restrict(user, VIEW).select_related("department")
-    if not (user.is_platform_admin or (user.is_auditor and request.method == "GET")):
-        raise PermissionDenied  # auditors read the rules; only platform admins change them
+    if not (may_manage_sign_in_rules(user) or (may_view_sign_in_rules(user) and request.method == "GET")):
+        raise PermissionDenied
     form = RuleForm(request.POST or None)
     set_choices(form, "department_id", [("", "—"), *[(d.pk, d.name) for d in Department.objects.all()]])
     if request.method == "POST" and form.is_valid():
@@ -67,7 +68,7 @@ def sign_in_rules(request: HttpRequest) -> HttpResponse:
 @require_POST
 def sign_in_rule_action(request: HttpRequest, pk: int) -> HttpResponse:
     user = acting_user(request)
-    if not user.is_platform_admin:
+    if not may_manage_sign_in_rules(user):
         raise PermissionDenied
     verb = request.POST.get("action", "")
     try:

@@ -18,6 +18,7 @@ from appliance.core.exceptions import InvalidInput, NotFound, PermissionDenied
 from appliance.sso.choices import Source
 from appliance.sso.mapping import first_match
 from appliance.sso.models import ExternalIdentity, MappingRule
+from appliance.sso.permissions import may_manage_sign_in_rules
 
 RULE_FIELDS = ("source", "claim", "value", "department_id", "role", "position")
 
@@ -25,7 +26,7 @@ RULE_FIELDS = ("source", "claim", "value", "department_id", "role", "position")
 
 
 def _require_platform_admin(actor: User) -> None:
-    if not actor.is_platform_admin:
+    if not may_manage_sign_in_rules(actor):
         raise PermissionDenied(_("Only platform admins manage sign-in rules."))
 
 
