@@ -33,6 +33,7 @@ class GroupBy(models.TextChoices):
     DAY = "day", _("Day")
     USER = "user", _("User")
     DEPARTMENT = "department", _("Department")
+    MODEL = "model", _("Model")
 
 
 # Stable error codes of a rejection, by the limit that refused it.

@@ -52,6 +52,7 @@ def _to_model(data: dict[str, Any]) -> UsageRecord:
         latency_count=0 if data.get("latency_ms") is None else 1,
         ttft_count=0 if data.get("ttft_ms") is None else 1,
         status=UsageStatus(data.get("status") or UsageStatus.OK),
+        reason=str(data.get("reason") or "")[:32],
         created_at=datetime.fromtimestamp(float(data["created_at"]), tz=UTC),
         day=date.fromisoformat(data["day"]),
     )

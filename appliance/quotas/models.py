@@ -106,6 +106,9 @@ class UsageRecord(models.Model):
     latency_ms = models.PositiveBigIntegerField(null=True, blank=True)
     ttft_ms = models.PositiveBigIntegerField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=UsageStatus.choices, default=UsageStatus.OK)
+    # Why a ``rejected`` request was refused: the limit's name (``tokens_per_day``, …) or
+    # ``quota_unavailable``; blank for every other status and for rejections recorded before it existed.
+    reason = models.CharField(max_length=32, blank=True, default="")
     created_at = models.DateTimeField(db_index=True)
     day = models.DateField(db_index=True)
     # "" for one request; "hour" or "day" for the sum of the requests of one hour or local day with the

@@ -4,6 +4,7 @@ and the same rule for a target that has no quota yet (``may_manage_department``,
 Department admins set quotas below their own department (their own department's quota is set from
 above) and for the users of their subtree they outrank; they see their subtree's. Others see their
 own and their department lineage's. Platform admins and auditors are the gate's (``restrict``).
+Also who may read which usage page.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from django.db.models import Q, QuerySet
 from appliance.accounts.choices import roles_below
 from appliance.accounts.models import Department, User
 from appliance.core.querysets import VIEW
+from appliance.safety.choices import Action
+from appliance.safety.models import SafetyHit
 
 _QS = TypeVar("_QS", bound=QuerySet[Any])
 
@@ -57,3 +60,26 @@ def may_manage_user(actor: User, user: User) -> bool:
     if not actor.is_department_admin or own is None or theirs is None:
         return False
     return actor.outranks(user) and theirs.path.startswith(own.path)
+
+
+def may_view_department_usage(actor: User, department: Department) -> bool:
+    """The department usage page. Platform admins and auditors: any department. Department admins: their
+    own and those below it (as ``UsageRecord.restrict_scope``). Members: none (they have their own page)."""
+    if actor.is_platform_admin or actor.is_auditor:
+        return True
+    own = actor.department
+    return actor.is_department_admin and own is not None and department.path.startswith(own.path)
+
+
+def own_blocked_hits(user: User) -> QuerySet[SafetyHit]:
+    """A user's own content-safety blocks, counted on their usage page. The words and text matched are
+    never shown there: those stay with admins and auditors (``SafetyHit.restrict_scope``)."""
+    return SafetyHit.objects.filter(user=user, action=Action.BLOCK)
+
+
+def may_set_quotas_in(actor: User, department: Department) -> bool:
+    """Whether the department's usage page offers the quota form: to platform admins, and to department
+    admins for their own department and those below it (where it lists what ``may_manage_*`` allows)."""
+    if actor.is_auditor or not (actor.is_platform_admin or actor.is_department_admin):
+        return False
+    return may_view_department_usage(actor, department)

@@ -7,15 +7,17 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, time
 from typing import Any
 
-from django.db.models import F, FloatField, Q, QuerySet, Sum
+from django.db.models import Count, F, FloatField, Max, Q, QuerySet, Sum
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.translation import gettext as _
 
 from appliance.core.exceptions import InvalidInput
-from appliance.quotas.choices import GroupBy, UsageStatus
+from appliance.quotas.choices import QUOTA_UNAVAILABLE_CODE, GroupBy, LimitName, UsageStatus
 from appliance.quotas.models import UsageRecord
 from appliance.quotas.windows import local_zone
+from appliance.safety.choices import Stage
 
 _ID_FILTERS = {"user": "user_id", "api_key": "api_key_id", "deployment": "deployment_id"}
 
@@ -103,6 +105,7 @@ _GROUPS = {
     GroupBy.DAY: ("day", "day"),
     GroupBy.USER: ("user_id", "user__username"),
     GroupBy.DEPARTMENT: ("department_id", "department__name"),
+    GroupBy.MODEL: ("model", "model"),
 }
 
 
@@ -144,7 +147,7 @@ def summary_row(row: dict[str, Any], group_by: str) -> dict[str, Any]:
     raw_key = row[key]
     return {
         "key": raw_key.isoformat() if group_by == GroupBy.DAY and raw_key is not None else raw_key,
-        "name": str(row[label] if row[label] is not None else "—"),
+        "name": str(row[label] if row[label] not in (None, "") else "—"),
         "requests": int(row["n_requests"] or 0),
         "prompt_tokens": int(row["prompt"] or 0),
         "completion_tokens": int(row["completion"] or 0),
@@ -191,3 +194,32 @@ def summary_rows(qs: QuerySet[UsageRecord], group_by: str) -> Iterator[list[Any]
     for row in summarize(qs, group_by):
         data = summary_row(row, group_by)
         yield [data[col] for col in SUMMARY_COLUMNS]
+
+
+def refusal_label(reason: str) -> str:
+    """Why a request was refused, in the reader's language; ``reason`` as ``UsageRecord.reason`` stores it."""
+    if reason in LimitName.values:
+        return _("Quota exceeded: %(limit)s") % {"limit": LimitName(reason).label}
+    if reason == QUOTA_UNAVAILABLE_CODE:
+        return _("Quota accounting unavailable")
+    return _("Quota (reason not recorded)")
+
+
+def refusals(qs: QuerySet[UsageRecord], blocked: QuerySet[Any]) -> list[dict[str, Any]]:
+    """Refused requests by reason: quota rejections from the usage records, content-safety blocks from the
+    hits (``blocked``, one request counted once however many words it matched), most frequent first."""
+    rows = [
+        {"reason": r["reason"] or "", "label": refusal_label(r["reason"]), "count": int(r["n"]), "last": r["last"]}
+        for r in qs.filter(status=UsageStatus.REJECTED)
+        .order_by()
+        .values("reason")
+        .annotate(n=Sum("requests"), last=Max("created_at"))
+    ]
+    for hit in (
+        blocked.order_by().values("stage").annotate(n=Count("request_id", distinct=True), last=Max("created_at"))
+    ):
+        label = _("Content blocked (%(stage)s)") % {"stage": Stage(hit["stage"]).label}
+        rows.append(
+            {"reason": f"content_blocked:{hit['stage']}", "label": label, "count": hit["n"], "last": hit["last"]}
+        )
+    return sorted(rows, key=lambda row: -row["count"])

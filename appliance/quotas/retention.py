@@ -2,8 +2,8 @@
 
 A roll-up row is a ``UsageRecord`` with ``period`` set: its tokens and latencies are sums over its
 ``requests`` requests, and it keeps every dimension reports filter and group on (user, key,
-department, deployment, model, status, local day), so summaries, quotas pages and CSV summaries give
-the same totals before and after. The rows of one bucket are summed and deleted in one transaction:
+department, deployment, model, status, refusal reason, local day), so summaries, quotas pages and CSV
+summaries give the same totals before and after. The rows of one bucket are summed and deleted in one transaction:
 a crash leaves either the raw rows or their roll-up, never both or neither.
 """
 
@@ -22,7 +22,7 @@ from appliance.quotas.choices import UsagePeriod
 from appliance.quotas.models import UsageRecord
 from appliance.quotas.windows import local_zone
 
-DIMENSIONS = ("user_id", "api_key_id", "department_id", "deployment_id", "model", "status", "day")
+DIMENSIONS = ("user_id", "api_key_id", "department_id", "deployment_id", "model", "status", "reason", "day")
 SUMS = ("requests", "prompt_tokens", "completion_tokens", "latency_ms", "latency_count", "ttft_ms", "ttft_count")
 SOURCE: dict[str, str] = {UsagePeriod.HOUR: UsagePeriod.REQUEST, UsagePeriod.DAY: UsagePeriod.HOUR}
 

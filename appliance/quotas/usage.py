@@ -37,7 +37,7 @@ from asgiref.sync import sync_to_async
 from appliance.core.context import current
 from appliance.monitoring import instruments
 from appliance.quotas import limiter
-from appliance.quotas.choices import UsageStatus
+from appliance.quotas.choices import QUOTA_UNAVAILABLE_CODE, UsageStatus
 from appliance.quotas.limiter import QuotaExceeded, QuotaScope, QuotaUnavailable, Reservation, SettleOutcome
 from appliance.quotas.windows import usage_keys, windows_at
 
@@ -65,6 +65,7 @@ def usage_record(
     latency_ms: int | None = None,
     ttft_ms: int | None = None,
     now: float | None = None,
+    reason: str = "",
 ) -> dict[str, Any]:
     """A usage record as queued for the drain; ``day`` is the local day the quota counters charge."""
     moment = time.time() if now is None else now
@@ -78,6 +79,7 @@ def usage_record(
         "latency_ms": latency_ms,
         "ttft_ms": ttft_ms,
         "status": status,
+        "reason": reason,
         "created_at": moment,
         "day": windows_at(moment).day.isoformat(),
     }
@@ -200,7 +202,8 @@ class Guard:
 def _rejected(
     meta: RequestMeta, request_id: str, prompt_tokens: int, exc: QuotaExceeded | QuotaUnavailable
 ) -> dict[str, Any]:
-    record = usage_record(meta, request_id, status=UsageStatus.REJECTED, prompt_tokens=prompt_tokens)
+    reason = exc.limit_name if isinstance(exc, QuotaExceeded) else QUOTA_UNAVAILABLE_CODE
+    record = usage_record(meta, request_id, status=UsageStatus.REJECTED, prompt_tokens=prompt_tokens, reason=reason)
     instruments.observe_refusal(exc.limit_name if isinstance(exc, QuotaExceeded) else "unavailable")
     instruments.observe_llm(record, instruments.source_for(current().via))
     return record

@@ -64,7 +64,7 @@ USAGE_FILTERS = [
     OpenApiParameter("since", OpenApiTypes.DATETIME, description="inclusive; a date means its local midnight"),
     OpenApiParameter("until", OpenApiTypes.DATETIME, description="exclusive"),
 ]
-GROUP_BY = OpenApiParameter("group_by", OpenApiTypes.STR, enum=["day", "user", "department"])
+GROUP_BY = OpenApiParameter("group_by", OpenApiTypes.STR, enum=["day", "user", "department", "model"])
 
 
 def _csv(lines: Any, filename: str) -> StreamingHttpResponse:

@@ -85,8 +85,8 @@ async def test_rejection_is_recorded_and_raised(quota_redis: redis.Redis) -> Non
     with pytest.raises(QuotaExceeded):
         await abegin(SCOPES, META, request_id="second", prompt_tokens=9, max_tokens=1)
     await holder.afinish()
-    statuses = {r["request_id"]: (r["status"], r["prompt_tokens"]) for r in queued(quota_redis)}
-    assert statuses == {"second": ("rejected", 9), "first": ("ok", 1)}
+    statuses = {r["request_id"]: (r["status"], r["prompt_tokens"], r["reason"]) for r in queued(quota_redis)}
+    assert statuses == {"second": ("rejected", 9, "concurrent_requests"), "first": ("ok", 1, "")}
 
 
 @pytest.mark.django_db
@@ -109,8 +109,8 @@ def test_redis_down_writes_the_record_to_the_database_directly(
 
     guard = requests()
     assert guard.outcome == SettleOutcome.UNAVAILABLE
-    rows = dict(UsageRecord.objects.values_list("request_id", "status"))
-    assert rows == {"closed": "rejected", "open": "ok"}
+    rows = {r: (s, why) for r, s, why in UsageRecord.objects.values_list("request_id", "status", "reason")}
+    assert rows == {"closed": ("rejected", "quota_unavailable"), "open": ("ok", "")}
     assert UsageRecord.objects.get(request_id="open").user == bob
 
 
