@@ -1,8 +1,10 @@
-"""The usage page: per day, user or department, with a daily token chart and the caller's quotas."""
+"""A user's own usage page: tokens per day and per model, the quotas that apply and what is left of each
+window, and the requests refused and why. Shared with the department page: the charts and the filters."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -19,11 +21,14 @@ from appliance.core.querysets import VIEW
 from appliance.quotas import reports
 from appliance.quotas.choices import GroupBy, LimitName
 from appliance.quotas.models import UsageRecord
+from appliance.quotas.permissions import own_blocked_hits
 from appliance.quotas.services import remaining_for
-from appliance.quotas.windows import local_zone
+from appliance.quotas.windows import local_zone, windows_at
 
 CHART_DAYS, TOP_USERS = 31, 10
 SUMMARY_ROWS = 200
+# The page's filters: a date range and a model (the API takes more).
+PAGE_FILTERS = ("since", "until", "model")
 
 
 def chart_data(qs: QuerySet[UsageRecord]) -> dict[str, Any]:
@@ -77,9 +82,22 @@ _USED_BY_LIMIT = {
 }
 
 
+def _resets() -> dict[str, datetime]:
+    """When each window of a limit with one ends (local time)."""
+    now = time.time()
+    win = windows_at(now)
+    at = {
+        LimitName.TOKENS_PER_DAY: win.seconds_to_day,
+        LimitName.TOKENS_PER_MONTH: win.seconds_to_month,
+        LimitName.REQUESTS_PER_MINUTE: win.seconds_to_minute,
+    }
+    return {str(name): datetime.fromtimestamp(now + secs, tz=local_zone()) for name, secs in at.items()}
+
+
 def quota_rows(remaining: dict[str, Any]) -> list[dict[str, Any]]:
-    """The limits that apply to the caller, with what is used of each (None if Redis is unreachable)."""
-    rows = []
+    """The limits that apply to the caller: used, allowed, left and when the window resets (used and left
+    are None if Redis is unreachable, or for a limit without a running count)."""
+    rows, resets = [], _resets()
     for scope in remaining["scopes"]:
         usage = scope["usage"] or {}
         for name, label in LimitName.choices:
@@ -87,40 +105,63 @@ def quota_rows(remaining: dict[str, Any]) -> list[dict[str, Any]]:
                 continue
             used_key = _USED_BY_LIMIT.get(LimitName(name))
             used = usage.get(used_key) if used_key else None
-            rows.append({"scope": scope["label"] or scope["key"], "limit": label, "value": scope[name], "used": used})
+            left = max(0, scope[name] - used) if used is not None else None
+            row = {"scope": scope["label"] or scope["key"], "limit": label, "value": scope[name], "used": used}
+            rows.append({**row, "left": left, "resets": resets.get(name)})
     return rows
 
 
-def _params(request: HttpRequest) -> QueryDict:
-    params = request.GET.copy()
+def page_params(request: HttpRequest) -> QueryDict:
+    """The page's filters, ``since`` defaulting to the start of the charts' window."""
+    params = QueryDict(mutable=True)
+    for name in PAGE_FILTERS:
+        if request.GET.get(name):
+            params[name] = request.GET[name]
     if not params.get("since"):
         start = timezone.now().astimezone(local_zone()).date() - timedelta(days=CHART_DAYS - 1)
         params["since"] = start.isoformat()
     return params
 
 
-@login_required
-def usage(request: HttpRequest) -> HttpResponse:
-    user = acting_user(request)
-    params = _params(request)
-    qs: QuerySet[UsageRecord] = UsageRecord.objects.restrict(user, VIEW)
-    group_by = str(GroupBy.DAY)
+def filtered(request: HttpRequest, qs: QuerySet[UsageRecord], params: QueryDict) -> QuerySet[UsageRecord]:
+    """``qs`` narrowed by the page's filters; a filter that does not parse is shown as an error."""
     try:
-        group_by = reports.group_by_param(params)
-        qs = reports.filter_usage(qs, params)
+        return reports.filter_usage(qs, params)
     except ServiceError as exc:
         messages.error(request, exc.message)
-        qs = qs.none()
-    rows = [reports.summary_row(r, group_by) for r in reports.summarize(qs, group_by)[:SUMMARY_ROWS]]
-    params.pop("page", None)
+        return qs.none()
+
+
+def summary(qs: QuerySet[UsageRecord], group_by: str) -> list[dict[str, Any]]:
+    return [reports.summary_row(r, group_by) for r in reports.summarize(qs, group_by)[:SUMMARY_ROWS]]
+
+
+def _blocked(user: Any, params: QueryDict) -> QuerySet[Any]:
+    hits = own_blocked_hits(user)
+    since, until = reports.parse_moment(params, "since"), reports.parse_moment(params, "until")
+    hits = hits.filter(created_at__gte=since) if since else hits
+    hits = hits.filter(created_at__lt=until) if until else hits
+    return hits.filter(model=params["model"]) if params.get("model") else hits
+
+
+@login_required
+def usage(request: HttpRequest) -> HttpResponse:
+    """Everyone's own usage, whatever their role: the department page is where admins see others'."""
+    user = acting_user(request)
+    params = page_params(request)
+    qs = filtered(request, UsageRecord.objects.restrict(user, VIEW).filter(user=user), params)
+    try:
+        blocked = _blocked(user, params)
+    except ServiceError:  # already shown by ``filtered``
+        blocked = own_blocked_hits(user).none()
     context = {
-        "rows": rows,
-        "group_by": group_by,
-        "group_choices": GroupBy.choices,
         "since": params.get("since", ""),
+        "until": params.get("until", ""),
+        "model": params.get("model", ""),
+        "by_model": summary(qs, GroupBy.MODEL),
+        "refusals": reports.refusals(qs, blocked),
         "charts": chart_data(qs),
         "chart_labels": chart_labels(),
-        "query": params.urlencode(),
         "quotas": quota_rows(remaining_for(user)),
     }
     return render(request, "console/usage.html", context)

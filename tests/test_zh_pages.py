@@ -28,7 +28,7 @@ TERMS = set(
     "vLLM llama cpp llama-server Ollama SmolLM2 GGUF Unsloth SHA tar gz tgz xz zst docker save Ray MLA TP PP "
     "token tokens Token Tokens Bearer ak DeepSeek Qwen RTX H20 H100 HGX Xeon UTC v1 CNY W C IP tensor Q4 "
     "fp8 fp16 bf16 int4 int8 awq gptq auto Enter Shift scp n-gpu-layers vllm-openai-v WebSocket Django MoE int "
-    "catalog AI LDAP Active Directory OIDC SSO DN".split()  # AI: the label the regulation prescribes, 内容由 AI 生成
+    "catalog AI LDAP Active Directory OIDC SSO DN max".split()  # AI: the label the regulation prescribes, 内容由 AI 生成; max: of max_tokens (API)
 )
 SKIP_TAGS = {"script", "style", "code", "pre", "option", "noscript", "template", "textarea"}
 WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*[A-Za-z]")
@@ -92,7 +92,7 @@ def _pages(appliance: dict[str, Any], personas: dict) -> list[str]:
         "/", "/deployments/", "/deployments/new/", f"/deployments/{dep.pk}/", "/users/",
         f"/users/{personas['bob'].pk}/", "/departments/", "/api-keys/", "/audit-log/", "/nodes/", "/gpus/",
         "/gpu-quotas/", "/profiles/", f"/profiles/{profile.pk}/", "/catalog/", "/capacity/", "/usage/", "/images/",
-        "/chat/", "/password/", "/sign-in-rules/",
+        "/chat/", "/password/", "/sign-in-rules/", f"/usage/departments/{personas['alice'].department_id}/",
     ]  # fmt: skip
 
 
@@ -102,6 +102,7 @@ def test_main_pages_have_no_english_in_zh_hans(appliance: dict[str, Any], person
     for username, urls in (
         ("root", _pages(appliance, personas)),
         ("bob", ["/", "/chat/", "/api-keys/", "/usage/", "/gpus/"]),
+        ("alice", [f"/usage/departments/{personas['alice'].department_id}/"]),
     ):
         client = Client(HTTP_ACCEPT_LANGUAGE="zh-hans")
         client.force_login(personas[username])

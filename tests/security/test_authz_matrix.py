@@ -241,6 +241,12 @@ EXPECT: dict[tuple[str, str, str], Row | dict[str, Row]] = {
     ("page", "schema", "get"): (LOGIN, OK, OK, OK, OK),
     ("page", "set_language", "post"): (OK, OK, OK, OK, OK),
     ("page", "usage", "get"): (LOGIN, OK, OK, OK, OK),
+    # A department's usage and quota form (issue 15): its admins (and platform admins); auditors read; members
+    # have their own page only; another department's admin does not learn the department exists.
+    ("page", "usage-departments", "get"): (LOGIN, DENY, OK, OK, OK),
+    ("page", "usage-department", "get"): (LOGIN, DENY, OK, HIDE, OK),
+    ("page", "usage-export", "get"): (LOGIN, DENY, OK, HIDE, OK),
+    ("page", "usage-quota-set", "post"): (LOGIN, DENY, DENY, HIDE, OK),
     ("page", "user-toggle-active", "post"): (LOGIN, DENY, DENY, DENY, OK),
     # As the API: the auditor sees the user, so the edit and reset pages refuse (403); others don't see it.
     ("page", "user-edit", "get"): (LOGIN, HIDE, DENY, HIDE, OK),
@@ -255,7 +261,7 @@ EXPECT: dict[tuple[str, str, str], Row | dict[str, Row]] = {
 POST_PAGES = {
     "logout", "set_language", "user-toggle-active", "api-key-revoke", "node-maintenance", "gpu-assign",
     "profile-archive", "catalog-delete", "deployment-action", "deployment-on-demand", "engine-image",
-    "user-reset-password",
+    "user-reset-password", "usage-quota-set",
 }  # fmt: skip
 
 
@@ -340,6 +346,7 @@ BODIES: dict[tuple[str, str], Callable[[World, str], dict[str, Any]]] = {
         "role": "member",
         "department_id": _dept(w, d),
     },
+    ("usage-quota-set", "post"): lambda w, d: {"target": f"u:{w.ids['user'][d]}", "tokens_per_day": 1000},
 }
 
 
@@ -367,6 +374,7 @@ PAGE_OBJECT = {
     "user-edit": "user", "user-reset-password": "user",
     "word-list-import": "wordlist", "word-list-toggle": "wordlist", "word-list-delete": "wordlist",
     "sign-in-rule-action": "signinrule",
+    "usage-department": "department", "usage-export": "department", "usage-quota-set": "department",
 }  # fmt: skip
 
 
