@@ -19,7 +19,7 @@ from appliance.accounts.models import acting_user
 from appliance.core.exceptions import ServiceError
 from appliance.core.querysets import VIEW
 from appliance.quotas import reports
-from appliance.quotas.choices import GroupBy, LimitName
+from appliance.quotas.choices import USER_SCOPE_PREFIX, GroupBy, LimitName
 from appliance.quotas.models import UsageRecord
 from appliance.quotas.permissions import own_blocked_hits
 from appliance.quotas.services import remaining_for
@@ -94,6 +94,12 @@ def _resets() -> dict[str, datetime]:
     return {str(name): datetime.fromtimestamp(now + secs, tz=local_zone()) for name, secs in at.items()}
 
 
+def _scope_name(scope: dict[str, Any]) -> str:
+    if scope["key"].startswith(f"{USER_SCOPE_PREFIX}:"):
+        return _("You (%(name)s)") % {"name": scope["label"]}
+    return _("Department: %(name)s") % {"name": scope["label"] or scope["key"]}
+
+
 def quota_rows(remaining: dict[str, Any]) -> list[dict[str, Any]]:
     """The limits that apply to the caller: used, allowed, left and when the window resets (used and left
     are None if Redis is unreachable, or for a limit without a running count)."""
@@ -106,7 +112,7 @@ def quota_rows(remaining: dict[str, Any]) -> list[dict[str, Any]]:
             used_key = _USED_BY_LIMIT.get(LimitName(name))
             used = usage.get(used_key) if used_key else None
             left = max(0, scope[name] - used) if used is not None else None
-            row = {"scope": scope["label"] or scope["key"], "limit": label, "value": scope[name], "used": used}
+            row = {"scope": _scope_name(scope), "limit": label, "value": scope[name], "used": used}
             rows.append({**row, "left": left, "resets": resets.get(name)})
     return rows
 

@@ -1,4 +1,4 @@
-"""The admin dashboard draws live ECharts charts with named axes (zh-Hans and English); the usage page too."""
+"""The admin dashboard draws live ECharts charts with named axes (zh-Hans and English); a department's usage too."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def test_usage_page_charts_by_model_and_user(console_url: str, page: Any, person
     _seed(personas)
     base = console_url
     _login(page, base)
-    page.goto(f"{base}/usage/")
+    page.goto(f"{base}/usage/departments/")  # a platform admin lands on the first department: 研发部
     page.wait_for_selector(".usage-charts[data-loaded=true]")
     by_model = page.eval_on_selector("[data-testid=chart-by-model]", AXES)
     assert by_model == {"x": "日期", "y": "token 数", "title": "各模型每日 token 数", "series": 2}
