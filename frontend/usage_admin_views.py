@@ -201,7 +201,7 @@ def _export_rows(qs: QuerySet[UsageRecord], group_by: str) -> Iterator[list[Any]
 
 
 @login_required
-def department_usage_export(request: HttpRequest, pk: int) -> HttpResponse:
+def department_usage_export(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     """The page's table as CSV (UTF-8 with a BOM, so Excel reads Chinese names), headers in the reader's language."""
     user, department = _department(request, pk)
     group_by = request.GET.get("by") or GroupBy.USER
@@ -235,7 +235,8 @@ def department_quota_set(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         for name, errors in form.errors.items():
             label = form.fields[name].label if name in form.fields else ""
-            messages.error(request, f"{label}: {' '.join(str(e) for e in errors)}" if label else " ".join(errors))
+            text = " ".join(str(e) for e in errors)
+            messages.error(request, f"{label}: {text}" if label else text)
         return redirect(page)
     target = form.cleaned_data["target"]
     try:

@@ -130,13 +130,11 @@ def test_csv_export_is_utf8_with_a_bom_and_translated_headers(
 ) -> None:
     eng = departments["eng"].pk
     response = _client(personas["alice"]).get(f"/usage/departments/{eng}/export/?by=model")
-    body = b"".join(response.streaming_content).decode("utf-8")
+    body = response.getvalue().decode("utf-8")
     lines = body.splitlines()
     assert body.startswith("\ufeff") and lines[0].startswith("\ufeff模型,请求数")
     assert any(line.startswith("通义千问,7,") for line in lines)
-    by_user = b"".join(
-        _client(personas["alice"], "en").get(f"/usage/departments/{eng}/export/?by=user").streaming_content
-    )
+    by_user = _client(personas["alice"], "en").get(f"/usage/departments/{eng}/export/?by=user").getvalue()
     assert by_user.decode().splitlines()[0].startswith("\ufeffUser,Requests,Prompt tokens")
     assert _client(personas["alice"]).get(f"/usage/departments/{eng}/export/?by=nothing").status_code == 404
 
