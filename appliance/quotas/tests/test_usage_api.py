@@ -141,8 +141,13 @@ def test_summary_by_user_and_department_is_restricted(api_as: Api, usage: dict, 
 
 
 def test_bad_group_by_is_400(api_as: Api) -> None:
-    resp = api_as("root").get(f"{URL}summary/", {"group_by": "model"})
+    resp = api_as("root").get(f"{URL}summary/", {"group_by": "deployment"})
     assert resp.status_code == 400 and "group_by" in resp.json()["error"]["details"]
+
+
+def test_summary_by_model(api_as: Api, usage: dict) -> None:
+    rows = api_as("alice").get(f"{URL}summary/", {"group_by": "model"}).json()["results"]
+    assert {row["key"]: row["requests"] for row in rows} == {"r1-7b": 3, "r1-32b": 1}
 
 
 def read_csv(resp: Any) -> list[dict[str, str]]:
@@ -188,21 +193,22 @@ def test_usage_query_counts_are_constant(api_as: Api, personas: dict, path: str)
 # --- the page ---------------------------------------------------------------------------------
 
 
-def page(user: User, query: str = "") -> str:
+def page(user: User, query: str = "", path: str = "/usage/") -> str:
     client = Client()
     client.force_login(user)
-    resp = client.get(f"/usage/{query}")
+    resp = client.get(f"{path}{query}")
     assert resp.status_code == 200
     return resp.content.decode()
 
 
 def test_usage_page_shows_table_chart_and_menu_entry(personas: dict, usage: dict) -> None:
-    body = page(personas["alice"], "?since=2026-03-01&until=2026-03-03")
+    eng = personas["alice"].department_id
+    body = page(personas["alice"], "?since=2026-03-01&until=2026-03-03", f"/usage/departments/{eng}/")
     assert 'data-testid="chart"' in body
     charts = json.loads(body.split('<script id="usage-charts" type="application/json">')[1].split("</script>")[0])
     assert len(charts["days"]) == 2 and charts["by_model"] and charts["users"]
-    assert "2026-03-01" in body and "/api/v1/usage/summary/export/" in body
-    assert 'href="/usage/"' in body and "用量" in body
+    assert "2026-03-01" in body and f"/usage/departments/{eng}/export/?by=user" in body
+    assert 'href="/usage/"' in body and 'href="/usage/departments/"' in body and "部门用量" in body
 
 
 def test_usage_page_for_a_member_shows_own_usage_and_quotas(personas: dict, usage: dict, departments: dict) -> None:
