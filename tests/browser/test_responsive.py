@@ -23,6 +23,7 @@ def _admin_pages(scene: dict[str, Any], personas: dict) -> list[str]:
         "/", "/deployments/", "/deployments/new/", f"/deployments/{scene['deployment'].pk}/", "/users/",
         f"/users/{personas['bob'].pk}/", "/departments/", "/api-keys/", "/audit-log/", "/nodes/", "/gpus/",
         "/gpu-quotas/", "/profiles/", "/catalog/", "/capacity/", "/usage/", "/images/",
+        f"/usage/departments/{personas['alice'].department_id}/",
     ]  # fmt: skip
 
 
