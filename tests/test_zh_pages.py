@@ -28,7 +28,8 @@ TERMS = set(
     "vLLM llama cpp llama-server Ollama SmolLM2 GGUF Unsloth SHA tar gz tgz xz zst docker save Ray MLA TP PP "
     "token tokens Token Tokens Bearer ak DeepSeek Qwen RTX H20 H100 HGX Xeon UTC v1 CNY W C IP tensor Q4 "
     "fp8 fp16 bf16 int4 int8 awq gptq auto Enter Shift scp n-gpu-layers vllm-openai-v WebSocket Django MoE int "
-    "catalog AI LDAP Active Directory OIDC SSO DN max".split()  # AI: the label the regulation prescribes, 内容由 AI 生成; max: of max_tokens (API)
+    # AI: the label the regulation prescribes, 内容由 AI 生成; max: of max_tokens (API)
+    "catalog AI LDAP Active Directory OIDC SSO DN max".split()
 )
 SKIP_TAGS = {"script", "style", "code", "pre", "option", "noscript", "template", "textarea"}
 WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*[A-Za-z]")
