@@ -141,6 +141,17 @@ def rss_mib(pid: int) -> float:
     return total
 
 
+def worker_rss_mib(pid: int) -> list[float]:
+    """Resident memory of each child of the server's main process (its workers), in MiB."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            for child in open(f"/proc/{pid}/task/{task}/children").read().split():
+                with contextlib.suppress(OSError):
+                    found.append(round(rss_mib(int(child)), 1))
+    return found
+
+
 def bench_key(models: dict[str, tuple[str, list[int]]]) -> str:
     """A user in department ``bench`` with running deployments ``{served name: (engine, ports)}``; its key."""
     from appliance.accounts.choices import Role

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,8 +90,9 @@ async def converse(chat: Chat, tokens: int, started: float, deadline: float) -> 
                 chat.first_delta = time.perf_counter() - started
             elif kind == "done":
                 chat.done = time.perf_counter() - started
-                if (event.get("message") or {}).get("status") != "complete":
-                    chat.errors.append(f"done with {(event.get('message') or {}).get('status')}")
+                message = event.get("message") or {}
+                if message.get("status") != "complete":
+                    chat.errors.append(f"done with {message.get('status')} ({message.get('error_code')})")
             elif kind == "error":
                 chat.errors.append(f"error event: {event.get('code')} {event.get('message')}")
                 return
@@ -151,6 +153,7 @@ def summary(chats: list[Chat], memory: dict[str, float], wall: float) -> dict[st
         "completed": len(dones),
         "errors": len(errors),
         "error_kinds": sorted({e.split(":")[0] for e in errors})[:5],
+        "error_counts": dict(Counter(e.split(":")[0] for e in errors).most_common(5)),
         "first_delta_p50_ms": percentile(firsts, 0.5),
         "first_delta_p99_ms": percentile(firsts, 0.99),
         "done_p50_ms": percentile(dones, 0.5),
@@ -169,8 +172,9 @@ async def run(url: str, chats: list[Chat], tokens: int, pid: int, limit: float) 
     await asyncio.gather(*(converse(c, tokens, started, started + limit) for c in chats))
     wall = time.perf_counter() - started
     memory["after_chats"] = harness.rss_mib(pid)
+    per_worker = harness.worker_rss_mib(pid)
     await asyncio.gather(*(c.socket.close() for c in chats if c.socket is not None))
-    return summary(chats, memory, wall)
+    return {**summary(chats, memory, wall), "workers": len(per_worker), "rss_per_worker_after_mib": per_worker}
 
 
 def main() -> None:

@@ -136,7 +136,7 @@ def _pool_options(retry: Any, *, in_loop: bool = False) -> dict[str, Any]:
     timeout = settings.APPLIANCE_QUOTA_REDIS_TIMEOUT_MS / 1000
     # In an event loop a reply is read only when the loop comes round to it: a loop that runs late under
     # load must cost latency, not a burst of "quota unavailable". A Redis that is down still fails at
-    # once (connection refused) or after the connect timeout.
+    # once (connection refused).
     waiting = max(timeout, settings.APPLIANCE_QUOTA_REDIS_LOOP_TIMEOUT_MS / 1000) if in_loop else timeout
     return {
         # A burst of requests waits briefly for one of a few connections instead of opening
@@ -144,7 +144,7 @@ def _pool_options(retry: Any, *, in_loop: bool = False) -> dict[str, Any]:
         "max_connections": POOL_SIZE,
         "timeout": waiting,
         "socket_timeout": waiting,
-        "socket_connect_timeout": timeout,
+        "socket_connect_timeout": waiting,
         "health_check_interval": 30,
         "decode_responses": True,
         # No automatic retry: a reserve retried after a lost reply could hold twice.
