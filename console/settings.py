@@ -415,13 +415,11 @@ INSTALLED_APPS.append("appliance.chat")
 INSTALLED_APPS.append("appliance.safety")
 # Keep the text around each match with the hit (20 characters either side); off: who, which rule, what it did.
 APPLIANCE_SAFETY_RECORD_TEXT = env_bool("APPLIANCE_SAFETY_RECORD_TEXT", False)
-# Answers in progress and engine health are kept here (Channels' Redis unless set).
+# Answers in progress are kept here (Channels' Redis unless set).
 CHAT_REDIS_URL = env_str("CHAT_REDIS_URL", env_str("CHANNELS_REDIS_URL", REDIS_URL))
 CHAT_UPSTREAM_CONNECT_TIMEOUT_SECONDS = env_float("CHAT_UPSTREAM_CONNECT_TIMEOUT_SECONDS", 3.0)
 # The longest silence of an engine (before its first token included) before the answer fails.
 CHAT_UPSTREAM_READ_TIMEOUT_SECONDS = env_float("CHAT_UPSTREAM_READ_TIMEOUT_SECONDS", 300.0)
-CHAT_HEALTH_TIMEOUT_SECONDS = env_float("CHAT_HEALTH_TIMEOUT_SECONDS", 1.5)
-CHAT_HEALTH_CACHE_SECONDS = env_int("CHAT_HEALTH_CACHE_SECONDS", 10, minimum=1)
 CELERY_BEAT_SCHEDULE["chat.recover-orphans"] = {
     "task": "chat.recover_orphans",
     "schedule": 60.0,

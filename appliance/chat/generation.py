@@ -225,7 +225,7 @@ class Generation:
         await self._flush()
         self.progress.status = Status.COMPLETE
 
-    async def _start_model(self) -> tuple[tuple[str, str], ...]:
+    async def _start_model(self) -> tuple[routing.Endpoint, ...]:
         """An on-demand model that is not running: start it, and tell the user's tabs how long it is taking."""
         job, began = self.job, time.monotonic()
         try:
@@ -376,11 +376,10 @@ def _record(where: recording.Context, hits: list[Hit]) -> None:
     recording.record_hits(where, Stage.ANSWER, hits)
 
 
-def _upstreams(user_id: int, model: str) -> tuple[tuple[str, str], ...]:
-    """(base URL, engine key) of the replicas of ``model`` the user may use now (routing's rule, re-read
-    once the model runs)."""
+def _upstreams(user_id: int, model: str) -> tuple[routing.Endpoint, ...]:
+    """The replicas of ``model`` the user may use now (routing's rule, re-read once the model runs)."""
     user = User.objects.select_related("department").get(pk=user_id)
-    return tuple(dict.fromkeys((e.base_url, e.api_key) for e in routing.endpoints(user, model)))
+    return tuple(routing.endpoints(user, model))
 
 
 def _store(message_id: int, final: answers.Final) -> dict[str, Any] | None:

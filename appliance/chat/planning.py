@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +46,7 @@ class ModelChoice:
     name: str
     deployment_id: int
     department_id: int
-    upstreams: tuple[tuple[str, str], ...]  # (base URL, engine key) of each replica, tried in order
+    upstreams: tuple[routing.Endpoint, ...]  # the replicas; the engine client picks the least busy
     reasoning: bool
     chat_defaults: dict[str, float]
     max_model_len: int
@@ -81,7 +80,7 @@ class Job:
     department_id: int | None
     deployment_id: int
     model: str
-    upstreams: tuple[tuple[str, str], ...]
+    upstreams: tuple[routing.Endpoint, ...]
     payload: dict[str, Any]
     assume_reasoning: bool
     prompt_tokens: int
@@ -109,11 +108,9 @@ def choose_model(user: User, name: str) -> ModelChoice:
         return _to_start(user, name)
     first = endpoints[0]
     deployment = Deployment.objects.select_related("profile_version").get(pk=first.deployment_id)
-    urls = [(e.base_url, e.api_key) for e in endpoints]
-    random.shuffle(urls)  # spread conversations over replicas; the others are tried if one refuses
     return ModelChoice(
         name=name, deployment_id=first.deployment_id, department_id=first.department_id,
-        upstreams=tuple(dict.fromkeys(urls)), reasoning=first.is_reasoning,
+        upstreams=tuple(endpoints), reasoning=first.is_reasoning,
         chat_defaults=dict(deployment.profile_version.chat_defaults or {}),
         max_model_len=deployment.profile_version.max_model_len,
         deployment_ids=tuple(dict.fromkeys(e.deployment_id for e in endpoints)),
@@ -161,9 +158,10 @@ def plan(user: User, conversation: Conversation, message_id: int, choice: ModelC
     default = choice.default_max_tokens if cap is None else max(1, min(choice.default_max_tokens, cap))
     max_tokens = min(conversation.max_tokens or default, MAX_TOKENS_LIMIT)
     messages = history(conversation)
+    # No stream_options: chat/upstream.py asks every engine for the usage chunk, as the gateway does.
     payload = {
         "model": choice.name, "messages": messages, "stream": True, "temperature": temperature,
-        "max_tokens": max_tokens, "stream_options": {"include_usage": True},
+        "max_tokens": max_tokens,
     }  # fmt: skip
     return Job(
         message_id=message_id, conversation_id=conversation.pk, user_id=user.pk,

@@ -2,6 +2,10 @@
 
 Pure Python, importable without Django. `engine_for(name, image)` gives the adapter; its
 `build_spec(request)` gives the node's containers and `health_check(base_url, client)` probes one.
+
+Talking to a running engine is apart, for the web processes (the gateway and the chat), and reads
+Django's settings, so this package does not import it: `client` (pooled connections, replica choice,
+retry), `balancer` (requests in flight across processes), `sse` (the stream parser).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from appliance.engines import sse as engine_sse
 from appliance.gateway.metering import Guard, UsageStatus
 from appliance.gateway.protocol import Call, Kind
 
@@ -41,10 +42,11 @@ def error_event(message: str) -> bytes:
     return sse({"error": error})
 
 
-def record_usage(guard: Guard, usage: Any) -> None:
-    if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
-        prompt = usage.get("prompt_tokens")
-        guard.set_usage(prompt if isinstance(prompt, int) else guard.prompt_tokens, usage["completion_tokens"])
+def record_usage(guard: Guard, payload: Any) -> None:
+    """Settle on the usage the engine reported in ``payload`` (a chunk or a whole answer), if it did."""
+    counts = engine_sse.usage_of(payload, prompt_default=guard.prompt_tokens) if isinstance(payload, dict) else None
+    if counts is not None:
+        guard.set_usage(*counts)
 
 
 class SseRelay:
@@ -52,21 +54,16 @@ class SseRelay:
 
     def __init__(self, guard: Guard, include_usage: bool, model: str = "", kind: Kind = Kind.CHAT) -> None:
         self.guard, self.include_usage, self.model, self.kind = guard, include_usage, model, kind
-        self.pending = b""
+        self.events = engine_sse.Events()
         self.saw_usage = False
 
     def feed(self, data: bytes) -> bytes:
-        """Complete events of ``pending + data``, processed; the incomplete tail is kept for the next read."""
-        pending = self.pending + data
-        if b"\r" in pending:  # sse-starlette (llama-cpp-python) ends lines with CRLF
-            pending = pending.replace(b"\r\n", b"\n")
-        *events, self.pending = pending.split(b"\n\n")
-        kept = [out for out in map(self.event, events) if out]
-        return b"".join(kept)
+        """The complete events so far, processed; an incomplete tail is kept for the next read."""
+        return b"".join([out for out in map(self.event, self.events.feed(data)) if out])
 
     def flush(self) -> bytes:
-        rest, self.pending = self.pending, b""
-        return self.event(rest.rstrip(b"\n")) if rest.strip() else b""
+        rest = self.events.flush()
+        return self.event(rest) if rest else b""
 
     def event(self, event: bytes) -> bytes:
         if b'"usage"' in event and not any(marker in event for marker in _NULL_USAGE):
@@ -85,7 +82,7 @@ class SseRelay:
             return event + b"\n\n"
         if not isinstance(payload, dict):
             return event + b"\n\n"
-        record_usage(self.guard, payload.get("usage"))
+        record_usage(self.guard, payload)
         self.saw_usage = True
         if self.include_usage:
             return event + b"\n\n"
@@ -133,5 +130,5 @@ async def read_whole(response: httpx.Response, guard: Guard) -> bytes:
     except ValueError:
         return body
     if isinstance(payload, dict):
-        record_usage(guard, payload.get("usage"))
+        record_usage(guard, payload)
     return body

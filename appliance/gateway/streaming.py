@@ -14,11 +14,12 @@ import weakref
 from collections.abc import AsyncGenerator
 
 from appliance.deployments import lastuse
-from appliance.gateway import balancer, relay, translate_ollama
+from appliance.engines import client
+from appliance.engines.client import Opened
+from appliance.gateway import relay, translate_ollama
 from appliance.gateway.metering import Guard, UsageStatus
 from appliance.gateway.protocol import Call
 from appliance.gateway.screening import SseScreen
-from appliance.gateway.upstream import Opened
 
 OLLAMA = "ollama"
 _orphans: set[asyncio.Task[None]] = set()  # cleanups started by the collector, kept until they end
@@ -73,9 +74,8 @@ class StreamedAnswer:
         self.finished = True
         try:
             # Closing a response before its end drops the connection: the engine sees the client go.
-            await self.opened.response.aclose()
+            await client.close(self.opened)
         finally:
-            await balancer.release(self.opened.lease)
             await self.guard.afinish(status)
 
     def _collected(self, loop: asyncio.AbstractEventLoop) -> None:

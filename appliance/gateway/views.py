@@ -27,7 +27,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from appliance.deployments import lastuse
 from appliance.deployments.routing import Endpoint
-from appliance.gateway import admission, balancer, metering, relay, screening, starting, translate_ollama, upstream
+from appliance.engines import client, sse
+from appliance.gateway import admission, metering, relay, screening, starting, translate_ollama, upstream
 from appliance.gateway.errors import UPSTREAM, GatewayError
 from appliance.gateway.protocol import Call, Kind, parse, refuse_unlisted_media
 from appliance.gateway.screening import SseScreen
@@ -163,10 +164,10 @@ def _builder(call: Call) -> upstream.Builder:
             if endpoint.engine == OLLAMA:
                 path, body = translate_ollama.PATHS[call.kind], translate_ollama.request_body(call)
             else:
-                path, body = call.kind.path, dict(call.body)
+                path, body = call.kind.path, call.body
                 if call.stream:
                     # Ask for the usage chunk always: exact counts for the quota; dropped again if unasked.
-                    body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+                    body = sse.ask_usage(body)
             built[endpoint.engine] = (path, json.dumps(body, ensure_ascii=False).encode())
         return built[endpoint.engine]
 
@@ -213,9 +214,8 @@ def _labelled(response: HttpResponseBase, route: admission.Route, call: Call) ->
 
 async def _close(opened: upstream.Opened) -> None:
     try:
-        await opened.response.aclose()
+        await client.close(opened)
     finally:
-        await balancer.release(opened.lease)
         lastuse.touch(opened.endpoint.deployment_id)
 
 

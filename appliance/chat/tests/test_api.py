@@ -14,6 +14,7 @@ from appliance.audit.models import AuditRecord
 from appliance.chat.models import Conversation, Message
 from appliance.chat.tests.factories import running_deployment
 from appliance.chat.tests.fake_engine import FakeEngine
+from appliance.deployments.choices import State
 from appliance.deployments.models import Deployment
 
 pytestmark = pytest.mark.django_db
@@ -109,7 +110,8 @@ def test_query_counts_do_not_grow_with_the_list(
 def test_models_are_those_of_the_users_departments_with_their_engines_state(
     api_as: Callable[[str], APIClient], personas: dict, engine: FakeEngine, eng_model: Deployment
 ) -> None:
-    running_deployment(personas["alice"].department, personas["alice"], "dead-model", 9)  # nothing listens
+    dead = running_deployment(personas["alice"].department, personas["alice"], "dead-model", 9)
+    dead.instances.update(state=State.UNREACHABLE)  # as the node worker leaves it when its node is lost
     response = api_as("carol").get("/api/v1/chat/models/")  # carol: 算法组, a sub-department of 研发部
     assert response.status_code == 200
     models = {m["name"]: m for m in response.json()["results"]}
@@ -119,23 +121,17 @@ def test_models_are_those_of_the_users_departments_with_their_engines_state(
     assert api_as("charlie").get("/api/v1/chat/models/").json()["results"] == []
 
 
-def test_a_hung_engine_costs_one_short_timeout_then_is_cached(
-    api_as: Callable[[str], APIClient], personas: dict, settings: Any
-) -> None:
+def test_the_model_list_never_waits_on_an_engine(api_as: Callable[[str], APIClient], personas: dict) -> None:
     import socket
 
-    settings.CHAT_HEALTH_TIMEOUT_SECONDS = 0.3
     hung = socket.socket()  # accepts connections (backlog) and never answers
     hung.bind(("127.0.0.1", 0))
     hung.listen(8)
     try:
         running_deployment(personas["alice"].department, personas["alice"], "hung", hung.getsockname()[1])
-        client = api_as("bob")
         began = time.monotonic()
-        first = client.get("/api/v1/chat/models/").json()["results"]
-        assert time.monotonic() - began < 2 and first[0]["status"] == "slow"
-        began = time.monotonic()
-        client.get("/api/v1/chat/models/")
-        assert time.monotonic() - began < 0.2  # from the cache
+        first = api_as("bob").get("/api/v1/chat/models/").json()["results"]
+        # The node worker's row says running: the list says so, without asking the engine.
+        assert time.monotonic() - began < 1 and first[0]["status"] == "ok"
     finally:
         hung.close()

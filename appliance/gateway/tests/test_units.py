@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from appliance.deployments.routing import Endpoint
-from appliance.gateway import balancer, translate_ollama
+from appliance.engines import balancer, client
+from appliance.gateway import translate_ollama
 from appliance.gateway.errors import GatewayError
 from appliance.gateway.protocol import Kind, parse
 from appliance.gateway.relay import SseRelay
@@ -267,7 +268,7 @@ async def test_an_engine_slower_than_the_read_timeout_is_a_504_and_not_retried(s
         assert slow.stats.requests == 1
         assert balancer.in_flight(slow.port) == 0
     finally:
-        await upstream.aclose()
+        await client.aclose()
         await slow.stop()
 
 
@@ -297,7 +298,7 @@ async def test_a_stream_dropped_before_its_first_chunk_still_frees_the_replica_a
         assert g.outcome is not None
         assert engine.stats.disconnects == 1
     finally:
-        await upstream.aclose()
+        await client.aclose()
         await engine.stop()
 
 

@@ -1,9 +1,11 @@
 """Least-requests-in-flight choice among the replicas of one model, counted across every web process.
 
+Used by the engine client (``client.py``) for the gateway's requests and the chat's answers alike.
+
 The console runs several worker processes (``manage.py serve``); a count kept in one of them sees only
 its share of the traffic, so a replica busy with another process's long stream looked idle. For a model
 with several replicas each relayed request is therefore a member of a Redis sorted set per instance
-(``<CONSOLE_ID>:gw:inflight:<instance id>``, in the quota Redis the gateway already talks to), scored
+(``<CONSOLE_ID>:gw:inflight:<instance id>``, in the quota Redis both already talk to), scored
 with the time after which it stops counting: a process that dies mid-request leaves entries that lapse
 by themselves, never a count stuck high. Choosing costs one pipelined round trip; taking and leaving
 a slot one command each. A model with one replica has nothing to choose and touches no shared state.
@@ -47,7 +49,8 @@ def _key(instance_id: int) -> str:
 
 
 def _lapse() -> float:
-    return time.time() + settings.APPLIANCE_GATEWAY_READ_TIMEOUT_SECONDS + LAPSE_MARGIN_SECONDS
+    longest = max(settings.APPLIANCE_GATEWAY_READ_TIMEOUT_SECONDS, settings.CHAT_UPSTREAM_READ_TIMEOUT_SECONDS)
+    return time.time() + longest + LAPSE_MARGIN_SECONDS
 
 
 def in_flight(instance_id: int) -> int:
@@ -75,7 +78,7 @@ async def ordered(endpoints: Sequence[Endpoint]) -> list[Endpoint]:
     try:
         counts = dict(zip((e.instance_id for e in rotated), await shared_in_flight(rotated), strict=True))
     except (RedisError, OSError) as exc:
-        logger.warning("gateway: shared in-flight counts unavailable (%s); balancing on this process's own", exc)
+        logger.warning("engines: shared in-flight counts unavailable (%s); balancing on this process's own", exc)
         counts = {e.instance_id: _in_flight[e.instance_id] for e in rotated}
     return sorted(rotated, key=lambda e: counts[e.instance_id])  # stable: the rotation breaks ties
 
@@ -89,7 +92,7 @@ async def acquire(endpoint: Endpoint, shared: bool) -> Lease:
     try:
         await limiter.async_scripts().client.zadd(_key(endpoint.instance_id), {member: _lapse()})
     except (RedisError, OSError) as exc:
-        logger.warning("gateway: could not count a request in flight (%s)", exc)
+        logger.warning("engines: could not count a request in flight (%s)", exc)
         return Lease(endpoint, None)
     return Lease(endpoint, member)
 
@@ -103,4 +106,4 @@ async def release(lease: Lease) -> None:
     try:
         await limiter.async_scripts().client.zrem(_key(lease.endpoint.instance_id), lease.member)
     except (RedisError, OSError) as exc:  # the entry lapses by itself
-        logger.warning("gateway: could not uncount a request in flight (%s)", exc)
+        logger.warning("engines: could not uncount a request in flight (%s)", exc)
