@@ -1,11 +1,13 @@
 """Relaying an OpenAI-compatible engine's answer to the client while counting what it cost.
 
 Streams are passed on as the engine's reads arrive: each read's complete SSE events go out in one
-write, nothing waits for more. Only events that mention ``usage`` are parsed (one per stream);
-the rest are scanned for a text field to count chunks, which is the fallback when an engine sends
-no usage (llama-cpp-python ignores ``stream_options``). The gateway always asks the engine for
-the usage chunk and drops it again when the client did not ask for it; when the client asked and
-the engine sent none, the gateway adds one from its own counts before ``[DONE]``.
+write, nothing waits for more. A read of whole events that mention neither ``usage`` nor ``[DONE]``
+(nearly all of them) goes out as it came, after one scan that counts its text fields, the fallback
+when an engine sends no usage (llama-cpp-python ignores ``stream_options``); the others are taken
+event by event, and only events that mention ``usage`` are parsed (one per stream). The gateway
+always asks the engine for the usage chunk and drops it again when the client did not ask for it;
+when the client asked and the engine sent none, the gateway adds one from its own counts before
+``[DONE]``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ logger = logging.getLogger(__name__)
 # A chunk that carries generated text: one token in vLLM's and llama.cpp's streams.
 _TEXT = re.compile(rb'"(?:content|text|reasoning_content)":\s*"(?!")')
 _NULL_USAGE = (b'"usage":null', b'"usage": null')
+_NOT_AS_IS = (b'"usage"', b"[DONE]", b"\r")  # what one event at a time may change or count differently
 DONE = b"data: [DONE]\n\n"
 
 
@@ -59,6 +62,14 @@ class SseRelay:
 
     def feed(self, data: bytes) -> bytes:
         """The complete events so far, processed; an incomplete tail is kept for the next read."""
+        if not self.events.pending and data.endswith(b"\n\n") and not any(m in data for m in _NOT_AS_IS):
+            # Nearly every read: whole events of text, nothing to change. Passed on as read, the text
+            # events counted in one scan (the fallback count, when the engine sends no usage).
+            texts = len(_TEXT.findall(data))
+            if texts:
+                self.guard.first_token()
+                self.guard.add_completion_tokens(texts)
+            return data
         return b"".join([out for out in map(self.event, self.events.feed(data)) if out])
 
     def flush(self) -> bytes:

@@ -132,6 +132,14 @@ def test_a_client_asking_for_usage_gets_the_counted_one_when_the_engine_sends_no
     assert usage["usage"] == {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
 
 
+def test_a_read_of_whole_text_events_goes_out_as_it_came_and_is_counted() -> None:
+    g = guard()
+    role = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n'
+    read = role + CHUNK + b"\n\n" + CHUNK + b"\n\n"
+    assert SseRelay(g, include_usage=False).feed(read) is read  # no copy, no re-encoding
+    assert g.completion_tokens == 2 and g.outcome is None
+
+
 def test_empty_content_and_null_usage_are_not_counted() -> None:
     g = guard()
     SseRelay(g, include_usage=False).feed(b'data: {"choices":[{"delta":{"content":""}}],"usage":null}\n\n')
