@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -125,6 +126,25 @@ def console(port: int, name: str = "console", workers: int | None = None, **env:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     with served_console(LOG_DIR / f"{name}.log", console_env(**env), workers=count, port=port) as (_url, proc):
         yield proc.pid
+
+
+@contextlib.contextmanager
+def nginx(console_port: int) -> Iterator[tuple[int, ssl.SSLContext]]:
+    """deploy/scripts/run-nginx.sh (TLS, as on an appliance) in front of the console on ``console_port``,
+    started as the tests start it (tests/served.py); yields its HTTPS port and a context trusting its
+    certificate. ``SSL_CERT_FILE`` names the certificate too, for clients that build their own context."""
+    from tests.served import served_nginx, trusting
+
+    with served_nginx(LOG_DIR / "nginx", f"http://127.0.0.1:{console_port}") as (url, cert):
+        previous = os.environ.get("SSL_CERT_FILE")
+        os.environ["SSL_CERT_FILE"] = str(cert)
+        try:
+            yield int(url.rsplit(":", 1)[1]), trusting(cert)
+        finally:
+            if previous is None:
+                os.environ.pop("SSL_CERT_FILE", None)
+            else:
+                os.environ["SSL_CERT_FILE"] = previous
 
 
 def rss_mib(pid: int) -> float:

@@ -2,10 +2,12 @@
 
     .venv/bin/python -m bench.litellm_bench [--concurrency 32] [--seconds 8] [--tokens 16]
 
-Installs ``litellm[proxy]`` from PyPI into its own virtual environment under /tmp (never the
-project's; reused when present), and runs, in front of one synthetic engine:
+Installs ``litellm[proxy]`` (pinned: ``LITELLM``) from PyPI into its own virtual environment under /tmp
+(never the project's; reused when it holds that version), and runs, in front of one synthetic engine:
   direct   the engine itself (the floor),
   gateway  the console's ``/v1`` (manage.py serve) (key check, routing, quota reserve/settle, usage record),
+  gateway-nginx  the same through nginx in front of it (deploy/scripts/run-nginx.sh, TLS, as on an
+           appliance; ``--no-nginx`` skips it),
   litellm  ``litellm --config`` with a master key (no database, so no budgets or spend logs).
 Each gets the same streamed and whole chat requests at the same concurrency; the script prints
 p50/p99 latency added over direct and requests/s, with the gateway/LiteLLM ratios.
@@ -15,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -25,21 +29,28 @@ from typing import Any
 
 from bench import harness, loadgen
 
+LITELLM_VERSION = "1.106.2"
+LITELLM = f"litellm[proxy]=={LITELLM_VERSION}"  # the version the comparison in docs/performance.md names
 VENV = Path(os.environ.get("BENCH_LITELLM_VENV", "/tmp/litellm-venv"))
 MASTER_KEY = "sk-bench"
 MODEL = "synthetic"
 
 
+def _installed() -> str:
+    shown = subprocess.run([str(VENV / "bin" / "pip"), "show", "litellm"], capture_output=True, text=True).stdout
+    return next((line.split(":", 1)[1].strip() for line in shown.splitlines() if line.startswith("Version")), "")
+
+
 def ensure_litellm() -> Path:
     exe = VENV / "bin" / "litellm"
-    if not exe.exists():
-        print(f"# installing litellm[proxy] into {VENV} (once)", flush=True)
+    if not exe.exists() or _installed() != LITELLM_VERSION:
+        print(f"# installing {LITELLM} into {VENV} (once)", flush=True)
         started = time.monotonic()
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True)
+        if not (VENV / "bin" / "pip").exists():
+            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", LITELLM], check=True)
         print(f"# installed in {time.monotonic() - started:.0f} s", flush=True)
-    version = subprocess.run([str(VENV / "bin" / "pip"), "show", "litellm"], capture_output=True, text=True).stdout
-    print("# " + next((line for line in version.splitlines() if line.startswith("Version")), "Version: ?"))
+    print(f"# litellm {_installed() or '?'}")
     return exe
 
 
@@ -68,13 +79,17 @@ def litellm_env() -> dict[str, str]:
     return {**env, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"}
 
 
-async def measure(targets: dict[str, tuple[int, dict[str, str]]], body: dict[str, Any], args: Any) -> dict[str, Any]:
+# label → (port, headers, TLS context when it speaks HTTPS)
+Targets = dict[str, tuple[int, dict[str, str], ssl.SSLContext | None]]
+
+
+async def measure(targets: Targets, body: dict[str, Any], args: Any) -> dict[str, Any]:
     results: dict[str, loadgen.Outcome] = {}
-    for label, (port, headers) in targets.items():
+    for label, (port, headers, tls) in targets.items():
         raw = loadgen.request_bytes("127.0.0.1", port, "/v1/chat/completions", body, headers)
-        await loadgen.run("warm-up", "127.0.0.1", port, raw, concurrency=args.concurrency, seconds=1)
+        await loadgen.run("warm-up", "127.0.0.1", port, raw, concurrency=args.concurrency, seconds=1, tls=tls)
         results[label] = await loadgen.run(
-            label, "127.0.0.1", port, raw, concurrency=args.concurrency, seconds=args.seconds
+            label, "127.0.0.1", port, raw, concurrency=args.concurrency, seconds=args.seconds, tls=tls
         )
     return summarise(results)
 
@@ -93,7 +108,17 @@ def summarise(results: dict[str, loadgen.Outcome]) -> dict[str, Any]:
         "rps_gateway_over_litellm": _ratio(gateway["requests_per_s"], litellm["requests_per_s"]),
     }
     print(json.dumps(ratios))
-    return {"rows": rows, **ratios}
+    result: dict[str, Any] = {"rows": rows, **ratios}
+    if "gateway-nginx" in rows:
+        nginx = rows["gateway-nginx"]
+        through = {
+            "path": "gateway-nginx",
+            "added_p50_gateway_over_litellm": _ratio(nginx["added_p50_ms"], litellm["added_p50_ms"]),
+            "rps_gateway_over_litellm": _ratio(nginx["requests_per_s"], litellm["requests_per_s"]),
+        }
+        print(json.dumps(through))
+        result["nginx"] = through
+    return result
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -105,10 +130,11 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=8, help="of load per target and kind of request")
     parser.add_argument("--tokens", type=int, default=16)
+    parser.add_argument("--no-nginx", action="store_true", help="skip the row through nginx")
     return parser.parse_args()
 
 
-def both_kinds(args: argparse.Namespace, targets: dict[str, tuple[int, dict[str, str]]]) -> None:
+def both_kinds(args: argparse.Namespace, targets: Targets) -> None:
     for stream in (True, False):
         body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": args.tokens}
         print(
@@ -130,15 +156,18 @@ def main() -> None:
     cmd = [str(exe), "--config", str(litellm_config(engine_port)), "--port", str(litellm_port), "--num_workers", "1"]
     litellm = harness.spawn("litellm", cmd, litellm_env())  # starts slowly: in parallel with the rest
     try:
-        with harness.synthetic(engine_port, tokens=args.tokens), harness.console(gateway_port):
+        with contextlib.ExitStack() as running:
+            running.enter_context(harness.synthetic(engine_port, tokens=args.tokens))
+            running.enter_context(harness.console(gateway_port))
+            bearer = {"Authorization": f"Bearer {key}"}
+            targets: Targets = {"direct": (engine_port, {}, None), "gateway": (gateway_port, bearer, None)}
+            if not args.no_nginx:
+                nginx_port, tls = running.enter_context(harness.nginx(gateway_port))
+                targets["gateway-nginx"] = (nginx_port, bearer, tls)
             started = time.monotonic()
             harness.wait_http(f"http://127.0.0.1:{litellm_port}/health/liveliness", litellm, "litellm", timeout=240)
             print(f"# litellm ready after a further {time.monotonic() - started:.0f} s")
-            targets = {
-                "direct": (engine_port, {}),
-                "gateway": (gateway_port, {"Authorization": f"Bearer {key}"}),
-                "litellm": (litellm_port, {"Authorization": f"Bearer {MASTER_KEY}"}),
-            }
+            targets["litellm"] = (litellm_port, {"Authorization": f"Bearer {MASTER_KEY}"}, None)
             both_kinds(args, targets)
     finally:
         harness.stop(litellm)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import ssl
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -85,7 +86,8 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]
 
 class _Counter:
     def __init__(self, started: float) -> None:
-        self.started, self.pending, self.tokens, self.ttft = started, b"", 0, None
+        self.started, self.pending, self.tokens = started, b"", 0
+        self.ttft: float | None = None
 
     def feed(self, data: bytes) -> None:
         *events, self.pending = (self.pending + data).split(b"\n\n")
@@ -128,6 +130,7 @@ async def _worker(
     raw: bytes,
     deadline: float,
     outcome: Outcome,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
     reader: asyncio.StreamReader | None
     writer: asyncio.StreamWriter | None
@@ -135,7 +138,7 @@ async def _worker(
     while time.perf_counter() < deadline:
         try:
             if reader is None or writer is None:
-                reader, writer = await asyncio.open_connection(host, port)
+                reader, writer = await asyncio.open_connection(host, port, ssl=tls)
             sample, reusable = await one(reader, writer, raw)
             outcome.samples.append(sample)
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
@@ -148,16 +151,19 @@ async def _worker(
         writer.close()
 
 
-async def run(label: str, host: str, port: int, raw: bytes, *, concurrency: int, seconds: float) -> Outcome:
+async def run(
+    label: str, host: str, port: int, raw: bytes, *, concurrency: int, seconds: float, tls: ssl.SSLContext | None = None
+) -> Outcome:
     """``concurrency`` workers send requests back to back for ``seconds``; requests in flight then finish.
 
     Connections are opened before the clock starts, so a full accept queue (a server's listen backlog)
-    does not show up as seconds of SYN retries in the first requests' latency.
+    does not show up as seconds of SYN retries in the first requests' latency; nor do TLS handshakes
+    (``tls``: HTTPS with that context, e.g. to nginx in front of the console).
     """
     outcome = Outcome(label, concurrency, 0.0)
-    connections = [await asyncio.open_connection(host, port) for _ in range(concurrency)]
+    connections = [await asyncio.open_connection(host, port, ssl=tls) for _ in range(concurrency)]
     started = time.perf_counter()
-    workers = [_worker(host, port, c, raw, started + seconds, outcome) for c in connections]
+    workers = [_worker(host, port, c, raw, started + seconds, outcome, tls) for c in connections]
     try:
         await asyncio.wait_for(asyncio.gather(*workers), seconds + 60)
     except TimeoutError:

@@ -6,7 +6,9 @@ Starts the synthetic engine and the console (``manage.py serve``, database ``con
 concurrency level runs the same bounded load directly against the engine and through ``/v1`` of
 the gateway (key check, routing, quota reserve/settle, usage record, relay) -- and with ``--ws``
 through the WebSocket chat (one socket per stream, a new conversation per message) -- and prints
-tokens/s and time to first token with their ratios. ``--delay-ms`` paces the engine (a realistic
+tokens/s and time to first token with their ratios. Each path through the console is measured also
+through nginx in front of it (deploy/scripts/run-nginx.sh, TLS, as on an appliance), in rows of its
+own (``gateway-nginx``, ``websocket-nginx``; ``--no-nginx`` skips them). ``--delay-ms`` paces the engine (a realistic
 stream: one event per read); 0 streams as fast as the socket takes it. With a SmolLM2 engine
 container running (appliance/llamacpp-cpu), the same comparison runs once against it; without
 one, that part is skipped with a message. Loopback only; every run is bounded (~2 minutes).
@@ -18,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import ssl
 import subprocess
 from typing import Any
 
@@ -26,6 +29,7 @@ from bench import harness, loadgen, ws_bench
 MODEL = "synthetic"
 LIVE_IMAGE = "appliance/llamacpp-cpu:latest"
 LIVE_MODEL = "smollm2-135m-instruct-q4_1"  # the image's --model_alias
+Target = tuple[int, ssl.SSLContext | None]  # a port, and the TLS context when it speaks HTTPS (nginx)
 
 
 def chat(model: str, tokens: int) -> dict[str, Any]:
@@ -38,18 +42,20 @@ def chat(model: str, tokens: int) -> dict[str, Any]:
 
 
 async def compare(
-    engine_port: int, gateways: dict[str, int], key: str, body: dict[str, Any], level: int, seconds: float
+    engine_port: int, gateways: dict[str, Target], key: str, body: dict[str, Any], level: int, seconds: float
 ) -> tuple[loadgen.Outcome, ...]:
-    """Direct, then each gateway (label → port), the same load for ``seconds`` each."""
+    """Direct, then each gateway (label → target), the same load for ``seconds`` each."""
     direct = loadgen.request_bytes("127.0.0.1", engine_port, "/v1/chat/completions", body, {})
     outcomes = [await loadgen.run("direct", "127.0.0.1", engine_port, direct, concurrency=level, seconds=seconds)]
-    for label, port in gateways.items():
+    for label, (port, tls) in gateways.items():
         proxied = loadgen.request_bytes(
             "127.0.0.1", port, "/v1/chat/completions", body, {"Authorization": f"Bearer {key}"}
         )
         # A short warm-up fills the gateway's key cache and its connection pool.
-        await loadgen.run("warm-up", "127.0.0.1", port, proxied, concurrency=level, seconds=1)
-        outcomes.append(await loadgen.run(label, "127.0.0.1", port, proxied, concurrency=level, seconds=seconds))
+        await loadgen.run("warm-up", "127.0.0.1", port, proxied, concurrency=level, seconds=1, tls=tls)
+        outcomes.append(
+            await loadgen.run(label, "127.0.0.1", port, proxied, concurrency=level, seconds=seconds, tls=tls)
+        )
     return tuple(outcomes)
 
 
@@ -101,26 +107,40 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--django-path", action="store_true", help="also the gateway through Django's handler (fast path off)"
     )
+    parser.add_argument("--no-nginx", action="store_true", help="skip the rows through nginx")
     return parser.parse_args()
 
 
-def synthetic_levels(args: argparse.Namespace, engine_port: int, gateways: dict[str, int], key: str) -> None:
+def websocket_rows(args: argparse.Namespace, gateways: dict[str, Target], level: int) -> tuple[loadgen.Outcome, ...]:
+    """The chat over WebSockets, straight to the console and through nginx (``wss://``)."""
+    rows = []
+    for label, scheme, gateway in (("websocket", "ws", "gateway"), ("websocket-nginx", "wss", "gateway-nginx")):
+        if gateway not in gateways:
+            continue
+        url = f"{scheme}://127.0.0.1:{gateways[gateway][0]}/ws/chat/"
+        outcome = asyncio.run(ws_bench.load(url, ws_bench.make_sessions(level), args.tokens, args.seconds))
+        outcome.label = label
+        rows.append(outcome)
+    return tuple(rows)
+
+
+def synthetic_levels(args: argparse.Namespace, engine_port: int, gateways: dict[str, Target], key: str) -> None:
     for level in (int(x) for x in args.levels.split(",")):
         print(f"# synthetic engine, {args.tokens} tokens per stream, delay {args.delay_ms} ms, concurrency {level}")
         rows = asyncio.run(compare(engine_port, gateways, key, chat(MODEL, args.tokens), level, args.seconds))
         if args.ws:
-            url = f"ws://127.0.0.1:{gateways['gateway']}/ws/chat/"
-            rows += (asyncio.run(ws_bench.load(url, ws_bench.make_sessions(level), args.tokens, args.seconds)),)
+            rows += websocket_rows(args, gateways, level)
         report(*rows)
 
 
-def live_level(args: argparse.Namespace, live_port: int | None, gateway_port: int, key: str) -> None:
+def live_level(args: argparse.Namespace, live_port: int | None, gateways: dict[str, Target], key: str) -> None:
     if live_port is None:
         print(f"# live SmolLM2: skipped, no running container of {LIVE_IMAGE}")
         return
     print(f"# live SmolLM2 on port {live_port}, {args.live_tokens} tokens per stream, concurrency 1")
     body = chat(LIVE_MODEL, args.live_tokens)
-    report(*asyncio.run(compare(live_port, {"gateway": gateway_port}, key, body, 1, args.seconds)))
+    through = {label: gateways[label] for label in ("gateway", "gateway-nginx") if label in gateways}
+    report(*asyncio.run(compare(live_port, through, key, body, 1, args.seconds)))
 
 
 def main() -> None:
@@ -130,19 +150,23 @@ def main() -> None:
     harness.setup_django()
     harness.flush_quota_redis()
     engine_port, gateway_port, django_port = harness.free_port(), harness.free_port(), harness.free_port()
-    gateways = {"gateway": gateway_port, **({"gateway-django-path": django_port} if args.django_path else {})}
+    gateways: dict[str, Target] = {"gateway": (gateway_port, None)}
+    if args.django_path:
+        gateways["gateway-django-path"] = (django_port, None)
     live_port = live_engine_port()
     models = {MODEL: ("vllm", [engine_port]), **({LIVE_MODEL: ("llamacpp", [live_port])} if live_port else {})}
     key = harness.bench_key(models)
     with contextlib.ExitStack() as running:
         running.enter_context(harness.synthetic(engine_port, tokens=args.tokens, token_delay_ms=args.delay_ms))
         running.enter_context(harness.console(gateway_port))
+        if not args.no_nginx:
+            gateways["gateway-nginx"] = running.enter_context(harness.nginx(gateway_port))
         if args.django_path:
             running.enter_context(
                 harness.console(django_port, "console-django-path", APPLIANCE_GATEWAY_FAST_PATH="False")
             )
         synthetic_levels(args, engine_port, gateways, key)
-        live_level(args, live_port, gateway_port, key)
+        live_level(args, live_port, gateways, key)
 
 
 if __name__ == "__main__":
