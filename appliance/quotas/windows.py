@@ -21,8 +21,9 @@ Key layout (``<p>`` is ``<CONSOLE_ID>:quota``; ``<s>`` a scope, ``d:<department 
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -60,7 +61,15 @@ class Windows:
 
 
 def windows_at(now: float) -> Windows:
-    local = datetime.fromtimestamp(now, tz=local_zone())
+    """The windows at ``now``. Built once per second and zone (every request reserves and settles with
+    them): each field is the same for any instant of one second, the boundaries being whole seconds
+    and each count rounded up."""
+    return replace(_windows_of_second(math.floor(now), settings.TIME_ZONE), now=now)
+
+
+@functools.lru_cache(maxsize=4)
+def _windows_of_second(now: int, zone: str) -> Windows:
+    local = datetime.fromtimestamp(now, tz=ZoneInfo(zone))
     midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), tzinfo=local.tzinfo)
     first = local.date().replace(day=1)
     next_month = (first + timedelta(days=32)).replace(day=1)
