@@ -1,0 +1,30 @@
+"""The chat reaches engines through the engine client the gateway uses (appliance/engines/client.py)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from appliance.accounts.models import User
+from appliance.chat.tests.fake_engine import FakeEngine, Script
+from appliance.chat.tests.wsclient import finish, open_socket, send
+from appliance.deployments.models import Deployment
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+
+async def test_answers_forward_a_request_id_and_ask_the_engine_for_its_usage(
+    personas: dict[str, User], engine: FakeEngine, eng_model: Deployment
+) -> None:
+    engine.scripts = [Script(content=["one"]), Script(content=["two"])]
+    socket = await open_socket(personas["bob"])
+    first = await send(socket, engine.model, "a")
+    await finish(socket)
+    await send(socket, engine.model, "b", conversation_id=first["conversation"]["id"])
+    _deltas, done = await finish(socket)
+    await socket.disconnect()
+    ids = engine.seen.request_ids[-2:]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids) and ids[0] != ids[1]
+    assert all(body["stream_options"] == {"include_usage": True} for body in engine.seen.bodies)
+    assert (done["message"]["completion_tokens"], done["message"]["usage_estimated"]) == (1, False)
