@@ -99,7 +99,7 @@ async def _until_done(socket: ClientConnection, chat: Chat, deadline: float) -> 
 
 
 async def _all(base: str, chats: list[Chat], model: str) -> None:
-    go, opened = asyncio.Event(), []
+    go, opened = asyncio.Event(), list[Chat]()
     opening_ends = time.monotonic() + 30
     ends = opening_ends + LIMIT_SECONDS
     tasks = [asyncio.create_task(_converse(base, chat, model, opened, go, ends)) for chat in chats]
