@@ -1,13 +1,16 @@
 """Benchmark: the streaming relay with a 50,000-word content-safety list vs without one, in one run.
 
-    .venv/bin/python -m bench.safety_bench [--words 50000] [--tokens 128] [--levels 1,64] [--delay-ms 0]
+    .venv/bin/python -m bench.safety_bench [--words 50000] [--tokens 128] [--levels 1,64] [--delay-ms 0] [--workers 1]
 
-Starts the synthetic engine and daphne (as bench/relay_bench.py does), then two users in two
+Starts the synthetic engine and the console (``manage.py serve``, ``--workers`` processes, one by default so
+the figure is one process's ceiling), then two users in two
 departments reach the same engine through ``/v1``: one department with a word list of ``--words``
 entries (Chinese and English, none of which occurs in the engine's answer: the cost of screening
 clean traffic, the common case), one with none. For each concurrency level the two run one after
 the other, twice, alternating (without, with, without, with), so a change in the machine's load
-hits both; the ratio is of the summed tokens/s. Also prints how long compiling the list took.
+hits both; the ratio is of the summed tokens/s. Since the machine may be shared, each run also reports the
+console's CPU time per token (its processes' user + system time over the tokens served), which other
+work on the machine disturbs far less than tokens/s. Also prints how long compiling the list took.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import time
 from typing import Any
@@ -75,22 +79,46 @@ def compile_seconds(department_code: str) -> float:
     return time.perf_counter() - started
 
 
-async def level(port: int, keys: dict[str, str], body: dict[str, Any], concurrency: int, seconds: float) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system time of a process and its descendants (the server's workers) so far."""
+    fields = open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            for child in open(f"/proc/{pid}/task/{task}/children").read().split():
+                with contextlib.suppress(OSError):
+                    total += cpu_seconds(int(child))
+    return total
+
+
+async def level(
+    port: int, pid: int, keys: dict[str, str], body: dict[str, Any], concurrency: int, seconds: float
+) -> None:
     raws = {
         label: loadgen.request_bytes("127.0.0.1", port, "/v1/chat/completions", body, {"Authorization": f"Bearer {k}"})
         for label, k in keys.items()
     }
-    for label, raw in raws.items():  # fills the key caches, compiles the list in the daphne process
+    for label, raw in raws.items():  # fills the key caches, compiles the list in the console process
         await loadgen.run(f"warm-up {label}", "127.0.0.1", port, raw, concurrency=concurrency, seconds=1)
     totals = dict.fromkeys(raws, 0.0)
+    per_token: dict[str, list[float]] = {label: [] for label in raws}
     for _round in range(2):
         for label, raw in raws.items():
+            before = cpu_seconds(pid)
             outcome = await loadgen.run(label, "127.0.0.1", port, raw, concurrency=concurrency, seconds=seconds)
             row = outcome.summary()
+            tokens = sum(sample.tokens for sample in outcome.ok)
+            row["console_cpu_us_per_token"] = round((cpu_seconds(pid) - before) / max(tokens, 1) * 1e6, 1)
             print(json.dumps(row))
             totals[label] += row["tokens_per_s"]
+            per_token[label].append(row["console_cpu_us_per_token"])
     without, with_list = totals.values()
-    print(json.dumps({"concurrency": concurrency, "tokens_per_s_ratio": round(with_list / without, 3)}))
+    cpu_without, cpu_with = (sum(values) / len(values) for values in per_token.values())
+    ratios = {
+        "tokens_per_s_ratio": round(with_list / without, 3),
+        "cpu_per_token_ratio": round(cpu_with / cpu_without, 3),
+    }
+    print(json.dumps({"concurrency": concurrency, **ratios}))
 
 
 def arguments() -> argparse.Namespace:
@@ -100,6 +128,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--levels", default="1,64")
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--delay-ms", type=float, default=0.0)
+    parser.add_argument("--workers", type=int, default=1)
     return parser.parse_args()
 
 
@@ -118,10 +147,10 @@ def main() -> None:
     keys = {"gateway, no list": plain, f"gateway, {args.words}-word list": listed}
     with contextlib.ExitStack() as running:
         running.enter_context(harness.synthetic(engine_port, tokens=args.tokens, token_delay_ms=args.delay_ms))
-        running.enter_context(harness.daphne(gateway_port))
+        pid = running.enter_context(harness.console(gateway_port, "console-safety", args.workers))
         for concurrency in (int(x) for x in args.levels.split(",")):
             print(f"# {args.tokens} tokens per stream, delay {args.delay_ms} ms, concurrency {concurrency}", flush=True)
-            asyncio.run(level(gateway_port, keys, body, concurrency, args.seconds))
+            asyncio.run(level(gateway_port, pid, keys, body, concurrency, args.seconds))
 
 
 if __name__ == "__main__":

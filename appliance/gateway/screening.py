@@ -2,12 +2,19 @@
 as it streams (appliance/safety for the rules and the matching).
 
 When no rule applies to the caller's department the gateway does none of this: ``Route.safety`` is
-None and the relay passes the engine's bytes on as before. With rules, each SSE event of the answer
-is one piece of the scanner: its text is the event's ``content``, ``reasoning_content`` or ``text``
-(an event without text is a piece of no text, so the order of events is kept). Events the scanner
-releases unchanged go out byte for byte; a masked or cut event is rewritten. At a blocking match the
-client gets the text before it, an ``error`` event saying why (in the language of its
+None and the relay passes the engine's bytes on as before. With rules, the text of the answer is the
+``content``, ``reasoning_content`` and ``text`` fields of its SSE events, in order. Each read of the
+relay is a few pieces of the scanner, whose tags are the read's raw bytes: the events that may go out
+at once (if no word starts in them) as one piece, and each of the last events that carry the last
+characters a word could still continue from (held until more text follows). Pieces the scanner releases unchanged
+go out byte for byte; only the text fields of a masked or cut piece are rewritten. At a blocking
+match the client gets the text before it, an ``error`` event saying why (in the language of its
 ``Accept-Language``), ``[DONE]``, and the engine's request is closed.
+
+Why per read and on the raw bytes: the relay's ceiling is tens of thousands of events a second, so
+per-event Python (splitting, parsing each event's JSON, a piece per event) cost more than the
+automaton itself; this way a read of one event (as engines send them) costs one regular-expression pass, one decode and
+one scan.
 """
 
 from __future__ import annotations
@@ -32,9 +39,9 @@ from appliance.safety.matcher import Hit, Matcher, Released, StreamScanner, mask
 
 logger = logging.getLogger(__name__)
 
-# The text field of a streamed chunk, and its JSON string (escapes included).
-_TEXT_VALUE = re.compile(rb'"(?:content|reasoning_content|text)":\s*"((?:[^"\\]|\\.)*)"')
-_DONE = b"data: [DONE]"
+# The text fields of streamed chunks, and their JSON strings (escapes included).
+_TEXT_VALUE = re.compile(rb'"(?:content|reasoning_content|text)":\s*"([^"\\]*(?:\\.[^"\\]*)*)"')
+_DONE = b"data: [DONE]\n\n"
 _recording: set[asyncio.Task[Any]] = set()
 
 
@@ -103,20 +110,57 @@ def _sse(payload: Any) -> bytes:
     return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
 
-def _with_text(event: bytes, text: str) -> bytes:
-    """The event with its text replaced (masked or cut)."""
-    payload = json.loads(event.partition(b":")[2])
-    for choice in payload.get("choices") or []:
-        delta = choice.get("delta")
-        if isinstance(delta, dict):
-            for name in ("content", "reasoning_content"):
-                if isinstance(delta.get(name), str) and delta[name]:
-                    delta[name] = text
-                    return _sse(payload)
-        elif isinstance(choice.get("text"), str):
-            choice["text"] = text
-            return _sse(payload)
-    return event + b"\n\n"
+def _text(values: list[bytes]) -> str:
+    """The text of JSON string values (without their quotes), joined."""
+    raw = values[0] if len(values) == 1 else b"".join(values)
+    if b"\\" not in raw:
+        return raw.decode(errors="replace")
+    try:
+        return "".join(json.loads(b'"' + value + b'"') for value in values)
+    except ValueError:  # not JSON after all: screened as the characters it has
+        return raw.decode(errors="replace")
+
+
+def _event_start(block: bytes, position: int) -> int:
+    start = block.rfind(b"\n\n", 0, position)
+    return start + 2 if start >= 0 else 0
+
+
+def _event_end(block: bytes, position: int) -> int:
+    end = block.find(b"\n\n", position)
+    return end + 2 if end >= 0 else len(block)
+
+
+def _with_text(block: bytes, text: str) -> bytes:
+    """``block``'s events with their text fields replaced by ``text``, the scanner's version of their
+    joined text: as long (masked), or shorter (cut before a blocking word: the event the cut falls in
+    keeps the text before it, the later events are dropped)."""
+    out, done, offset, end = [], 0, 0, len(block)
+    for found in _TEXT_VALUE.finditer(block):
+        if found.start() >= end:
+            break
+        old = _text([found.group(1)])
+        if not old:
+            continue
+        if offset >= len(text) and end == len(block):  # the cut falls before this event
+            end = _event_start(block, found.start())
+            break
+        new = text[offset : offset + len(old)]
+        offset += len(old)
+        if new != old:
+            out += [block[done : found.start(1)], json.dumps(new, ensure_ascii=False)[1:-1].encode()]
+            done = found.end(1)
+            if len(new) < len(old) and end == len(block):  # cut in this field: the rest of its event only
+                end = _event_end(block, found.end())
+    return b"".join(out) + block[done:end]
+
+
+def _done_at(block: bytes) -> int:
+    """Where the ``[DONE]`` event begins in ``block`` (complete events), or -1."""
+    at = block.find(_DONE)
+    while at > 0 and block[at - 2 : at] != b"\n\n":
+        at = block.find(_DONE, at + 1)
+    return at
 
 
 class SseScreen:
@@ -133,35 +177,27 @@ class SseScreen:
         return self.scanner.blocked is not None
 
     def feed(self, data: bytes) -> bytes:
-        *events, self.pending = (self.pending + data).split(b"\n\n")
-        texts: list[str] = []
-        tags: list[bytes] = []
-        out: list[bytes] = []
-        for event in events:
-            if not event.strip():
-                continue
-            if event == _DONE:
-                out += self._out(self.scanner.feed_many(texts, tags))
-                texts, tags = [], []
-                if not self.blocked:
-                    out += [*self._out(self.scanner.finish()), _DONE + b"\n\n"]
-                break
-            found = _TEXT_VALUE.search(event)
-            raw = found.group(1) if found else b""
-            texts.append(json.loads(b'"' + raw + b'"') if b"\\" in raw else raw.decode())
-            tags.append(event)
-        if texts:
-            out += self._out(self.scanner.feed_many(texts, tags))
         if self.blocked:
-            out += [self._blocked_event(), _DONE + b"\n\n"]
-            self.record()
-        return b"".join(out)
+            return b""
+        if self.pending:
+            data, self.pending = self.pending + data, b""
+        end = data.rfind(b"\n\n") + 2
+        if end < len(data):  # an incomplete event at the end: kept for the next read
+            if end < 2:
+                self.pending = data
+                return b""
+            data, self.pending = data[:end], data[end:]
+        done = _done_at(data)
+        if done < 0:
+            return self._screen(data)
+        out = self._screen(data[:done]) if done else b""
+        return out if self.blocked else out + self._out(self.scanner.finish()) + _DONE
 
     def finish(self) -> bytes:
         """The source ended (with or without ``[DONE]``): everything held, and the hits recorded."""
         out = [self.feed(b"\n\n")] if self.pending.strip() else []
         if not self.blocked:
-            out.extend(self._out(self.scanner.finish()))
+            out.append(self._out(self.scanner.finish()))
         self.record()
         return b"".join(out)
 
@@ -170,9 +206,39 @@ class SseScreen:
             self.recorded = True
             record_later(self.context, Stage.ANSWER, self.scanner.hits)
 
+    def _screen(self, block: bytes) -> bytes:
+        """Complete events: scanned, and what may go out of them and of those held before."""
+        out = self._out(self.scanner.feed_many(*self._pieces(block)))
+        if self.blocked:
+            self.record()
+            return out + self._blocked_event() + _DONE
+        return out
+
+    def _pieces(self, block: bytes) -> tuple[list[str], list[bytes]]:
+        """The read as scanner pieces: each of its last events that carry its last ``hold`` characters
+        (only they may have to wait for more text), and the events before them as one piece. Walks
+        back over a few events, whatever the read's size; a read of one event is one piece."""
+        need, end = self.scanner.hold, len(block)
+        texts, tags = [], []
+        while need > 0 and end > 0:
+            found = block.rfind(b"\n\n", 0, end - 2)
+            start = found + 2 if found >= 0 else 0
+            texts.append(_text(_TEXT_VALUE.findall(block, start, end)))
+            tags.append(block[start:end])
+            need -= len(texts[-1])
+            end = start
+        if end > 0:
+            texts.append(_text(_TEXT_VALUE.findall(block, 0, end)))
+            tags.append(block[:end])
+        texts.reverse()
+        tags.reverse()
+        return texts, tags
+
     @staticmethod
-    def _out(released: list[Released]) -> list[bytes]:
-        return [_with_text(tag, text) if changed else tag + b"\n\n" for text, changed, tag in released]
+    def _out(released: list[Released]) -> bytes:
+        if len(released) == 1 and not released[0].changed:
+            return released[0].tag  # type: ignore[no-any-return]
+        return b"".join(_with_text(tag, text) if changed else tag for text, changed, tag in released)
 
     def _blocked_event(self) -> bytes:
         message = blocked_message(self.language, Stage.ANSWER)

@@ -34,6 +34,12 @@ class Rule:
     action: str
 
 
+# A rule as the matcher keeps it: a plain tuple of plain values, which the garbage collector stops
+# tracking, where 50,000 Rule objects (and their tuples) would add 150,000 objects to every full
+# collection of the web process (~0.1 s each).
+_Fields = tuple[int, int, str, str, str]
+
+
 @dataclass(frozen=True)
 class Hit:
     """Rules matching ``text[start:end]`` of the scanned text (several lists may hold one word)."""
@@ -65,6 +71,15 @@ def encode(text: str) -> str:
     return data.decode("latin-1")
 
 
+def searchable(text: str) -> str:
+    """``encode(fold(text))``, in fewer steps for the common text (no character changes length)."""
+    lowered = text.lower()
+    data = lowered.encode("utf-16-be", "surrogatepass")
+    if len(data) == 2 * len(text) and len(lowered) == len(text):
+        return data.decode("latin-1")
+    return encode(fold(text))
+
+
 def fold(text: str) -> str:
     lowered = text.lower()
     if len(lowered) == len(text):
@@ -76,16 +91,20 @@ class Matcher:
     """The compiled rules of the lists that apply to one department."""
 
     def __init__(self, rules: Iterable[Rule]) -> None:
-        grouped: dict[str, list[Rule]] = {}
+        grouped: dict[str, list[_Fields]] = {}
         for rule in rules:
             key = fold(rule.word.strip())
             if key:
-                grouped.setdefault(key, []).append(rule)
+                fields = (int(rule.rule_id), int(rule.list_id), str(rule.list_name), str(rule.word), str(rule.action))
+                grouped.setdefault(key, []).append(fields)
         self.size = len(grouped)
         self.longest = max((len(key) for key in grouped), default=0)
-        self._automaton = ahocorasick.Automaton()
+        # The automaton stores an index into ``_entries`` (a C integer, no Python object per word).
+        self._entries: list[tuple[int, tuple[_Fields, ...]]] = []
+        self._automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
         for key, found in grouped.items():
-            self._automaton.add_word(encode(key), (2 * len(key), tuple(found)))
+            self._automaton.add_word(encode(key), len(self._entries))
+            self._entries.append((2 * len(key), tuple(found)))
         if grouped:
             self._automaton.make_automaton()
 
@@ -96,16 +115,21 @@ class Matcher:
         """Matches in ``text``, in order of their end."""
         if not self.size:
             return []
-        return [
-            Hit(rules, (last + 1 - size) // 2, (last + 1) // 2)
-            for last, (size, rules) in self._automaton.iter(encode(fold(text)))
-            if not (last + 1 - size) % 2
-        ]
+        return [hit for last, index in self._automaton.iter(searchable(text)) if (hit := self.hit(last, index, 0))]
 
     def search(self) -> Any:
         """An automaton search that continues from piece to piece (``.set(encode(piece))``, then
-        iterate): each character is looked at once; positions (in bytes) count from the first piece."""
+        iterate; each match is ``(last byte, index)`` for ``hit``): each character is looked at once;
+        positions (in bytes) count from the first piece."""
         return self._automaton.iter("") if self.size else None
+
+    def hit(self, last: int, index: int, base: int) -> Hit | None:
+        """The match the automaton reported ending at byte ``last``, in characters less ``base``; None
+        when it starts in the middle of a character (see ``encode``)."""
+        size, rules = self._entries[index]
+        if (last + 1 - size) % 2:
+            return None
+        return Hit(tuple(Rule(*fields) for fields in rules), (last + 1 - size) // 2 - base, (last + 1) // 2 - base)
 
 
 def strongest(hits: Iterable[Hit]) -> str | None:
@@ -132,20 +156,21 @@ class StreamScanner:
     """One answer's text, piece by piece (see the module's docstring).
 
     ``feed_many`` takes all the pieces of one read at once: the automaton runs over their joined
-    text in one call, and when nothing matched (the common case) releasing them is a slice of the
-    held list -- the per-piece cost is what keeps a 50,000-word list from slowing the relay.
+    text in one call. The common case -- nothing matched, nothing to mask -- is a scan and a slice of
+    the held list; anything else (the positions of masks, the cut before a blocking word) is worked
+    out only when a word was found.
     """
 
     def __init__(self, matcher: Matcher, excerpt_chars: int = 0) -> None:
         self.matcher, self.excerpt_chars = matcher, excerpt_chars
         self.hits: list[Hit] = []
         self.blocked: Hit | None = None
-        self._keep = max(0, matcher.longest - 1)
+        self.hold = max(0, matcher.longest - 1)  # characters held back after a piece before it goes out
         self._pieces: list[str] = []  # held, oldest first
         self._tags: list[Any] = []
-        self._text = ""  # the held pieces' text, joined
-        self._masks: list[tuple[int, int]] = []  # spans of _text to mask
-        self._base = 0  # characters released before _text
+        self._held = 0  # characters in the held pieces
+        self._masks: list[tuple[int, int]] = []  # spans of the held text to mask
+        self._base = 0  # characters released before the held ones
         self._search = matcher.search()
 
     def feed(self, piece: str, tag: Any = None) -> list[Released]:
@@ -155,43 +180,53 @@ class StreamScanner:
     def feed_many(self, pieces: list[str], tags: list[Any]) -> list[Released]:
         if self.blocked is not None:
             return []
-        joined = "".join(pieces)
+        joined = pieces[0] if len(pieces) == 1 else "".join(pieces)
         self._pieces += pieces
         self._tags += tags
-        self._text += joined
+        self._held += len(joined)
         if self._search is not None and joined:
-            self._search.set(encode(fold(joined)))
-            for last, (size, rules) in self._search:
-                if (last + 1 - size) % 2:
-                    continue  # starts in the middle of a character (see ``encode``)
-                hit = Hit(rules, (last + 1 - size) // 2 - self._base, (last + 1) // 2 - self._base)
-                self.hits.append(self._with_excerpt(hit))
-                if hit.action == Action.BLOCK:
-                    self.blocked = hit
+            self._search.set(searchable(joined))
+            for last, index in self._search:
+                hit = self.matcher.hit(last, index, self._base)
+                if hit is not None and self._found(hit):
                     return self._release_before(hit.start)
-                if hit.action == Action.MASK:
-                    self._masks.append((hit.start, hit.end))
-        return self._release(self._keep)
+        return self._release(self.hold)
 
     def finish(self) -> list[Released]:
         """The answer ended: everything still held."""
         return [] if self.blocked is not None else self._release(0)
 
-    def _with_excerpt(self, hit: Hit) -> Hit:
-        if not self.excerpt_chars:
-            return hit
-        text = self._text[max(0, hit.start - self.excerpt_chars) : hit.end + self.excerpt_chars]
-        return Hit(hit.rules, hit.start, hit.end, text)
+    def _found(self, hit: Hit) -> bool:
+        """Record a match; True when it blocks."""
+        if self.excerpt_chars:
+            text = "".join(self._pieces)
+            hit = Hit(
+                hit.rules,
+                hit.start,
+                hit.end,
+                text[max(0, hit.start - self.excerpt_chars) : hit.end + self.excerpt_chars],
+            )
+        self.hits.append(hit)
+        if hit.action == Action.BLOCK:
+            self.blocked = hit
+            return True
+        if hit.action == Action.MASK:
+            self._masks.append((hit.start, hit.end))
+        return False
 
     def _release(self, keep: int) -> list[Released]:
         """Let go of the oldest pieces while at least ``keep`` characters stay held after them."""
-        budget = len(self._text) - keep  # characters that may go
+        budget = self._held - keep  # characters that may go
         count, length = 0, 0
         for piece in self._pieces:
             if length + len(piece) > budget:
                 break
             count, length = count + 1, length + len(piece)
-        return self._cut(count, length)
+        if count != 1 or self._masks:
+            return self._cut(count, length) if count else []
+        self._held -= length  # one piece, unchanged: the common case while an answer streams
+        self._base += length
+        return [Released(self._pieces.pop(0), False, self._tags.pop(0))]
 
     def _release_before(self, position: int) -> list[Released]:
         count, length = 0, 0
@@ -209,16 +244,15 @@ class StreamScanner:
     def _cut(self, count: int, length: int) -> list[Released]:
         pieces, tags = self._pieces[:count], self._tags[:count]
         del self._pieces[:count], self._tags[:count]
-        if not self._masks:
-            out = [Released(piece, False, tag) for piece, tag in zip(pieces, tags, strict=True)]
-        else:
-            out, offset = [], 0
-            for piece, tag in zip(pieces, tags, strict=True):
-                out.append(self._shown(piece, offset, tag))
-                offset += len(piece)
-            self._masks = [(s - length, e - length) for s, e in self._masks if e > length]
-        self._text = self._text[length:]
+        self._held -= length
         self._base += length
+        if not self._masks:
+            return [Released(piece, False, tag) for piece, tag in zip(pieces, tags, strict=True)]
+        out, offset = [], 0
+        for piece, tag in zip(pieces, tags, strict=True):
+            out.append(self._shown(piece, offset, tag))
+            offset += len(piece)
+        self._masks = [(s - length, e - length) for s, e in self._masks if e > length]
         return out
 
     def _shown(self, piece: str, offset: int, tag: Any, cut: bool = False) -> Released:
