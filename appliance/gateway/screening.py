@@ -237,7 +237,7 @@ class SseScreen:
     @staticmethod
     def _out(released: list[Released]) -> bytes:
         if len(released) == 1 and not released[0].changed:
-            return released[0].tag  # type: ignore[no-any-return]
+            return released[0].tag
         return b"".join(_with_text(tag, text) if changed else tag for text, changed, tag in released)
 
     def _blocked_event(self) -> bytes:

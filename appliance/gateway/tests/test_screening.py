@@ -40,7 +40,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[Hit]]]:
 
 def event(text: str | None, field: str = "content", escape: bool = False) -> bytes:
     delta: dict[str, Any] = {} if text is None else {field: text}
-    choice = {"index": 0, "text": text, "finish_reason": None} if field == "text" else {"index": 0, "delta": delta}
+    choice: dict[str, Any] = {"index": 0, "text": text} if field == "text" else {"index": 0, "delta": delta}
     payload = {"id": "c1", "object": "chat.completion.chunk", "model": "m1", "choices": [choice]}
     return b"data: " + json.dumps(payload, ensure_ascii=escape).encode() + b"\n\n"
 
