@@ -21,12 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.conf import settings
-from django.db import connections
 
 from appliance.accounts.models import User
 from appliance.accounts.services import authenticate_key
+from appliance.core import dbthreads
 from appliance.deployments.routing import Endpoint, endpoints, model_names, offered_deployments, on_demand_to_start
 from appliance.gateway import metering
 from appliance.gateway.errors import model_not_found, no_upstream, unauthorized
@@ -107,21 +106,9 @@ def _resolve(secret: str, model: str) -> Route:
     )  # fmt: skip
 
 
-def _closing(fn: Callable[..., T]) -> Callable[..., T]:
-    def run(*args: Any) -> T:
-        try:
-            return fn(*args)
-        finally:
-            connections.close_all()
-
-    return run
-
-
 async def in_thread(fn: Callable[..., T], *args: Any) -> T:
-    """Database work in a thread of its own whose connections are closed after it: what Django's
-    handler does per request, which the ASGI fast path (asgi.py) skips, as it skips request_finished."""
-    async with ThreadSensitiveContext():
-        return await sync_to_async(_closing(fn))(*args)
+    """Database work on the process's database threads, which keep their connections (dbthreads)."""
+    return await dbthreads.run(fn, *args)
 
 
 class _Lookups:

@@ -150,7 +150,11 @@ def scopes_for(user: User) -> list[QuotaScope]:
 
 def remaining_for(user: User) -> dict[str, Any]:
     """The limits that apply to ``user`` and what is used of them now (chat portal, usage page)."""
-    scopes = scopes_for(user)
+    return remaining_in(scopes_for(user))
+
+
+def remaining_in(scopes: list[QuotaScope]) -> dict[str, Any]:
+    """What is used now of each of ``scopes`` (``scopes_for``), with their limits."""
     usage = current_usage(scopes)
     rows = []
     for index, scope in enumerate(scopes):

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from appliance.accounts.models import User
-from appliance.chat import live
+from appliance.chat import live, metering
 from appliance.chat.tests.factories import running_deployment
 from appliance.chat.tests.fake_engine import FakeEngine
 from appliance.deployments.models import Deployment
@@ -23,6 +23,7 @@ def chat_redis(settings: Any) -> Iterator[None]:
     settings.APPLIANCE_QUOTA_REDIS_URL = REDIS_URL
     redis.Redis.from_url(REDIS_URL).flushdb()
     live._sync_client = None
+    metering.clear_cache()
     yield
     live._sync_client = None
 
