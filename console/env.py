@@ -7,6 +7,9 @@ deployment's environment never turns into a silently different behaviour at run 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any
@@ -79,6 +82,27 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if value is None:
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_networks(name: str, default: list[str]) -> list[str]:
+    """A comma-separated list of IP addresses or networks (``10.0.0.0/8``); a bare address is one host."""
+    items = env_list(name, default)
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"{name}: {item!r} is not an IP address or network") from None
+    return items
+
+
+def networks(items: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """The networks of a list ``env_networks`` read."""
+    return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+
+
+def derived_key(secret: str, label: str) -> str:
+    """A key derived from ``secret`` for one purpose (HMAC-SHA256 of ``label``), for a setting left unset."""
+    return hmac.new(secret.encode(), label.encode(), hashlib.sha256).hexdigest()
 
 
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:

@@ -12,15 +12,18 @@ from django.utils.translation import gettext_lazy as _
 from console.env import (
     ConfigError,
     database_from_url,
+    derived_key,
     env_bool,
     env_choice,
     env_float,
     env_int,
     env_list,
+    env_networks,
     env_optional,
     env_port_range,
     env_str,
     env_syslog_address,
+    networks,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -53,13 +56,7 @@ SECRET_KEY = _secret or "insecure-development-key-do-not-use-in-production"
 DEFAULT_EXCEPTION_REPORTER = "appliance.core.debug.LoopbackOnlyExceptionReporter"
 
 # Reverse proxies whose X-Forwarded-For is believed (addresses or CIDR networks), see appliance/core/clientip.py.
-APPLIANCE_TRUSTED_PROXIES = env_list("APPLIANCE_TRUSTED_PROXIES", [])
-try:
-    from appliance.core.clientip import trusted_networks
-
-    trusted_networks(tuple(APPLIANCE_TRUSTED_PROXIES))
-except ValueError as exc:
-    raise ConfigError(f"APPLIANCE_TRUSTED_PROXIES: {exc}") from None
+APPLIANCE_TRUSTED_PROXIES = env_networks("APPLIANCE_TRUSTED_PROXIES", [])
 
 ALLOWED_HOSTS = env_list("CONSOLE_ALLOWED_HOSTS", ["*"] if not PRODUCTION else [])
 CSRF_TRUSTED_ORIGINS = env_list("CONSOLE_CSRF_TRUSTED_ORIGINS", [])
@@ -70,14 +67,8 @@ CONSOLE_ID = env_str("CONSOLE_ID", "appliance")
 NODE_NAME = env_str("APPLIANCE_NODE_NAME", socket.gethostname())
 
 # GPUs: a spec such as "8x RTX 4090 24GB" replaces NVML with simulated GPUs (development, CI, demos).
+# Checked at start-up by the gpus app (appliance/gpus/apps.py).
 APPLIANCE_SIMULATED_GPUS = env_optional("APPLIANCE_SIMULATED_GPUS")
-if APPLIANCE_SIMULATED_GPUS:
-    from appliance.gpus.simulated import parse_spec
-
-    try:
-        parse_spec(APPLIANCE_SIMULATED_GPUS)
-    except ValueError as exc:
-        raise ConfigError(f"APPLIANCE_SIMULATED_GPUS: {exc}") from None
 APPLIANCE_INVENTORY_INTERVAL_SECONDS = env_int("APPLIANCE_INVENTORY_INTERVAL_SECONDS", 10, minimum=1)
 APPLIANCE_HEARTBEAT_SECONDS = env_int("APPLIANCE_HEARTBEAT_SECONDS", 10, minimum=1)
 APPLIANCE_NODE_MISSED_HEARTBEATS = env_int("APPLIANCE_NODE_MISSED_HEARTBEATS", 3, minimum=1)
@@ -322,10 +313,8 @@ LOGGING = {
 }
 
 # --- Audit log signing (appliance/audit/anchor.py) ---------------------------------------------
-from appliance.audit.anchor import default_key as _default_audit_key  # noqa: E402
-
 # Kept outside the database on purpose: a rewrite of the chain in the database alone then fails verification.
-APPLIANCE_AUDIT_KEY = env_optional("APPLIANCE_AUDIT_KEY") or _default_audit_key(SECRET_KEY)
+APPLIANCE_AUDIT_KEY = env_optional("APPLIANCE_AUDIT_KEY") or derived_key(SECRET_KEY, "appliance.audit.signing-key")
 if PRODUCTION and len(APPLIANCE_AUDIT_KEY) < 32:
     raise ConfigError("APPLIANCE_AUDIT_KEY must be at least 32 characters")
 # Former keys, still accepted for records (and anchors) they signed: see docs/security.md, "Rotating the audit key".
@@ -349,16 +338,15 @@ CELERY_BEAT_SCHEDULE["audit.export-anchor"] = {
 }
 
 # --- Deployments (engines in Docker containers) -------------------------------------------------
-from appliance.engines import flags as engine_flags  # noqa: E402 - the image tags the specs were checked against
-
 APPLIANCE_NODE_ADDRESS = env_str("APPLIANCE_NODE_ADDRESS", "127.0.0.1")
 APPLIANCE_ENGINE_BIND_ADDRESS = env_str("APPLIANCE_ENGINE_BIND_ADDRESS", "127.0.0.1")
 APPLIANCE_PORT_RANGE = env_port_range("APPLIANCE_PORT_RANGE", (20000, 20999))
 APPLIANCE_PLACEMENT = env_choice("APPLIANCE_PLACEMENT", "spread", ("spread", "binpack"))
+# Each engine's image, when set; empty: the image its specs were checked against (appliance/engines).
 APPLIANCE_ENGINE_IMAGES = {
-    "vllm": env_str("APPLIANCE_IMAGE_VLLM", engine_flags.VLLM_IMAGE),
-    "ollama": env_str("APPLIANCE_IMAGE_OLLAMA", engine_flags.OLLAMA_IMAGE),
-    "llamacpp": env_str("APPLIANCE_IMAGE_LLAMACPP", engine_flags.LLAMACPP_IMAGE),
+    "vllm": env_str("APPLIANCE_IMAGE_VLLM", ""),
+    "ollama": env_str("APPLIANCE_IMAGE_OLLAMA", ""),
+    "llamacpp": env_str("APPLIANCE_IMAGE_LLAMACPP", ""),
 }
 APPLIANCE_MODELS_DIR = env_str("APPLIANCE_MODELS_DIR", "")
 APPLIANCE_DOCKER_TIMEOUT_SECONDS = env_int("APPLIANCE_DOCKER_TIMEOUT_SECONDS", 60, minimum=1)
@@ -429,13 +417,8 @@ CELERY_BEAT_SCHEDULE["chat.recover-orphans"] = {
 # --- Monitoring (appliance/monitoring, docs/operations.md) ---------------------------------------
 # /metrics answers a client whose address is in the allow-list, or one that presents the bearer token.
 APPLIANCE_METRICS_TOKEN = env_optional("APPLIANCE_METRICS_TOKEN")
-APPLIANCE_METRICS_ALLOW = env_list("APPLIANCE_METRICS_ALLOW", ["127.0.0.1/32", "::1/128"])
-try:
-    from appliance.monitoring.access import parse_networks
-
-    APPLIANCE_METRICS_NETWORKS = parse_networks(APPLIANCE_METRICS_ALLOW)
-except ValueError as exc:
-    raise ConfigError(f"APPLIANCE_METRICS_ALLOW: {exc}") from None
+APPLIANCE_METRICS_ALLOW = env_networks("APPLIANCE_METRICS_ALLOW", ["127.0.0.1/32", "::1/128"])
+APPLIANCE_METRICS_NETWORKS = networks(APPLIANCE_METRICS_ALLOW)
 # Directories whose free space /metrics reports (console_disk_free_bytes), for the disk alert.
 APPLIANCE_METRICS_DISK_PATHS = env_list("APPLIANCE_METRICS_DISK_PATHS", [str(BASE_DIR / "var")])
 

@@ -1,4 +1,8 @@
-"""The Celery app. Each node's worker consumes the shared queue and its own ``node.<name>`` queue."""
+"""The Celery app. Each node's worker consumes the shared queue and its own ``node.<name>`` queue.
+
+Tasks live with their app, in ``appliance/<app>/tasks.py``: the Django fix-up finds them through
+INSTALLED_APPS when the worker starts (a web process imports them when it first queues one).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 
 app = Celery("appliance")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["workers"], related_name="tasks")
+app.autodiscover_tasks()
 
 _REQUEST_ID_HEADER = "appliance_request_id"
 

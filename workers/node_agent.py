@@ -74,7 +74,7 @@ class NodeAgent(threading.Thread):
 
     def _queue_inventory(self) -> None:
         from appliance.gpus.models import Node
-        from workers.tasks.gpus import queue_collection
+        from appliance.gpus.tasks import queue_collection
 
         queue_collection(Node(pk=self.node_id, name=self.node_name))
 

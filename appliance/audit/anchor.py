@@ -26,9 +26,11 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from console.env import derived_key
+
 log = logging.getLogger("appliance.audit.anchor")
 
-_DERIVE_LABEL = b"appliance.audit.signing-key"
+_DERIVE_LABEL = "appliance.audit.signing-key"  # console/settings.py derives the default key with it too
 
 
 def _key_bytes(secret: str) -> bytes:
@@ -37,7 +39,7 @@ def _key_bytes(secret: str) -> bytes:
 
 def default_key(secret_key: str) -> str:
     """The key used when APPLIANCE_AUDIT_KEY is unset: derived from SECRET_KEY, also kept outside the database."""
-    return hmac.new(secret_key.encode(), _DERIVE_LABEL, hashlib.sha256).hexdigest()
+    return derived_key(secret_key, _DERIVE_LABEL)
 
 
 def key_id(secret: str) -> str:

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from appliance.accounts.models import User
@@ -21,9 +20,11 @@ from appliance.core.querysets import VIEW
 from appliance.core.tasks import queue_on_commit
 from appliance.deployments import image_loader
 from appliance.deployments.choices import IMPORT_ACTIVE_STATES
+from appliance.deployments.images import default_image
 from appliance.deployments.models import EngineImage, ImageImport, NodeImage
 from appliance.deployments.permissions import may_manage_images
 from appliance.deployments.references import InvalidReference, normalize_reference
+from appliance.deployments.tasks import import_image
 from appliance.deployments.uploads import ReceivedTarball, safe_name, uploads_dir
 from appliance.engines import ENGINES
 from appliance.gpus.choices import NodeState, node_queue
@@ -66,8 +67,7 @@ def catalog(user: User, engines: tuple[str, ...] = ENGINES) -> list[CatalogEntry
     if not may_view_catalog(user):
         raise PermissionDenied("You may not see the engine catalog.")
     rows = {row.engine: row for row in EngineImage.objects.filter(engine__in=engines)}
-    defaults: dict[str, str] = settings.APPLIANCE_ENGINE_IMAGES
-    images = {e: rows[e].image if e in rows else defaults.get(e, "") for e in engines}
+    images = {e: rows[e].image if e in rows else default_image(e) for e in engines}
     nodes = dict(Node.objects.restrict(user, VIEW).order_by("name").values_list("pk", "name"))
     have = set(
         NodeImage.objects.filter(node_id__in=list(nodes), tag__in=set(images.values())).values_list("node_id", "tag")
@@ -76,7 +76,7 @@ def catalog(user: User, engines: tuple[str, ...] = ENGINES) -> list[CatalogEntry
         CatalogEntry(
             engine=e,
             image=images[e],
-            default_image=defaults.get(e, ""),
+            default_image=default_image(e),
             customized=e in rows,
             updated_at=rows[e].updated_at if e in rows else None,
             present_on=[name for pk, name in nodes.items() if (pk, images[e]) in have],
@@ -108,7 +108,7 @@ def set_engine_image(actor: User, engine: str, image: str) -> EngineImage:
     except InvalidReference as exc:
         raise _invalid("image", str(exc)) from None
     row = EngineImage.objects.select_for_update().filter(engine=engine).first()
-    before = {"engine": engine, "image": row.image if row else settings.APPLIANCE_ENGINE_IMAGES.get(engine, "")}
+    before = {"engine": engine, "image": row.image if row else default_image(engine)}
     if row is None:
         try:
             with transaction.atomic():
@@ -128,7 +128,7 @@ def reset_engine_image(actor: User, engine: str) -> None:
     row = EngineImage.objects.select_for_update().filter(engine=_checked_engine(engine)).first()
     if row is None:
         return
-    default = settings.APPLIANCE_ENGINE_IMAGES.get(engine, "")
+    default = default_image(engine)
     audit.record(
         "engine_image.reset",
         actor=actor,
@@ -175,8 +175,6 @@ def _checked_path(raw: str) -> Path:
 
 
 def _queue(actor: User, nodes: list[Node], path: Path, size: int, sha256: str) -> list[ImageImport]:
-    from workers.tasks.images import import_image
-
     imports = []
     for node in nodes:
         busy = ImageImport.objects.filter(node=node, path=str(path), state__in=IMPORT_ACTIVE_STATES).first()

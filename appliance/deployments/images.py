@@ -8,14 +8,23 @@ from django.utils import timezone
 
 from appliance.core.exceptions import Conflict
 from appliance.deployments.models import EngineImage, NodeImage
+from appliance.engines import flags
 from appliance.gpus.models import Node
+
+_ENGINE_DEFAULTS = {"vllm": flags.VLLM_IMAGE, "ollama": flags.OLLAMA_IMAGE, "llamacpp": flags.LLAMACPP_IMAGE}
+
+
+def default_image(engine: str) -> str:
+    """The engine's image unless the catalog names another: APPLIANCE_IMAGE_<ENGINE>, else the engine's own
+    default (the tag its specs were checked against); empty for an unknown engine."""
+    return settings.APPLIANCE_ENGINE_IMAGES.get(engine) or _ENGINE_DEFAULTS.get(engine, "")
 
 
 def image_for(engine: str) -> str:
     row = EngineImage.objects.filter(engine=engine).first()
     if row is not None:
         return row.image
-    default: str | None = settings.APPLIANCE_ENGINE_IMAGES.get(engine)
+    default = default_image(engine)
     if not default:
         raise Conflict(f"No image is configured for engine {engine}.", code="no_engine_image")
     return default

@@ -6,8 +6,6 @@ finds the row already moved on and does nothing.
 
 from __future__ import annotations
 
-import socket
-import time
 import uuid
 from datetime import timedelta
 
@@ -21,36 +19,14 @@ from appliance.deployments import placement
 from appliance.deployments.choices import ACTIVE_STATES, Desired, Role, State
 from appliance.deployments.launchspec import launch_spec
 from appliance.deployments.models import Deployment, Event, Instance, PortLease
-from appliance.deployments.services import queue_stops, schedule, transition
+from appliance.deployments.states import LAUNCH, queue_stops, schedule, transition
 from appliance.engines.prompt import TemplateCost
 from appliance.gpus.choices import node_queue
-
-
-def fault_point(name: str) -> None:
-    """Fault injection for tests of worker death: APPLIANCE_FAULT_SLEEP='after_create:30' sleeps there
-    (points: before_create, after_create, model_claimed)."""
-    spec = settings.APPLIANCE_FAULT_SLEEP
-    if spec and spec.split(":")[0] == name:
-        time.sleep(float(spec.split(":")[1]))
 
 
 def backoff_seconds(failures: int) -> int:
     """Delay before restart number ``failures`` (1-based): 10 s, 20 s, 40 s … capped at 300 s."""
     return int(min(10 * 2 ** (failures - 1), 300))
-
-
-def port_is_free(address: str, port: int) -> bool:
-    probe = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
-    # As docker-proxy binds (Go's listeners set SO_REUSEADDR): a stopped engine's connections lingering
-    # in TIME_WAIT do not make its port busy; only a listener does.
-    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        probe.bind((address, port))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
 
 
 @transaction.atomic
@@ -114,12 +90,10 @@ def _launch_workers_after_head(inst: Instance) -> None:
     """Ray workers join a head that runs: they are queued once the head's container started."""
     if inst.role != Role.RAY_HEAD:
         return
-    from workers.tasks.deployments import launch_instance
-
     for worker in Instance.objects.filter(
         deployment_id=inst.deployment_id, replica=inst.replica, role=Role.RAY_WORKER
     ).select_related("node"):
-        queue_on_commit(launch_instance, worker.pk, queue=node_queue(worker.node.name))
+        queue_on_commit(LAUNCH, worker.pk, queue=node_queue(worker.node.name))
 
 
 @transaction.atomic

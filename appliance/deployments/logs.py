@@ -11,10 +11,13 @@ import redis
 from django.conf import settings
 
 from appliance.core.exceptions import ServiceError
+from appliance.core.tasks import task_named
 from appliance.deployments.models import Deployment
 from appliance.gpus.choices import node_queue
 
 REPLY_TTL_SECONDS = 30
+
+TAIL_LOGS = "deployments.tail_logs"
 
 
 class LogsUnavailable(ServiceError):
@@ -28,13 +31,11 @@ def _redis() -> redis.Redis:
 
 def fetch(dep: Deployment, lines: int) -> list[dict[str, object]]:
     """The last ``lines`` of every instance's container, asked of each node's worker in parallel."""
-    from workers.tasks.deployments import tail_logs
-
     client = _redis()
     asks = []
     for inst in dep.instances.select_related("node"):
         key = f"appliance:logs:{uuid.uuid4().hex}"
-        tail_logs.apply_async(
+        task_named(TAIL_LOGS).apply_async(
             args=(
                 inst.pk,
                 lines,

@@ -17,11 +17,10 @@ import time
 import httpx
 from django.conf import settings
 
-from appliance.deployments import lifecycle
+from appliance.deployments import lifecycle, node
 from appliance.deployments.containers import engine_request
 from appliance.deployments.models import Instance
 from appliance.engines import EngineRequest, ModelCreateError, engine_for
-from appliance.engines.base import connect_host
 
 # Reading a large GGUF's header, or writing a manifest, may keep the engine silent for a while.
 TIMEOUT = httpx.Timeout(300.0, connect=5.0)
@@ -53,11 +52,6 @@ class Reporter:
             raise Superseded
 
 
-def engine_url(inst: Instance) -> str:
-    """Where this node's worker reaches the instance's API: the host port on the engine bind address."""
-    return f"http://{connect_host(settings.APPLIANCE_ENGINE_BIND_ADDRESS)}:{inst.host_port}"
-
-
 def model_file(req: EngineRequest, node_name: str) -> str:
     if req.models_dir is None:
         raise ModelCreateError(
@@ -70,14 +64,14 @@ def create_engine_model(instance_id: int, queued_token: str) -> str:
     token = lifecycle.start_model_creation(instance_id, queued_token)
     if token is None:
         return "not claimed (another delivery has it, or the instance moved on)"
-    lifecycle.fault_point("model_claimed")
+    node.fault_point("model_claimed")
     inst = Instance.objects.select_related("deployment", "node").get(pk=instance_id)
     engine = engine_for(inst.deployment.engine, inst.deployment.image)
     reporter = Reporter(inst, token)
     try:
         req = engine_request(inst)
         with httpx.Client(timeout=TIMEOUT) as client:
-            engine.create_model(engine_url(inst), client, req, model_file(req, inst.node.name), reporter)
+            engine.create_model(node.engine_url(inst), client, req, model_file(req, inst.node.name), reporter)
         reporter.event(f"{req.served_model_name} created in {engine.name}")
     except Superseded:
         return "superseded"

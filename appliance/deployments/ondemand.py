@@ -30,7 +30,7 @@ from appliance.deployments import lastuse
 from appliance.deployments.choices import WAKEABLE_STATES, Desired, State
 from appliance.deployments.launchspec import launch_spec
 from appliance.deployments.models import Deployment, Event
-from appliance.deployments.services import queue_stops, schedule, transition
+from appliance.deployments.states import queue_stops, schedule, transition
 
 logger = logging.getLogger(__name__)
 

@@ -17,14 +17,18 @@ from django.db import transaction
 from django.utils import timezone
 
 from appliance.audit import services as audit
+from appliance.core.tasks import task_named
 from appliance.deployments import docker_driver, lifecycle
 from appliance.deployments.choices import CONTAINER_LABEL_REPLICA, State
-from appliance.deployments.models import Event, Instance
-from appliance.gpus.choices import node_queue
+from appliance.deployments.models import Deployment, Event, Instance
+from appliance.deployments.states import LAUNCH
+from appliance.gpus.choices import NodeState, node_queue
 from appliance.gpus.models import Node
 
 log = logging.getLogger(__name__)
 WATCHED = (State.STARTING, State.RUNNING, State.UNREACHABLE)
+CHECK_HEALTH = "deployments.check_health"
+RECONCILE_NODE = "deployments.reconcile_node"
 
 
 def reconcile(node: Node) -> str:
@@ -79,20 +83,16 @@ def _check_row(inst: Instance, seen: docker_driver.Observed | None) -> int:
 
 
 def _restart_lost_health_checks(node: Node, observed: dict[str, docker_driver.Observed]) -> int:
-    from workers.tasks.deployments import check_health
-
     count = 0
     for inst in Instance.objects.filter(node=node, state=State.STARTING):
         seen = observed.get(inst.container_name)
         if seen is not None and seen.status == "running" and lifecycle.claim_lost_health_check(inst):
-            check_health.apply_async(args=(inst.pk,), queue=node_queue(node.name))
+            task_named(CHECK_HEALTH).apply_async(args=(inst.pk,), queue=node_queue(node.name))
             count += 1
     return count
 
 
 def _requeue_stuck_launches(node: Node) -> int:
-    from workers.tasks.deployments import launch_instance
-
     cutoff = timezone.now() - timedelta(seconds=settings.APPLIANCE_LAUNCH_GRACE_SECONDS)
     stuck = Instance.objects.filter(node=node, state=State.CREATING, claimed_at__lt=cutoff)
     count = 0
@@ -109,6 +109,19 @@ def _requeue_stuck_launches(node: Node) -> int:
                 reason=f"launch of {inst.container_name} on {node.name} unfinished after "
                 f"{settings.APPLIANCE_LAUNCH_GRACE_SECONDS} s (worker died?); launching again",
             )
-            launch_instance.apply_async(args=(inst_id,), queue=node_queue(node.name))
+            task_named(LAUNCH).apply_async(args=(inst_id,), queue=node_queue(node.name))
             count += 1
     return count
+
+
+def reconcile_everywhere() -> int:
+    """Beat: queue a reconciliation on every node that answers, and restart what is due."""
+    names = list(Node.objects.exclude(state=NodeState.UNREACHABLE).values_list("name", flat=True))
+    for name in names:
+        task_named(RECONCILE_NODE).apply_async(
+            args=(name,), queue=node_queue(name), expires=settings.APPLIANCE_RECONCILE_SECONDS
+        )
+    due = Deployment.objects.filter(state=State.FAILED, next_restart_at__lte=timezone.now())
+    for dep_id in due.values_list("pk", flat=True):
+        lifecycle.restart_due(dep_id)
+    return len(names)

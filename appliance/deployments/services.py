@@ -1,7 +1,8 @@
 """Deployment operations requested by people (API, pages). Each owns its transaction and audits.
 
 The work on a node — creating, watching and stopping containers — happens in that node's Celery
-worker (``workers/tasks/deployments.py``) through :mod:`appliance.deployments.lifecycle`.
+worker (``tasks.py``), decided in :mod:`appliance.deployments.node` and recorded by
+:mod:`appliance.deployments.lifecycle`; :mod:`appliance.deployments.states` is the state machine both use.
 """
 
 from __future__ import annotations
@@ -10,17 +11,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from appliance.accounts.models import Department, User
 from appliance.audit import services as audit
 from appliance.core.exceptions import Conflict, InvalidInput, NotFound, PermissionDenied
 from appliance.core.querysets import CHANGE, VIEW
-from appliance.core.tasks import queue_on_commit
-from appliance.deployments import container_quota, placement
+from appliance.deployments import placement
 from appliance.deployments.choices import (
     ACTIVE_STATES,
-    ALLOWED,
     DELETABLE_STATES,
     IDLE_MINUTES_DEFAULT,
     IDLE_MINUTES_MAX,
@@ -30,30 +28,10 @@ from appliance.deployments.choices import (
     Role,
     State,
 )
-from appliance.deployments.images import image_for, require_image_on
-from appliance.deployments.launchspec import LaunchSpec, latest_version, launch_spec
-from appliance.deployments.models import Deployment, Event, Instance, snapshot
-from appliance.gpus.choices import node_queue
-
-
-def transition(dep: Deployment, to: str, reason: str = "", actor: User | None = None) -> None:
-    """Move ``dep`` to state ``to``, storing an event and an audit record. Caller holds the row lock."""
-    if to == dep.state:
-        return
-    if to not in ALLOWED[State(dep.state)]:
-        raise Conflict(f"Deployment {dep.name} is {dep.state}; it cannot become {to}.", code="invalid_state")
-    before = snapshot(dep)
-    Event.objects.create(deployment=dep, from_state=dep.state, to_state=to, reason=reason[:4000])
-    dep.state, dep.state_reason, dep.state_changed_at = to, reason[:4000], timezone.now()
-    dep.save(update_fields=["state", "state_reason", "state_changed_at", "desired", "restart_count", "next_restart_at"])
-    audit.record(
-        f"deployment.{to}",
-        actor=actor,
-        target=dep,
-        department_id=dep.department_id,
-        before=before,
-        after={**snapshot(dep), "reason": reason[:500]},
-    )
+from appliance.deployments.images import image_for
+from appliance.deployments.launchspec import latest_version, launch_spec
+from appliance.deployments.models import Deployment, Event, snapshot
+from appliance.deployments.states import queue_stops, schedule, transition
 
 
 def _lock(actor: User, deployment_id: int, action: str = CHANGE) -> Deployment:
@@ -142,48 +120,6 @@ def set_on_demand(actor: User, deployment_id: int, *, on_demand: bool, idle_minu
     return dep
 
 
-def schedule(dep: Deployment, spec: LaunchSpec, actor: User | None, reason: str = "scheduled") -> None:
-    """Place every replica, take its units and ports, and queue the launches once this commits."""
-    from workers.tasks.deployments import launch_instance
-
-    if actor is not None:
-        # A person asks for containers: they count against the department's limit. The console's
-        # own restarts replace containers that were already counted, so they are not refused.
-        container_quota.check(dep, dep.replicas * spec.nodes)
-    first: list[Instance] = []
-    for replica in range(dep.replicas):
-        plans = placement.place(
-            dep.department_id, nodes=spec.nodes, gpus_per_node=spec.gpus_per_node, min_memory_gib=spec.min_memory_gib
-        )
-        for rank, plan in enumerate(plans):
-            require_image_on(plan.node, dep.image)
-            placement.claim_units(plan.units, dep.pk)
-            inst = _new_instance(dep, replica, rank, plan, multi_node=spec.nodes > 1)
-            if rank == 0:
-                first.append(inst)
-    where = ", ".join(sorted({i.node.name for i in dep.instances.all()}))
-    transition(dep, State.SCHEDULED, f"{reason} on {where}", actor)
-    for inst in first:
-        queue_on_commit(launch_instance, inst.pk, queue=node_queue(inst.node.name))
-
-
-def _new_instance(dep: Deployment, replica: int, rank: int, plan: placement.NodePlan, multi_node: bool) -> Instance:
-    role = Role.SINGLE if not multi_node else (Role.RAY_HEAD if rank == 0 else Role.RAY_WORKER)
-    inst = Instance.objects.create(
-        deployment=dep,
-        replica=replica,
-        rank=rank,
-        role=role,
-        node=plan.node,
-        container_name=f"pending-{dep.pk}-{replica}-{rank}-{timezone.now().timestamp()}",
-        gpu_uuids=[u.uuid for u in plan.units if not u.simulated],
-    )
-    inst.container_name = f"{settings.CONSOLE_ID}-d{dep.pk}-i{inst.pk}"
-    inst.host_port = placement.lease_port(inst) if role != Role.RAY_WORKER else None
-    inst.save(update_fields=["container_name", "host_port"])
-    return inst
-
-
 @transaction.atomic
 def start_deployment(actor: User, deployment_id: int) -> Deployment:
     dep = _lock(actor, deployment_id)
@@ -237,13 +173,6 @@ def _hold_stopped(dep: Deployment, actor: User | None, reason: str) -> None:
     why = f"{reason}; requests no longer start it"
     Event.objects.create(deployment=dep, from_state=dep.state, to_state=dep.state, reason=why)
     audit.record("deployment.stopped", actor=actor, target=dep, before=before, after={**snapshot(dep), "reason": why})
-
-
-def queue_stops(dep: Deployment) -> None:
-    from workers.tasks.deployments import stop_instance
-
-    for inst in dep.instances.select_related("node"):
-        queue_on_commit(stop_instance, inst.pk, queue=node_queue(inst.node.name))
 
 
 def restart_deployment(actor: User, deployment_id: int) -> Deployment:

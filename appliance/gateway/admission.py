@@ -18,7 +18,6 @@ import hashlib
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -26,35 +25,16 @@ from django.conf import settings
 from appliance.accounts.models import User
 from appliance.accounts.services import authenticate_key
 from appliance.core import dbthreads
-from appliance.deployments.routing import Endpoint, endpoints, model_names, offered_deployments, on_demand_to_start
+from appliance.deployments.routing import endpoints, model_names, offered_deployments, on_demand_to_start
 from appliance.gateway import metering
 from appliance.gateway.errors import model_not_found, no_upstream, unauthorized
+from appliance.gateway.routes import Principal, Route
 from appliance.safety import labels, rules
-from appliance.safety.matcher import Matcher
 
 T = TypeVar("T")
 _MAX_ENTRIES = 10_000  # a bound, not a tuning knob: keys times models in use stays far below it
 # Lookups (each a database connection in its own thread) run at once per process, whatever the load.
 _CONCURRENT_LOOKUPS = 8
-
-
-@dataclass(frozen=True)
-class Principal:
-    user_id: int
-    username: str
-    department_id: int | None
-    api_key_id: int
-
-
-@dataclass(frozen=True)
-class Route:
-    principal: Principal
-    endpoints: tuple[Endpoint, ...]
-    scopes: tuple[metering.Scope, ...]
-    # No endpoint yet: the on-demand deployments a request starts and waits for (gateway.starting).
-    starting: tuple[int, ...] = ()
-    safety: Matcher | None = None  # the content-safety rules of the caller's department; None: none apply
-    ai_label: bool = True  # answers carry the X-AI-Generated header (department setting)
 
 
 # ("key", key hash) → Principal, ("route", key hash, model) → Route, ("models", key hash) → list.

@@ -26,7 +26,7 @@ from appliance.quotas.usage import Guard, RequestMeta, abegin
 
 if TYPE_CHECKING:
     from appliance.deployments.routing import Endpoint
-    from appliance.gateway.admission import Route
+    from appliance.gateway.routes import Route
 
 Scope = QuotaScope
 __all__ = ["Guard", "Scope", "UsageStatus", "begin", "scopes_for", "served_by"]

@@ -21,7 +21,7 @@ from appliance.catalog.models import Profile, ProfileVersion
 from appliance.catalog.seeds import seed_profiles
 from appliance.chat.models import Conversation, Message
 from appliance.deployments import services as deployment_services
-from appliance.deployments.images import record_node_images
+from appliance.deployments.images import default_image, record_node_images
 from appliance.deployments.models import ImageImport, NodeImage
 from appliance.gpus import services as gpu_services
 from appliance.gpus.models import Gpu, GpuUnit, Node
@@ -62,7 +62,7 @@ class World:
 def _node() -> Node:
     node = Node.objects.create(name="node-1", hostname="node-1")
     apply_inventory(node.pk, collect_simulated("4x RTX 4090 24GB", "node-1"))
-    images = list(settings.APPLIANCE_ENGINE_IMAGES.values())  # the images deployments run, present on the node
+    images = [default_image(e) for e in settings.APPLIANCE_ENGINE_IMAGES]  # the images deployments run, on the node
     rows: list[dict[str, object]] = [
         {"tag": tag, "image_id": f"sha256:{i:064d}", "size_bytes": 1, "created": ""} for i, tag in enumerate(images)
     ]

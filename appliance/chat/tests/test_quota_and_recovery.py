@@ -108,7 +108,7 @@ def test_an_orphaned_answer_keeps_its_text_and_is_marked_interrupted(personas: d
     live.client().append(f"chat:live:{old.pk}:c", "the text it streamed")
     live.client().delete(f"chat:live:{old.pk}:hb")  # its process died: no more heartbeat
 
-    from workers.tasks.chat import recover_orphaned_answers
+    from appliance.chat.tasks import recover_orphaned_answers
 
     assert recover_orphaned_answers() == 1
     old.refresh_from_db()

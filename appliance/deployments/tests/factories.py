@@ -9,7 +9,7 @@ from appliance.accounts.models import Department, User
 from appliance.catalog.models import Profile, ProfileVersion
 from appliance.deployments import lifecycle
 from appliance.deployments.choices import Desired, State
-from appliance.deployments.images import record_node_images
+from appliance.deployments.images import default_image, record_node_images
 from appliance.deployments.models import Deployment, Instance, NodeImage
 from appliance.gpus import services as gpu_services
 from appliance.gpus.models import GpuUnit, Node
@@ -32,7 +32,7 @@ def assign_all(admin: User, node: Node, department: Department) -> list[int]:
 
 
 def with_images(node: Node, *tags: str) -> None:
-    images = tags or tuple(settings.APPLIANCE_ENGINE_IMAGES.values())
+    images = tags or tuple(default_image(e) for e in settings.APPLIANCE_ENGINE_IMAGES)
     record_node_images(
         node, [{"tag": t, "image_id": f"sha256:{i:064d}", "size_bytes": 1, "created": ""} for i, t in enumerate(images)]
     )

@@ -16,7 +16,6 @@ from typing import Any
 
 import docker
 import redis
-from django.conf import settings
 
 from tests.served import served_console, served_database_url, served_env
 
@@ -173,7 +172,9 @@ def web(tmp_path: Path, node: str, **extra: str) -> Iterator[str]:
 
 
 def engine_image() -> str:
-    return str(settings.APPLIANCE_ENGINE_IMAGES["llamacpp"])
+    from appliance.deployments.images import default_image
+
+    return default_image("llamacpp")
 
 
 def require_engine(settings: Any) -> None:

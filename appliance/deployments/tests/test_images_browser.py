@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 import redis
 
+from appliance.deployments import tasks as image_tasks
 from appliance.deployments.choices import ImportState
 from appliance.deployments.models import ImageImport
 from appliance.deployments.tests.factories import simulated_node
 from appliance.deployments.tests.test_images_api import make_tar
 from conftest import PASSWORD
 from tests.browser import conftest as browser_fixtures
-from workers.tasks import images as image_tasks
 
 # The browser fixtures live in tests/browser/conftest.py, which only covers tests/browser/.
 browser, page = browser_fixtures.browser, browser_fixtures.page

@@ -49,7 +49,7 @@ def test_text_bound_is_a_byte_count() -> None:
 
 def test_ollama_measurement_never_goes_below_the_allowance(settings: Any) -> None:
     """Ollama's counts leave out a prefix it had cached, so its measurement may be low: floored."""
-    from workers.tasks.deployments import measured_template
+    from appliance.deployments.node import measured_template
 
     with templated_engine() as client:
         assert measured_template(VllmEngine(), "http://e", client, "m") == TemplateCost(SYSTEM + MARKERS + 1, 6)

@@ -18,13 +18,13 @@ import pytest
 
 from appliance.accounts.models import User
 from appliance.deployments.models import Instance
+from appliance.deployments.node import measured_template
 from appliance.engines import LlamaServerEngine
 from appliance.engines.flags import LLAMACPP_IMAGE
 from appliance.gateway.tests.conftest import free_port
 from appliance.gateway.tests.factories import api_key, running_deployment
 from appliance.quotas import drain
 from appliance.quotas.models import Quota, UsageRecord
-from workers.tasks.deployments import measured_template
 
 docker = pytest.importorskip("docker")
 

@@ -8,10 +8,10 @@ from unittest import mock
 import pytest
 from django.test import override_settings
 
+from appliance.gpus import tasks
 from appliance.gpus.choices import NodeState, Resolution
 from appliance.gpus.models import Gpu, GpuMetric, Node
 from appliance.gpus.nodes import register_node
-from workers.tasks import gpus as tasks
 
 from .conftest import FACTS
 

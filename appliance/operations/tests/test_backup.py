@@ -160,7 +160,7 @@ def test_a_backup_from_a_newer_version_is_refused(personas: dict[str, User], tmp
 
 
 def test_scheduled_backup_keeps_the_newest_archives(settings: Any, tmp_path: Path, db: Any) -> None:
-    from workers.tasks.operations import scheduled_backup
+    from appliance.operations.tasks import scheduled_backup
 
     settings.APPLIANCE_BACKUP_DIR = str(tmp_path)
     settings.APPLIANCE_BACKUP_KEEP = 2

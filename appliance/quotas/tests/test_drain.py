@@ -137,7 +137,7 @@ def test_celery_finds_the_task_and_beat_runs_it_every_two_seconds(enqueue: Calla
 def test_worker_shutdown_drains_the_queue(enqueue: Callable[[int], list[str]]) -> None:
     from celery.signals import worker_shutting_down
 
-    import workers.tasks.usage  # noqa: F401  (connects the signal handler)
+    import appliance.quotas.tasks  # noqa: F401  (connects the signal handler)
 
     enqueue(4)
     worker_shutting_down.send(sender="test-worker", sig="SIGTERM", how="Warm", exitcode=0)

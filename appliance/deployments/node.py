@@ -1,47 +1,80 @@
-"""Deployment tasks. They run on the queue of the node whose Docker engine they drive, take ids,
-and are idempotent: a container is always looked up by its fixed name before one is made.
+"""What a node's worker decides about the containers it runs: launching one (off a busy port if need be),
+probing it until it serves or its health timeout passes, stopping it, reconciling the node, tailing logs.
+
+Every function takes ids and is idempotent: a container is always looked up by its fixed name before one
+is made. The Celery tasks in ``tasks.py`` only call these; the follow-up tasks queued here (the next health
+probe, the model's creation) are named, not imported, as ``appliance.core.tasks`` explains.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import socket
+import time
 
 import httpx
-from celery import shared_task
-from celery.signals import worker_ready
 from django.conf import settings
 from django.utils import timezone
 
-from appliance.deployments import docker_driver, engine_keys, lifecycle, model_setup, ondemand
+from appliance.core.tasks import task_named
+from appliance.deployments import docker_driver, engine_keys, lifecycle, logs
 from appliance.deployments.choices import Role, State
 from appliance.deployments.containers import container_kwargs
 from appliance.deployments.images import record_node_images
-from appliance.deployments.models import Deployment, Instance
-from appliance.deployments.reconcile import reconcile
+from appliance.deployments.models import Instance
+from appliance.deployments.reconcile import CHECK_HEALTH, reconcile
 from appliance.deployments.routing import default_template_cost
 from appliance.engines import Engine, HealthState, engine_for
+from appliance.engines.base import connect_host
 from appliance.engines.prompt import TemplateCost
-from appliance.gpus.choices import NodeState, node_queue
+from appliance.gpus.choices import node_queue
 from appliance.gpus.models import Node
 
 log = logging.getLogger(__name__)
 
+CREATE_MODEL = "deployments.create_model"
 
-@shared_task(name="deployments.launch_instance", ignore_result=True, acks_late=True)
-def launch_instance(instance_id: int) -> str:
+
+def fault_point(name: str) -> None:
+    """Fault injection for tests of worker death: APPLIANCE_FAULT_SLEEP='after_create:30' sleeps there
+    (points: before_create, after_create, model_claimed)."""
+    spec = settings.APPLIANCE_FAULT_SLEEP
+    if spec and spec.split(":")[0] == name:
+        time.sleep(float(spec.split(":")[1]))
+
+
+def port_is_free(address: str, port: int) -> bool:
+    probe = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+    # As docker-proxy binds (Go's listeners set SO_REUSEADDR): a stopped engine's connections lingering
+    # in TIME_WAIT do not make its port busy; only a listener does.
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        probe.bind((address, port))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def engine_url(inst: Instance) -> str:
+    """Where this node's worker reaches the instance's API: the host port on the engine bind address."""
+    return f"http://{connect_host(settings.APPLIANCE_ENGINE_BIND_ADDRESS)}:{inst.host_port}"
+
+
+def launch(instance_id: int) -> str:
     inst = lifecycle.claim_for_launch(instance_id)
     if inst is None:
         return "not scheduled (already launched, stopped or gone)"
     try:
-        _move_off_busy_port(inst)
+        move_off_busy_port(inst)
         kwargs = container_kwargs(inst)
         if not docker_driver.image_present(kwargs["image"]):
             lifecycle.mark_failed(instance_id, f"image {kwargs['image']} is not on node {inst.node.name}; import it")
             return "image missing"
-        lifecycle.fault_point("before_create")
+        fault_point("before_create")
         container, created = docker_driver.ensure_created(kwargs)
-        lifecycle.fault_point("after_create")
+        fault_point("after_create")
         docker_driver.start(container)
     except docker_driver.DockerUnavailable as exc:
         lifecycle.mark_failed(instance_id, f"Docker engine on {inst.node.name} unreachable: {exc}")
@@ -55,15 +88,15 @@ def launch_instance(instance_id: int) -> str:
     lifecycle.mark_started(instance_id, container.id, adopted=not created)
     if inst.role == Role.RAY_WORKER:
         return "created" if created else "adopted existing container"  # the head's health covers it
-    check_health.apply_async(args=(instance_id,), queue=node_queue(inst.node.name), countdown=1)
+    task_named(CHECK_HEALTH).apply_async(args=(instance_id,), queue=node_queue(inst.node.name), countdown=1)
     return "created" if created else "adopted existing container"
 
 
-def _move_off_busy_port(inst: Instance) -> None:
+def move_off_busy_port(inst: Instance) -> None:
     """A process outside the console may hold the leased port: take the next free one before creating."""
     if inst.host_port is None or docker_driver.find(inst.container_name) is not None:
         return  # Ray workers publish nothing; an existing container keeps the port it was made with
-    if lifecycle.port_is_free(settings.APPLIANCE_ENGINE_BIND_ADDRESS, inst.host_port):
+    if port_is_free(settings.APPLIANCE_ENGINE_BIND_ADDRESS, inst.host_port):
         return
     lifecycle.move_port(inst.pk, inst.host_port)
     inst.refresh_from_db()
@@ -86,7 +119,6 @@ def measured_template(engine: Engine, url: str, client: httpx.Client, model: str
     return cost
 
 
-@shared_task(name="deployments.check_health", ignore_result=True)
 def check_health(instance_id: int) -> str:
     inst = Instance.objects.select_related("deployment", "node").filter(pk=instance_id).first()
     if inst is None or inst.state != State.STARTING:
@@ -103,7 +135,7 @@ def check_health(instance_id: int) -> str:
         return "exited"
     lifecycle.health_checked(instance_id)
     engine = engine_for(inst.deployment.engine, inst.deployment.image)
-    url = model_setup.engine_url(inst)
+    url = engine_url(inst)
     model = inst.deployment.served_model_name
     # The engine's key on every probe: vLLM's /v1/models wants it, and the template is measured by a chat.
     headers = engine_keys.headers(inst.deployment_id)
@@ -112,7 +144,7 @@ def check_health(instance_id: int) -> str:
         cost = measured_template(engine, url, client, model) if result.ok else None
     elapsed = (timezone.now() - (inst.started_at or timezone.now())).total_seconds()
     if result.state is HealthState.NO_MODEL and (token := lifecycle.claim_model_creation(instance_id)):
-        create_model.apply_async(args=(instance_id, token), queue=node_queue(inst.node.name))
+        task_named(CREATE_MODEL).apply_async(args=(instance_id, token), queue=node_queue(inst.node.name))
     if result.ok:
         lifecycle.mark_healthy(instance_id, f"healthy after {elapsed:.0f} s: {result.detail}", template=cost)
         return "healthy"
@@ -126,18 +158,11 @@ def check_health(instance_id: int) -> str:
     lifecycle.note_progress(
         instance_id, f"loading for {elapsed:.0f} s: {result.detail}", docker_driver.tail(inst.container_name, 20)
     )
-    check_health.apply_async(args=(instance_id,), queue=node_queue(inst.node.name), countdown=2)
+    task_named(CHECK_HEALTH).apply_async(args=(instance_id,), queue=node_queue(inst.node.name), countdown=2)
     return "waiting"
 
 
-@shared_task(name="deployments.create_model", ignore_result=True, acks_late=True)
-def create_model(instance_id: int, token: str) -> str:
-    """Create the engine's model through its API (Ollama); see model_setup.py for the claims."""
-    return model_setup.create_engine_model(instance_id, token)
-
-
-@shared_task(name="deployments.stop_instance", ignore_result=True, acks_late=True)
-def stop_instance(instance_id: int) -> str:
+def stop(instance_id: int) -> str:
     inst = Instance.objects.filter(pk=instance_id).first()
     if inst is None:
         return "gone"
@@ -146,7 +171,6 @@ def stop_instance(instance_id: int) -> str:
     return "stopped"
 
 
-@shared_task(name="deployments.reconcile_node", ignore_result=True)
 def reconcile_node(node_name: str) -> str:
     if node_name != settings.NODE_NAME:
         return "wrong node"
@@ -161,37 +185,7 @@ def reconcile_node(node_name: str) -> str:
     return report
 
 
-@shared_task(name="deployments.reconcile_all", ignore_result=True)
-def reconcile_all() -> int:
-    """Beat: queue a reconciliation on every node that answers, and restart what is due."""
-    names = list(Node.objects.exclude(state=NodeState.UNREACHABLE).values_list("name", flat=True))
-    for name in names:
-        reconcile_node.apply_async(args=(name,), queue=node_queue(name), expires=settings.APPLIANCE_RECONCILE_SECONDS)
-    due = Deployment.objects.filter(state=State.FAILED, next_restart_at__lte=timezone.now())
-    for dep_id in due.values_list("pk", flat=True):
-        lifecycle.restart_due(dep_id)
-    return len(names)
-
-
-@shared_task(name="deployments.stop_idle", ignore_result=True)
-def stop_idle() -> list[int]:
-    """Beat: stop the on-demand deployments idle past their timeout. Each row is claimed by a
-    conditional UPDATE, so two checks at once (or a request waking it) never stop it twice."""
-    return ondemand.stop_idle_deployments()
-
-
-@shared_task(name="deployments.tail_logs", ignore_result=True)
 def tail_logs(instance_id: int, lines: int, reply_key: str) -> None:
-    from appliance.deployments import logs
-
     inst = Instance.objects.filter(pk=instance_id).first()
     text = docker_driver.tail(inst.container_name, lines) if inst is not None else ""
     logs.reply(reply_key, text or (inst.last_logs if inst is not None else ""))
-
-
-@worker_ready.connect
-def _report_on_start(sender: Any = None, **_: Any) -> None:
-    """A node's worker reports its images and reconciles as soon as it is up, not at the next beat."""
-    queues = {q.name for q in sender.app.amqp.queues.values()} if sender is not None else set()
-    if node_queue(settings.NODE_NAME) in queues:
-        reconcile_node.apply_async(args=(settings.NODE_NAME,), queue=node_queue(settings.NODE_NAME), countdown=2)
