@@ -5,9 +5,9 @@ from appliance.accounts.api.views import ApiKeyViewSet, DepartmentViewSet, UserV
 from appliance.audit.api.views import AuditLogViewSet
 from appliance.catalog.api.views import CapacityView, CatalogViewSet, ProfileViewSet
 from appliance.chat.api.views import ChatModelViewSet, ConversationViewSet
-from appliance.deployments.api.image_views import EngineImageViewSet, ImageImportViewSet, NodeImageViewSet
 from appliance.deployments.api.views import DeploymentViewSet
 from appliance.gpus.api.views import GpuQuotaViewSet, GpuUnitViewSet, GpuViewSet, NodeViewSet
+from appliance.images.api.views import EngineImageViewSet, ImageImportViewSet, NodeImageViewSet
 from appliance.quotas.api.views import QuotaViewSet, UsageViewSet
 from appliance.safety.api.views import AiLabelView, SafetyHitViewSet, WordListViewSet
 from appliance.sso.api.views import MappingRuleViewSet

@@ -366,6 +366,7 @@ APPLIANCE_DEFAULT_MAX_CONTAINERS = env_int("APPLIANCE_DEFAULT_MAX_CONTAINERS", 1
 # Fault injection for the worker-death tests only, e.g. "after_create:30"; empty in production.
 APPLIANCE_FAULT_SLEEP = env_str("APPLIANCE_FAULT_SLEEP", "")
 INSTALLED_APPS.append("appliance.deployments")
+INSTALLED_APPS.append("appliance.images")
 CELERY_BEAT_SCHEDULE["deployments.reconcile-all"] = {
     "task": "deployments.reconcile_all",
     "schedule": float(APPLIANCE_RECONCILE_SECONDS),

@@ -21,11 +21,11 @@ from django.views.decorators.http import require_POST
 from appliance.accounts.models import User, acting_user
 from appliance.core.exceptions import PermissionDenied, ServiceError
 from appliance.core.querysets import VIEW
-from appliance.deployments import image_services
-from appliance.deployments.choices import ImportState
-from appliance.deployments.models import ImageImport, NodeImage
-from appliance.deployments.permissions import may_manage_images
 from appliance.gpus.models import Node
+from appliance.images import services as image_services
+from appliance.images.choices import ImportState
+from appliance.images.models import ImageImport, NodeImage
+from appliance.images.permissions import may_manage_images
 
 RECENT_IMPORTS = 20
 

@@ -73,6 +73,9 @@ TARGETS: dict[str, Promise] = {
     "deployments.deployment": _("Deployment"),
     "deployments.imageimport": _("Image import"),
     "deployments.engineimage": _("Engine image"),
+    # Since the images app has its own label (records before keep the names above).
+    "images.imageimport": _("Image import"),
+    "images.engineimage": _("Engine image"),
     "catalog.profile": _("Profile"),
     "catalog.profileversion": _("Profile"),
     "catalog.custommodel": _("Catalog model"),

@@ -67,15 +67,3 @@ class PlacementStrategy(models.TextChoices):
 CONTAINER_LABEL_CONSOLE = "appliance.console"
 CONTAINER_LABEL_NODE = "appliance.node"
 CONTAINER_LABEL_REPLICA = "appliance.container"
-
-
-class ImportState(models.TextChoices):
-    """An image import: queued, being loaded by the node's worker, then done or failed."""
-
-    PENDING = "pending", _("Pending")
-    RUNNING = "running", _("Running")
-    DONE = "done", _("Done")
-    FAILED = "failed", _("Failed")
-
-
-IMPORT_ACTIVE_STATES = frozenset({ImportState.PENDING, ImportState.RUNNING})

@@ -20,7 +20,6 @@ from appliance.core.tasks import task_named
 from appliance.deployments import docker_driver, engine_keys, lifecycle, logs
 from appliance.deployments.choices import Role, State
 from appliance.deployments.containers import container_kwargs
-from appliance.deployments.images import record_node_images
 from appliance.deployments.models import Instance
 from appliance.deployments.reconcile import CHECK_HEALTH, reconcile
 from appliance.deployments.routing import default_template_cost
@@ -29,6 +28,7 @@ from appliance.engines.base import connect_host
 from appliance.engines.prompt import TemplateCost
 from appliance.gpus.choices import node_queue
 from appliance.gpus.models import Node
+from appliance.images.catalog import record_node_images
 
 log = logging.getLogger(__name__)
 

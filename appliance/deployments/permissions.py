@@ -1,4 +1,4 @@
-"""Who may manage deployments and engine images: the rules that are not a queryset filter.
+"""Who may manage deployments: the rules that are not a queryset filter.
 
 Which deployments a user sees, changes or sends requests to is ``restrict(user, action)`` (``use`` for
 the chat portal and the gateway: see ``Deployment.restrict_scope``); in which departments an admin
@@ -13,8 +13,3 @@ from appliance.accounts.models import User
 def may_manage_deployments(actor: User) -> bool:
     """Create deployments at all (in the departments they manage)."""
     return actor.is_platform_admin or actor.is_department_admin
-
-
-def may_manage_images(actor: User) -> bool:
-    """Import engine images and change the engine catalog."""
-    return actor.is_platform_admin

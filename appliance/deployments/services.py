@@ -28,10 +28,10 @@ from appliance.deployments.choices import (
     Role,
     State,
 )
-from appliance.deployments.images import image_for
 from appliance.deployments.launchspec import latest_version, launch_spec
 from appliance.deployments.models import Deployment, Event, snapshot
 from appliance.deployments.states import queue_stops, schedule, transition
+from appliance.images.catalog import image_for
 
 
 def _lock(actor: User, deployment_id: int, action: str = CHANGE) -> Deployment:

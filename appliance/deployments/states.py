@@ -16,10 +16,10 @@ from appliance.core.exceptions import Conflict
 from appliance.core.tasks import queue_on_commit
 from appliance.deployments import container_quota, placement
 from appliance.deployments.choices import ALLOWED, Role, State
-from appliance.deployments.images import require_image_on
 from appliance.deployments.launchspec import LaunchSpec
 from appliance.deployments.models import Deployment, Event, Instance, snapshot
 from appliance.gpus.choices import node_queue
+from appliance.images.catalog import require_image_on
 
 LAUNCH = "deployments.launch_instance"
 STOP = "deployments.stop_instance"

@@ -10,7 +10,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 
-from appliance.deployments import image_loader, model_setup, node, ondemand, reconcile
+from appliance.deployments import model_setup, node, ondemand, reconcile
 from appliance.gpus.choices import node_queue
 
 
@@ -64,14 +64,3 @@ def _report_on_start(sender: Any = None, **_: Any) -> None:
     queues = {q.name for q in sender.app.amqp.queues.values()} if sender is not None else set()
     if node_queue(settings.NODE_NAME) in queues:
         reconcile_node.apply_async(args=(settings.NODE_NAME,), queue=node_queue(settings.NODE_NAME), countdown=2)
-
-
-# Image imports: a tarball is loaded by the Docker engine of the node it was uploaded to.
-@shared_task(name="images.import_image", ignore_result=True, acks_late=True)
-def import_image(import_id: int) -> str:
-    return image_loader.run_import(import_id)
-
-
-@shared_task(name="images.reap_imports", ignore_result=True)
-def reap_imports() -> int:
-    return image_loader.reap_stale()

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from appliance.deployments.images import image_for
+from appliance.images.catalog import image_for
 from tests.browser.ux import DESKTOP, PHONE, assert_fits, login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

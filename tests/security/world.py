@@ -21,12 +21,12 @@ from appliance.catalog.models import Profile, ProfileVersion
 from appliance.catalog.seeds import seed_profiles
 from appliance.chat.models import Conversation, Message
 from appliance.deployments import services as deployment_services
-from appliance.deployments.images import default_image, record_node_images
-from appliance.deployments.models import ImageImport, NodeImage
 from appliance.gpus import services as gpu_services
 from appliance.gpus.models import Gpu, GpuUnit, Node
 from appliance.gpus.simulated import collect_simulated
 from appliance.gpus.sync import apply_inventory
+from appliance.images.catalog import default_image, record_node_images
+from appliance.images.models import ImageImport, NodeImage
 from appliance.quotas import services as quota_services
 from appliance.quotas.models import UsageRecord
 from appliance.safety import services as safety_services

@@ -9,12 +9,13 @@ from appliance.accounts.models import Department, User
 from appliance.catalog.models import Profile, ProfileVersion
 from appliance.deployments import lifecycle
 from appliance.deployments.choices import Desired, State
-from appliance.deployments.images import default_image, record_node_images
-from appliance.deployments.models import Deployment, Instance, NodeImage
+from appliance.deployments.models import Deployment, Instance
 from appliance.gpus import services as gpu_services
 from appliance.gpus.models import GpuUnit, Node
 from appliance.gpus.simulated import collect_simulated
 from appliance.gpus.sync import apply_inventory
+from appliance.images.catalog import default_image, record_node_images
+from appliance.images.models import NodeImage
 
 
 def simulated_node(name: str, spec: str = "2x RTX 4090 24GB") -> Node:

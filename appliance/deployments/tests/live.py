@@ -172,7 +172,7 @@ def web(tmp_path: Path, node: str, **extra: str) -> Iterator[str]:
 
 
 def engine_image() -> str:
-    from appliance.deployments.images import default_image
+    from appliance.images.catalog import default_image
 
     return default_image("llamacpp")
 

@@ -26,11 +26,12 @@ from appliance.audit.services import verify_chain
 from appliance.deployments.choices import State
 from appliance.deployments.consumers import LogsConsumer
 from appliance.deployments.engine_keys import engine_key
-from appliance.deployments.models import Deployment, Event, Instance, NodeImage, PortLease
+from appliance.deployments.models import Deployment, Event, Instance, PortLease
 from appliance.deployments.tests import live
 from appliance.deployments.tests.factories import profile_id
 from appliance.gpus.choices import NodeState
 from appliance.gpus.models import Node, UnitClaim
+from appliance.images.models import NodeImage
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 NODE = live.node_name()

@@ -26,7 +26,7 @@ from django.db import transaction
 
 from appliance.deployments import engine_keys
 from appliance.deployments.choices import State
-from appliance.deployments.models import Deployment, EngineImage, Event, Instance, NodeImage
+from appliance.deployments.models import Deployment, Event, Instance
 from appliance.deployments.tests import live
 from appliance.deployments.tests.factories import profile_id, smollm2_profile
 from appliance.deployments.tests.test_live import _chat, _containers, _gateway, _session_of, _wait_state
@@ -34,6 +34,7 @@ from appliance.engines.tests.test_doubles import gguf
 from appliance.gpus import services as gpu_services
 from appliance.gpus.choices import NodeState
 from appliance.gpus.models import GpuUnit, Node
+from appliance.images.models import EngineImage, NodeImage
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 NODE = live.node_name()

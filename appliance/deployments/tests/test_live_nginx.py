@@ -17,12 +17,13 @@ import openai
 import pytest
 
 from appliance.deployments.choices import State
-from appliance.deployments.models import Deployment, NodeImage
+from appliance.deployments.models import Deployment
 from appliance.deployments.tests import live
 from appliance.deployments.tests.test_live import _create, _wait_state
 from appliance.gateway.tests.factories import api_key
 from appliance.gpus.choices import NodeState
 from appliance.gpus.models import Node
+from appliance.images.models import NodeImage
 from conftest import PASSWORD
 from tests.browser import conftest as browser_fixtures
 from tests.served import served_nginx, trusting

@@ -14,10 +14,11 @@ from django.utils import timezone
 
 from appliance.deployments import lifecycle, model_setup, services
 from appliance.deployments.choices import State
-from appliance.deployments.models import Deployment, EngineImage, Event, Instance
+from appliance.deployments.models import Deployment, Event, Instance
 from appliance.deployments.tests.factories import assign_all, simulated_node, smollm2_profile, with_images
 from appliance.engines.tests.test_doubles import gguf
 from appliance.engines.tests.test_doubles import ollama as ollama
+from appliance.images.models import EngineImage
 
 pytestmark = pytest.mark.django_db
 IMAGE = "appliance-doubles/ollama:0.32.15"

@@ -23,7 +23,7 @@ import pytest
 from django.db import transaction
 
 from appliance.deployments.choices import State
-from appliance.deployments.models import Deployment, EngineImage, Instance, NodeImage
+from appliance.deployments.models import Deployment, Instance
 from appliance.deployments.tests import live
 from appliance.deployments.tests.factories import profile_id
 from appliance.deployments.tests.test_live import _containers, _wait_state
@@ -31,6 +31,7 @@ from appliance.deployments.tests.test_live_doubles import _answers_through_the_c
 from appliance.gpus import services as gpu_services
 from appliance.gpus.choices import NodeState
 from appliance.gpus.models import GpuUnit, Node, UnitClaim
+from appliance.images.models import EngineImage, NodeImage
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[3]

@@ -25,12 +25,13 @@ from django.utils import timezone
 from appliance.audit.models import AuditRecord
 from appliance.deployments import lastuse
 from appliance.deployments.choices import Desired, State
-from appliance.deployments.models import Deployment, Event, NodeImage, PortLease
+from appliance.deployments.models import Deployment, Event, PortLease
 from appliance.deployments.tests import live
 from appliance.deployments.tests.test_live import _containers, _create, _session_of, _wait_state
 from appliance.gateway.tests.conftest import _console
 from appliance.gpus.choices import NodeState
 from appliance.gpus.models import Node
+from appliance.images.models import NodeImage
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 NODE = live.node_name("od")

@@ -20,10 +20,11 @@ from appliance.accounts.models import User
 from appliance.audit.models import AuditRecord
 from appliance.catalog.models import ProfileVersion
 from appliance.deployments.choices import Desired, State
-from appliance.deployments.models import Deployment, Event, Instance, NodeImage
+from appliance.deployments.models import Deployment, Event, Instance
 from appliance.deployments.tests.factories import idle_on_demand, play_node_worker
 from appliance.gateway.tests.conftest import CONSOLE_ID, REDIS_URL, _console, wait_for
 from appliance.gateway.tests.factories import api_key
+from appliance.images.models import NodeImage
 from bench.synthetic_upstream import TOKEN, SyntheticUpstream
 
 pytestmark = pytest.mark.django_db(transaction=True)

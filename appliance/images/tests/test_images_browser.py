@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import redis
 
-from appliance.deployments import tasks as image_tasks
-from appliance.deployments.choices import ImportState
-from appliance.deployments.models import ImageImport
 from appliance.deployments.tests.factories import simulated_node
-from appliance.deployments.tests.test_images_api import make_tar
+from appliance.images import tasks as image_tasks
+from appliance.images.choices import ImportState
+from appliance.images.models import ImageImport
+from appliance.images.tests.test_images_api import make_tar
 from conftest import PASSWORD
 from tests.browser import conftest as browser_fixtures
 

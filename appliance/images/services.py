@@ -2,7 +2,7 @@
 
 No node can pull from a registry, so engine images arrive as ``docker save`` tarballs: uploaded through
 the console (stored in ``APPLIANCE_IMAGE_IMPORT_DIR/uploads``) or copied into that directory by hand,
-then loaded on each target node by its worker (:mod:`appliance.deployments.image_loader`).
+then loaded on each target node by its worker (:mod:`appliance.images.loader`).
 """
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ from appliance.audit import services as audit
 from appliance.core.exceptions import Conflict, InvalidInput, NotFound, PermissionDenied
 from appliance.core.querysets import VIEW
 from appliance.core.tasks import queue_on_commit
-from appliance.deployments import image_loader
-from appliance.deployments.choices import IMPORT_ACTIVE_STATES
-from appliance.deployments.images import default_image
-from appliance.deployments.models import EngineImage, ImageImport, NodeImage
-from appliance.deployments.permissions import may_manage_images
-from appliance.deployments.references import InvalidReference, normalize_reference
-from appliance.deployments.tasks import import_image
-from appliance.deployments.uploads import ReceivedTarball, safe_name, uploads_dir
 from appliance.engines import ENGINES
 from appliance.gpus.choices import NodeState, node_queue
 from appliance.gpus.models import Node
+from appliance.images import loader as image_loader
+from appliance.images.catalog import default_image
+from appliance.images.choices import IMPORT_ACTIVE_STATES
+from appliance.images.models import EngineImage, ImageImport, NodeImage
+from appliance.images.permissions import may_manage_images
+from appliance.images.references import InvalidReference, normalize_reference
+from appliance.images.tasks import import_image
+from appliance.images.uploads import ReceivedTarball, safe_name, uploads_dir
 
 
 def _invalid(field_name: str, message: str, code: str = "invalid") -> InvalidInput:

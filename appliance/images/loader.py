@@ -23,9 +23,9 @@ from django.utils import timezone
 
 from appliance.audit import services as audit
 from appliance.deployments import docker_driver
-from appliance.deployments.choices import ImportState
-from appliance.deployments.images import record_node_images
-from appliance.deployments.models import ImageImport
+from appliance.images.catalog import record_node_images
+from appliance.images.choices import ImportState
+from appliance.images.models import ImageImport
 
 log = logging.getLogger(__name__)
 

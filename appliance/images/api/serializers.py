@@ -5,9 +5,9 @@ from typing import Any
 from rest_framework import serializers
 
 from appliance.core.api.serializers import StrictSerializer
-from appliance.deployments.models import ImageImport, NodeImage
-from appliance.deployments.references import InvalidReference, normalize_reference
 from appliance.engines import ENGINES
+from appliance.images.models import ImageImport, NodeImage
+from appliance.images.references import InvalidReference, normalize_reference
 
 
 class NodeImageSerializer(serializers.ModelSerializer):

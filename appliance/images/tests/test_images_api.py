@@ -13,9 +13,9 @@ from rest_framework.test import APIClient
 
 from appliance.audit.models import AuditRecord
 from appliance.audit.services import verify_chain
-from appliance.deployments.images import image_for
-from appliance.deployments.models import EngineImage, ImageImport
 from appliance.deployments.tests.factories import assign_all, simulated_node, with_images
+from appliance.images.catalog import image_for
+from appliance.images.models import EngineImage, ImageImport
 
 pytestmark = pytest.mark.django_db
 LLAMA = "appliance/llamacpp-cpu:latest"

@@ -17,10 +17,10 @@ import docker
 import pytest
 from docker.errors import ImageNotFound
 
-from appliance.deployments.models import NodeImage
 from appliance.deployments.tests import live
 from appliance.gpus.choices import NodeState
 from appliance.gpus.models import Node
+from appliance.images.models import NodeImage
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 NODE = live.node_name("img")

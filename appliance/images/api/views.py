@@ -15,17 +15,17 @@ from rest_framework.response import Response
 from appliance.accounts.models import User, acting_user
 from appliance.core.api.viewsets import RestrictedViewSet
 from appliance.core.exceptions import InvalidInput, ServiceError
-from appliance.deployments import image_services
-from appliance.deployments.api.image_serializers import (
+from appliance.images import services as image_services
+from appliance.images.api.serializers import (
     EngineImageEntrySerializer,
     EngineImageWriteSerializer,
     ImageImportCreateSerializer,
     ImageImportSerializer,
     NodeImageSerializer,
 )
-from appliance.deployments.models import EngineImage, ImageImport, NodeImage
-from appliance.deployments.permissions import may_manage_images
-from appliance.deployments.uploads import TarballUploadHandler
+from appliance.images.models import EngineImage, ImageImport, NodeImage
+from appliance.images.permissions import may_manage_images
+from appliance.images.uploads import TarballUploadHandler
 
 
 class TooLarge(ServiceError):

@@ -8,8 +8,8 @@ import pytest
 from django.test import Client
 
 from appliance.audit.models import AuditRecord
-from appliance.deployments.models import EngineImage
 from appliance.deployments.tests.factories import assign_all, simulated_node, with_images
+from appliance.images.models import EngineImage
 
 pytestmark = pytest.mark.django_db
 LLAMA = "appliance/llamacpp-cpu:latest"

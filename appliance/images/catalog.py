@@ -7,9 +7,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from appliance.core.exceptions import Conflict
-from appliance.deployments.models import EngineImage, NodeImage
 from appliance.engines import flags
 from appliance.gpus.models import Node
+from appliance.images.models import EngineImage, NodeImage
 
 _ENGINE_DEFAULTS = {"vllm": flags.VLLM_IMAGE, "ollama": flags.OLLAMA_IMAGE, "llamacpp": flags.LLAMACPP_IMAGE}
 

@@ -14,11 +14,12 @@ import pytest
 from django.utils import timezone
 
 from appliance.audit.models import AuditRecord
-from appliance.deployments import docker_driver, image_loader
-from appliance.deployments.choices import ImportState
-from appliance.deployments.models import ImageImport, NodeImage
+from appliance.deployments import docker_driver
 from appliance.deployments.tests.factories import simulated_node
-from appliance.deployments.tests.test_images_api import make_tar
+from appliance.images import loader as image_loader
+from appliance.images.choices import ImportState
+from appliance.images.models import ImageImport, NodeImage
+from appliance.images.tests.test_images_api import make_tar
 
 pytestmark = pytest.mark.django_db
 MIB = 1024 * 1024

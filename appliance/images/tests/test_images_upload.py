@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from appliance.deployments.models import ImageImport
 from appliance.deployments.tests.factories import simulated_node
-from appliance.deployments.tests.test_images_api import make_tar
+from appliance.images.models import ImageImport
+from appliance.images.tests.test_images_api import make_tar
 
 pytestmark = pytest.mark.django_db
 
