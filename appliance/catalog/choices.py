@@ -7,7 +7,8 @@ from types import MappingProxyType
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from appliance.catalog.planner import DTYPE_CHOICES, ENGINES, GGUF_ENGINES, KV_DTYPE_CHOICES
+from appliance.catalog.planner import DTYPE_CHOICES, KV_DTYPE_CHOICES
+from appliance.engines.registry import GGUF_ENGINES, REGISTRY
 
 
 class Tier(models.TextChoices):
@@ -17,10 +18,11 @@ class Tier(models.TextChoices):
     CUSTOM = "custom", _("Custom")
 
 
-class Engine(models.TextChoices):
-    VLLM = "vllm", "vLLM"
-    OLLAMA = "ollama", "Ollama"
-    LLAMACPP = "llamacpp", "llama.cpp"
+# From the engine registry: one member per engine, its name the value and its label the label. (The stubs
+# type only the class form of TextChoices, whose members would name each engine a second time.)
+Engine = models.TextChoices(  # type: ignore[call-overload]
+    "Engine", [(kind.name.upper(), (kind.name, kind.label)) for kind in REGISTRY.values()]
+)
 
 
 class FitStatus(models.TextChoices):
@@ -32,7 +34,6 @@ class FitStatus(models.TextChoices):
 # The planner's vocabulary, so a profile can always be planned.
 PRECISIONS = DTYPE_CHOICES
 KV_DTYPES = KV_DTYPE_CHOICES
-assert set(Engine.values) == set(ENGINES)
 GPU_OPTIONAL_ENGINES = GGUF_ENGINES  # llama.cpp and Ollama also run on CPU alone
 
 # DeepSeek's recommended sampling temperature per task (api-docs.deepseek.com, "Temperature").

@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from appliance.catalog.catalog import WEIGHT_DTYPES, FieldError, ModelEntry, get_model
+from appliance.engines.registry import ENGINES, GGUF_ENGINES
 
 GIB = 1024**3
 MIB = 1024**2
@@ -49,8 +50,6 @@ KV_DTYPE_BYTES: Mapping[str, int] = {"bf16": 2, "fp16": 2, "fp8": 1}
 # otherwise bfloat16 as in each config.json) and llama.cpp's default --cache-type-k/-v is f16.
 AUTO_KV_DTYPE: Mapping[str, str] = {"vllm": "bf16", "ollama": "fp16", "llamacpp": "fp16"}
 
-ENGINES = ("vllm", "ollama", "llamacpp")
-GGUF_ENGINES = frozenset({"ollama", "llamacpp"})
 # llama.cpp caches MLA's compressed latent only for GGUFs converted after its MLA support (PR #12801, April
 # 2025); older files, such as Unsloth's January 2025 R1 quants in the catalog, make it cache the expanded
 # per-head K (192) and V (128) of all 128 heads: 71 times the latent. The planner assumes the older files.

@@ -10,10 +10,11 @@ from django.conf import settings
 
 from appliance.deployments.choices import CONTAINER_LABEL_REPLICA, Role
 from appliance.deployments.engine_keys import engine_key
-from appliance.deployments.launchspec import GGUF_ENGINES, launch_spec
+from appliance.deployments.launchspec import launch_spec
 from appliance.deployments.models import Instance
 from appliance.engines import EngineRequest, build_specs
 from appliance.engines import Role as EngineRole
+from appliance.engines.registry import GGUF_ENGINES
 
 
 def engine_request(inst: Instance) -> EngineRequest:

@@ -14,8 +14,7 @@ from appliance.catalog.catalog import ModelEntry, get_model
 from appliance.catalog.models import CustomModel, Profile, ProfileVersion
 from appliance.catalog.planner import PlanRequest, plan
 from appliance.core.exceptions import InvalidInput
-
-GGUF_ENGINES = frozenset({"llamacpp", "ollama"})
+from appliance.engines.registry import GGUF_ENGINES
 
 
 @dataclass(frozen=True)

@@ -24,15 +24,18 @@ from .base import (
 from .flags import FlagError
 from .llamacpp import LlamaCppPythonEngine, LlamaServerEngine, llamacpp_engine_for
 from .ollama import OllamaEngine
+from .registry import ENGINES, GGUF_ENGINES, LLAMACPP, REGISTRY, Dialect, EngineKind, speaks
 from .vllm import VllmEngine
-
-ENGINES = ("vllm", "ollama", "llamacpp")
 
 __all__ = [
     "ENGINES",
+    "GGUF_ENGINES",
+    "REGISTRY",
     "ContainerSpec",
+    "Dialect",
     "Engine",
     "EngineError",
+    "EngineKind",
     "EngineRequest",
     "FlagError",
     "HealthResult",
@@ -46,6 +49,7 @@ __all__ = [
     "VllmEngine",
     "build_specs",
     "engine_for",
+    "speaks",
 ]
 
 
@@ -55,7 +59,7 @@ def engine_for(name: str, image: str = "") -> Engine:
         return VllmEngine()
     if name == OllamaEngine.name:
         return OllamaEngine()
-    if name == "llamacpp":
+    if name == LLAMACPP.name:
         return llamacpp_engine_for(image)
     raise EngineError("engine", f"{name!r} is not one of {', '.join(ENGINES)}")
 

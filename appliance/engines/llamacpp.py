@@ -57,6 +57,7 @@ from .flags import (
     llama_server_flag_name,
     render_args,
 )
+from .registry import LLAMACPP
 
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - inside the container; the host side binds req.bind_address
 LOAD_SECONDS = 1800  # a 131 GB dynamic quant of R1 takes minutes to map and warm
@@ -66,7 +67,7 @@ UNUSED_FIELDS = ("hf_model_id", "gpu_memory_utilization", "dtype", "quantization
 class _LlamaCpp(Engine):
     """What both llama.cpp servers share: one node, one GGUF, an OpenAI-compatible API."""
 
-    name = "llamacpp"
+    name = LLAMACPP.name
     version = LLAMA_CPP_PYTHON_VERSION
     models_path = "/v1/models"
     variant: ClassVar[str]

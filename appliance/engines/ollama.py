@@ -43,7 +43,8 @@ from .base import (
     published_port,
     unexpected,
 )
-from .flags import OLLAMA_ENV, OLLAMA_IMAGE, OLLAMA_VERSION, ExtraArgs, FlagError
+from .flags import OLLAMA_ENV, OLLAMA_VERSION, ExtraArgs, FlagError
+from .registry import OLLAMA
 
 OLLAMA_PORT = 11434
 OLLAMA_HOME = "/root/.ollama"  # the image runs as root; its store must outlive the container
@@ -63,13 +64,13 @@ MIB = 1 << 20
 
 
 class OllamaEngine(Engine):
-    name = "ollama"
+    name = OLLAMA.name
     version = OLLAMA_VERSION
-    default_image = OLLAMA_IMAGE
+    default_image = OLLAMA.default_image
     container_port = OLLAMA_PORT
     health_path = "/"
     models_path = "/api/tags"
-    metrics_path = None  # Ollama has no Prometheus endpoint (server/routes.go)
+    metrics_path = OLLAMA.metrics_path  # Ollama has no Prometheus endpoint (server/routes.go)
     counts_cached_prompt = False  # prompt_eval_count leaves out the prefix it had cached
 
     def build_spec(self, req: EngineRequest) -> list[ContainerSpec]:

@@ -43,7 +43,6 @@ from .base import (
 from .flags import (
     VLLM_DTYPES,
     VLLM_FLAGS,
-    VLLM_IMAGE,
     VLLM_QUANTIZATIONS,
     VLLM_VERSION,
     ExtraArgs,
@@ -51,6 +50,7 @@ from .flags import (
     render_args,
     vllm_flag_name,
 )
+from .registry import VLLM
 
 VLLM_PORT = 8000
 RAY_PORT = 6379
@@ -92,13 +92,13 @@ UNUSED_FIELDS = ("n_gpu_layers", "parallel", "threads", "template")
 
 
 class VllmEngine(Engine):
-    name = "vllm"
+    name = VLLM.name
     version = VLLM_VERSION
-    default_image = VLLM_IMAGE
+    default_image = VLLM.default_image
     container_port = VLLM_PORT
     health_path = "/health"
     models_path = "/v1/models"
-    metrics_path = "/metrics"
+    metrics_path = VLLM.metrics_path
 
     def build_spec(self, req: EngineRequest) -> list[ContainerSpec]:
         self._validate(req)

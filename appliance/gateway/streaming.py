@@ -16,12 +16,12 @@ from collections.abc import AsyncGenerator
 from appliance.deployments import lastuse
 from appliance.engines import client
 from appliance.engines.client import Opened
+from appliance.engines.registry import Dialect, speaks
 from appliance.gateway import relay, translate_ollama
 from appliance.gateway.metering import Guard, UsageStatus
 from appliance.gateway.protocol import Call
 from appliance.gateway.screening import SseScreen
 
-OLLAMA = "ollama"
 _orphans: set[asyncio.Task[None]] = set()  # cleanups started by the collector, kept until they end
 
 
@@ -36,7 +36,7 @@ class StreamedAnswer:
         return generator
 
     def _source(self) -> AsyncGenerator[bytes, None]:
-        if self.opened.endpoint.engine == OLLAMA:
+        if speaks(self.opened.endpoint.engine, Dialect.OLLAMA):
             return translate_ollama.relay_ndjson(self.opened.response, self.call, self.guard)
         return relay.relay_sse(self.opened.response, self.guard, self.call)
 

@@ -28,11 +28,12 @@ from django.views.decorators.csrf import csrf_exempt
 from appliance.deployments import lastuse
 from appliance.deployments.routing import Endpoint
 from appliance.engines import client, sse
+from appliance.engines.registry import Dialect, speaks
 from appliance.gateway import admission, metering, relay, screening, starting, translate_ollama, upstream
 from appliance.gateway.errors import UPSTREAM, GatewayError
 from appliance.gateway.protocol import Call, Kind, parse, refuse_unlisted_media
 from appliance.gateway.screening import SseScreen
-from appliance.gateway.streaming import OLLAMA, StreamedAnswer
+from appliance.gateway.streaming import StreamedAnswer
 from appliance.safety import labels, recording
 from appliance.safety.choices import Channel
 from appliance.safety.matcher import Matcher
@@ -161,7 +162,7 @@ def _builder(call: Call) -> upstream.Builder:
 
     def build(endpoint: Endpoint) -> tuple[str, bytes]:
         if endpoint.engine not in built:
-            if endpoint.engine == OLLAMA:
+            if speaks(endpoint.engine, Dialect.OLLAMA):
                 path, body = translate_ollama.PATHS[call.kind], translate_ollama.request_body(call)
             else:
                 path, body = call.kind.path, call.body
@@ -235,7 +236,7 @@ async def _whole(
 ) -> HttpResponseBase:
     async with guard:
         try:
-            if opened.endpoint.engine == OLLAMA:
+            if speaks(opened.endpoint.engine, Dialect.OLLAMA):
                 raw = await opened.response.aread()
                 received = time.perf_counter()
                 body = json.dumps(translate_ollama.whole(raw, call, guard), ensure_ascii=False).encode()

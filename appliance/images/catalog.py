@@ -7,17 +7,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from appliance.core.exceptions import Conflict
-from appliance.engines import flags
+from appliance.engines import registry
 from appliance.gpus.models import Node
 from appliance.images.models import EngineImage, NodeImage
-
-_ENGINE_DEFAULTS = {"vllm": flags.VLLM_IMAGE, "ollama": flags.OLLAMA_IMAGE, "llamacpp": flags.LLAMACPP_IMAGE}
 
 
 def default_image(engine: str) -> str:
     """The engine's image unless the catalog names another: APPLIANCE_IMAGE_<ENGINE>, else the engine's own
     default (the tag its specs were checked against); empty for an unknown engine."""
-    return settings.APPLIANCE_ENGINE_IMAGES.get(engine) or _ENGINE_DEFAULTS.get(engine, "")
+    return settings.APPLIANCE_ENGINE_IMAGES.get(engine) or registry.default_image(engine)
 
 
 def image_for(engine: str) -> str:
