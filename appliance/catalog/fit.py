@@ -21,8 +21,9 @@ from django.utils.translation import gettext as _
 
 from appliance.catalog.catalog import FieldError, ModelEntry
 from appliance.catalog.choices import MEMORY_TOLERANCE, FitStatus
-from appliance.catalog.planner import GGUF_ENGINES, Plan, plan
+from appliance.catalog.planner import Plan, plan
 from appliance.catalog.specs import plan_request
+from appliance.engines.registry import GGUF_ENGINES
 
 _RANK = {FitStatus.FITS: 0, FitStatus.ADAPTED: 1, FitStatus.NO_FIT: 2}
 

@@ -7,8 +7,9 @@ from rest_framework import serializers
 from appliance.catalog.choices import KV_DTYPES, PRECISIONS, Engine, Tier
 from appliance.catalog.fit import Fit
 from appliance.catalog.models import SPEC_FIELDS, Profile, ProfileVersion
-from appliance.catalog.planner import ENGINES, PLAN_KEYS, Plan
+from appliance.catalog.planner import PLAN_KEYS, Plan
 from appliance.core.api.serializers import StrictSerializer
+from appliance.engines.registry import ENGINES
 
 
 class CapacitySerializer(StrictSerializer):

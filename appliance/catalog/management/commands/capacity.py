@@ -11,8 +11,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from appliance.catalog.catalog import FieldError, ModelEntry, default_catalog
-from appliance.catalog.planner import DTYPE_CHOICES, ENGINES, KV_DTYPE_CHOICES, PLAN_KEYS, Plan, PlanRequest, plan
+from appliance.catalog.planner import DTYPE_CHOICES, KV_DTYPE_CHOICES, PLAN_KEYS, Plan, PlanRequest, plan
 from appliance.catalog.specs import field_message
+from appliance.engines.registry import ENGINES
 
 # Planner field -> this command's option, so an error names what the admin typed.
 OPTIONS = {
