@@ -464,7 +464,7 @@ CELERY_BEAT_SCHEDULE["usage.retention"] = {
 
 # --- Directory sign-in: LDAP / Active Directory and OIDC (appliance/sso, docs/sign-in.md) ----------------
 # Off unless configured; a partial configuration stops the console at start, naming the variable.
-from appliance.sso.config import authentication_backends, ldap_settings, oidc_settings  # noqa: E402
+from console.sso_settings import authentication_backends, ldap_settings, oidc_settings  # noqa: E402
 
 INSTALLED_APPS.append("appliance.sso")
 _LDAP_SETTINGS = ldap_settings()

@@ -20,7 +20,7 @@ SKIPPED_DIRS = {"tests", "migrations", "__pycache__"}
 # Each layer is a list of module prefixes; a module belongs to the layer of its longest matching prefix.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # Settings only read the environment (with console/env.py's strict readers): nothing of the apps.
-    ("settings", ("console.env", "console.settings")),
+    ("settings", ("console.env", "console.settings", "console.sso_settings")),
     # The request context, the permission gate, the API base: what every app builds on.
     ("core", ("appliance.core",)),
     # The apps. They import each other where one uses another's services, but never in a cycle.

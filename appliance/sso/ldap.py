@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def _setting(name: str) -> Any:
-    """The settings ``console.settings`` makes of the environment only when LDAP is on (appliance/sso/config.py)."""
+    """The settings ``console.settings`` makes of the environment only when LDAP is on (console/sso_settings.py)."""
     return getattr(settings, name)
 
 

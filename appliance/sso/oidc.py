@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def _setting(name: str) -> Any:
-    """Settings ``console.settings`` makes of the environment only when OIDC is on (appliance/sso/config.py)."""
+    """Settings ``console.settings`` makes of the environment only when OIDC is on (console/sso_settings.py)."""
     return getattr(settings, name)
 
 

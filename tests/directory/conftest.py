@@ -107,7 +107,7 @@ def ldap_env(uri: str) -> dict[str, str]:
 
 def ldap_overrides(monkeypatch: pytest.MonkeyPatch, uri: str) -> dict[str, Any]:
     """The settings the console makes of the environment it documents (docs/sign-in.md), for ``uri``."""
-    from appliance.sso.config import authentication_backends, ldap_settings
+    from console.sso_settings import authentication_backends, ldap_settings
 
     for name, value in ldap_env(uri).items():
         monkeypatch.setenv(name, value)

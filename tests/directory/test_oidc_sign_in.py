@@ -60,7 +60,7 @@ def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provider]:
 
 @pytest.fixture
 def oidc_on(provider: Provider, monkeypatch: pytest.MonkeyPatch, db: Any) -> Iterator[Provider]:
-    from appliance.sso.config import authentication_backends, oidc_settings
+    from console.sso_settings import authentication_backends, oidc_settings
 
     env = {
         "APPLIANCE_OIDC_CLIENT_ID": CLIENT_ID,

@@ -17,10 +17,10 @@ from appliance.audit.models import AuditRecord
 from appliance.core.exceptions import InvalidInput, PermissionDenied
 from appliance.sso import services
 from appliance.sso.choices import Source
-from appliance.sso.config import authentication_backends, ldap_settings, oidc_settings
 from appliance.sso.mapping import first_match
 from appliance.sso.models import MappingRule
 from console.env import ConfigError
+from console.sso_settings import authentication_backends, ldap_settings, oidc_settings
 
 LDAP_OK = {
     "APPLIANCE_LDAP_SERVER_URI": "ldaps://dc1.example.cn ldaps://dc2.example.cn",
