@@ -40,24 +40,14 @@ class Chat:
 
 def make_sessions(count: int) -> list[str]:
     """``count`` users of department ``bench`` with a logged-in session each; their session keys."""
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-    from django.contrib.sessions.backends.db import SessionStore
-
     from appliance.accounts.models import Department, User
+    from tests.served import login_session
 
     dept = Department.objects.get(code="bench")
     names = [f"ws-bench-{i:05d}" for i in range(count)]
     have = set(User.objects.filter(username__in=names).values_list("username", flat=True))
     User.objects.bulk_create([User(username=n, department=dept, password="!") for n in names if n not in have])
-    users = list(User.objects.filter(username__in=names))
-    keys = []
-    for user in users:
-        session = SessionStore()
-        session[SESSION_KEY], session[BACKEND_SESSION_KEY] = str(user.pk), "django.contrib.auth.backends.ModelBackend"
-        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-        session.create()
-        keys.append(str(session.session_key))
-    return keys
+    return [login_session(user) for user in User.objects.filter(username__in=names)]
 
 
 async def open_all(url: str, chats: list[Chat]) -> None:

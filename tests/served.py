@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -52,6 +53,19 @@ def free_port() -> int:
 def _die_with_parent() -> None:
     """Runs in the child: if pytest is killed before its teardown, the kernel stops the console too."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def login_session(user: Any) -> str:
+    """A signed-in session of ``user`` in the database, as the sign-in page makes one; its key (the
+    ``sessionid`` cookie a browser would send to the console)."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    session = SessionStore()
+    session[SESSION_KEY], session[BACKEND_SESSION_KEY] = str(user.pk), "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return str(session.session_key)
 
 
 def served_env(**extra: str) -> dict[str, str]:

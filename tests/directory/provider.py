@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from tests.directory.process import serving
 from tests.directory.slapd import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,31 +55,14 @@ def running_provider(root: Path, seed: dict[str, Any]) -> Iterator[Provider]:
         timeout=120,
         capture_output=True,
     )
-    log = (root / "provider.log").open("w")
     cmd = [sys.executable, "-m", "django", "runserver", f"127.0.0.1:{port}", "--noreload", "--nothreading"]
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log, stderr=log)
-    try:
-        _wait(url, proc, root)
+    ready = functools.partial(_answers, f"{url}/openid/.well-known/openid-configuration")
+    with serving(cmd, root / "provider.log", ready, "the OIDC provider", 30, env=env, cwd=REPO):
         yield Provider(url=url)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
-def _wait(url: str, proc: subprocess.Popen[bytes], root: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"OIDC provider exited: {(root / 'provider.log').read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/openid/.well-known/openid-configuration", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("OIDC provider did not answer within 30 s")
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

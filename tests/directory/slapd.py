@@ -5,14 +5,16 @@ administrator of the directory would, and stopped at the end."""
 from __future__ import annotations
 
 import base64
+import functools
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.directory.process import serving
 
 BASE = "dc=example,dc=cn"
 ADMIN_DN = f"cn=admin,{BASE}"
@@ -97,29 +99,14 @@ def running_slapd(root: Path, entries: list[Entry]) -> Iterator[Directory]:
     )
     port = free_port()
     uri = f"ldap://127.0.0.1:{port}"
-    log = (root / "slapd.log").open("w")
-    proc = subprocess.Popen(["slapd", "-f", str(conf), "-h", f"{uri}/", "-d", "0"], stdout=log, stderr=log)
-    try:
-        _wait_until_serving(port, proc, root)
+    cmd = ["slapd", "-f", str(conf), "-h", f"{uri}/", "-d", "0"]
+    with serving(cmd, root / "slapd.log", functools.partial(_listens, port), "slapd", 20):
         yield Directory(uri=uri, root=root)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
-def _wait_until_serving(port: int, proc: subprocess.Popen[bytes], root: Path) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"slapd exited with {proc.returncode}: {(root / 'slapd.log').read_text()[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("slapd did not listen within 20 s")
+def _listens(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False

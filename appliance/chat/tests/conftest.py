@@ -13,8 +13,20 @@ from appliance.chat import live, metering
 from appliance.chat.tests.factories import running_deployment
 from appliance.chat.tests.fake_engine import FakeEngine
 from appliance.deployments.models import Deployment
+from tests.served import served_database_url, served_env
 
 REDIS_URL = "redis://127.0.0.1:6379/11"
+
+
+def served_chat_env() -> dict[str, str]:
+    """A console served for a chat test (``tests.served``): the test database and the chat's Redis."""
+    return served_env(
+        DATABASE_URL=served_database_url(),
+        CONSOLE_ENV="test",
+        CHAT_REDIS_URL=REDIS_URL,
+        APPLIANCE_QUOTA_REDIS_URL=REDIS_URL,
+        CONSOLE_LOG_LEVEL="WARNING",
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -21,11 +21,10 @@ from websockets.sync.client import ClientConnection, connect
 from appliance.accounts.models import User
 from appliance.chat.choices import Status as MessageStatus
 from appliance.chat.models import Message
-from appliance.chat.tests.conftest import REDIS_URL
+from appliance.chat.tests.conftest import served_chat_env
 from appliance.chat.tests.fake_engine import FakeEngine, Script
 from appliance.deployments.models import Deployment
-from conftest import served_database_url
-from tests.served import served_console, served_env
+from tests.served import served_console
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 TIMEOUT = 30
@@ -33,14 +32,7 @@ TIMEOUT = 30
 
 @pytest.fixture
 def consoles(transactional_db: Any, tmp_path: Path) -> Iterator[list[str]]:
-    env = served_env(
-        DATABASE_URL=served_database_url(),
-        CONSOLE_ENV="test",
-        CHANNELS_REDIS_URL=REDIS_URL,
-        CHAT_REDIS_URL=REDIS_URL,
-        APPLIANCE_QUOTA_REDIS_URL=REDIS_URL,
-        CONSOLE_LOG_LEVEL="WARNING",
-    )
+    env = served_chat_env()
     with (
         served_console(tmp_path / "one.log", env, workers=1) as (one, _p1),
         served_console(tmp_path / "two.log", env, workers=1) as (two, _p2),

@@ -20,18 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-from django.contrib.sessions.backends.db import SessionStore
 from websockets.asyncio.client import ClientConnection, connect
 
 from appliance.accounts.models import Role, User
 from appliance.chat.choices import Status as MessageStatus
-from appliance.chat.tests.conftest import REDIS_URL
+from appliance.chat.tests.conftest import served_chat_env
 from appliance.chat.tests.factories import running_deployment
 from bench.harness import synthetic
 from bench.synthetic_upstream import TOKEN
-from conftest import served_database_url
-from tests.served import free_port, served_console, served_env
+from tests.served import free_port, login_session, served_console
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -48,17 +45,6 @@ class Chat:
     done: dict[str, Any] | None = None
     other_tab_done: dict[str, Any] | None = None
     error: str = ""
-
-
-def _sessions(users: list[User]) -> list[str]:
-    keys = []
-    for user in users:
-        session = SessionStore()
-        session[SESSION_KEY], session[BACKEND_SESSION_KEY] = str(user.pk), "django.contrib.auth.backends.ModelBackend"
-        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-        session.create()
-        keys.append(str(session.session_key))
-    return keys
 
 
 async def _converse(base: str, chat: Chat, model: str, opened: list[Chat], go: asyncio.Event, deadline: float) -> None:
@@ -116,15 +102,8 @@ def test_64_chats_at_once_each_get_their_whole_answer(tmp_path: Path, personas: 
     department = personas["bob"].department
     running_deployment(department, personas["alice"], "synthetic", port)
     users = [User.objects.create_user(f"load{i:03d}", department=department, role=Role.MEMBER) for i in range(CHATS)]
-    chats = [Chat(cookie) for cookie in _sessions(users)]
-    env = served_env(
-        DATABASE_URL=served_database_url(),
-        CONSOLE_ENV="test",
-        CHANNELS_REDIS_URL=REDIS_URL,
-        CHAT_REDIS_URL=REDIS_URL,
-        APPLIANCE_QUOTA_REDIS_URL=REDIS_URL,
-        CONSOLE_LOG_LEVEL="WARNING",
-    )
+    chats = [Chat(login_session(user)) for user in users]
+    env = served_chat_env()
     with synthetic(port, tokens=TOKENS, token_delay_ms=20), served_console(tmp_path / "c.log", env) as (url, _proc):
         asyncio.run(_all(url.replace("http://", "ws://"), chats, "synthetic"))
 
