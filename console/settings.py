@@ -127,7 +127,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
-                "appliance.core.context.navigation",
+                "frontend.navigation.navigation",
             ],
         },
     },

@@ -61,3 +61,14 @@ def may_create_key_for(actor: User, owner: User) -> bool:
 def departments_for(actor: User, action: str = VIEW) -> QuerySet[Department]:
     """The departments ``actor`` may see (VIEW) or place users and things in (any other action)."""
     return actor.managed_departments() if action != VIEW else Department.objects.restrict(actor, VIEW)
+
+
+def may_see_admin_pages(user: User) -> bool:
+    """The console's administration pages (departments, nodes, deployments, …): every role but members,
+    who have the portal (chat, their keys and usage, the GPUs)."""
+    return user.role != Role.MEMBER
+
+
+def may_use_portal(user: User) -> bool:
+    """The portal's pages: every signed-in user."""
+    return user.is_authenticated

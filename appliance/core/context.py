@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from django.http import HttpRequest
+    pass
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,3 @@ class RequestIdLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = _current.get().request_id or "-"
         return True
-
-
-def navigation(request: HttpRequest) -> dict[str, Any]:
-    """Menu entries shown in the admin console layout, by role."""
-    from appliance.core.navigation import menu_for
-
-    user = getattr(request, "user", None)
-    return {"nav_items": menu_for(user) if user is not None and user.is_authenticated else []}
