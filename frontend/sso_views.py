@@ -60,6 +60,7 @@ def sign_in_rules(request: HttpRequest) -> HttpResponse:
         "form": form,
         "ldap_on": settings.APPLIANCE_LDAP_ENABLED,
         "oidc_on": settings.APPLIANCE_OIDC_ENABLED,
+        "can_manage": may_manage_sign_in_rules(user),
     }
     return render(request, "console/sign_in_rules.html", context)
 

@@ -34,6 +34,7 @@ from appliance.quotas.permissions import (
     may_manage_user,
     may_set_quotas_in,
     may_view_department_usage,
+    may_view_every_department_usage,
 )
 from appliance.safety.choices import Action
 from appliance.safety.models import SafetyHit
@@ -137,7 +138,7 @@ def department_usage_index(request: HttpRequest) -> HttpResponse:
     chosen = visible.filter(pk=int(wanted)).first() if wanted.isdigit() else None
     chosen = chosen or (user.department if user.is_department_admin else visible.first())
     if chosen is None or not may_view_department_usage(user, chosen):
-        if not (user.is_platform_admin or user.is_auditor):
+        if not may_view_every_department_usage(user):
             raise PermissionDenied(_("Only administrators see the usage of a department."))
         return render(request, "console/usage_department.html", {"department": None})
     query = request.GET.copy()

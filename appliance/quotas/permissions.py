@@ -83,3 +83,8 @@ def may_set_quotas_in(actor: User, department: Department) -> bool:
     if actor.is_auditor or not (actor.is_platform_admin or actor.is_department_admin):
         return False
     return may_view_department_usage(actor, department)
+
+
+def may_view_every_department_usage(user: User) -> bool:
+    """Platform admins and auditors read the usage of any department (and pick among them)."""
+    return user.is_platform_admin or user.is_auditor
