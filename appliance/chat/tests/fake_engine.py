@@ -98,7 +98,7 @@ class FakeEngine:
                 elif method == "POST" and path == "/v1/chat/completions":
                     self.seen.bodies.append(json.loads(body))
                     await self._stream(reader, writer, self.scripts.pop(0) if self.scripts else self.default)
-                    return
+                    break  # the stream said "Connection: close": the next request comes on a new connection
                 else:
                     await self._json(writer, 404, {"error": {"message": "not found"}})
         writer.close()
@@ -128,7 +128,9 @@ class FakeEngine:
         if script.status != 200:
             await self._json(writer, script.status, {"error": {"message": f"engine says {script.status}"}})
             return
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        # Connection: close, as the stream's reader below would take the first byte of a next request on it.
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+        writer.write(head + b"Connection: close\r\n\r\n")
         await writer.drain()
         self.started_stream.set()
         gone = asyncio.ensure_future(reader.read(1))  # EOF: the client closed the connection
