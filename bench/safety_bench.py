@@ -1,13 +1,14 @@
 """Benchmark: the streaming relay with a 50,000-word content-safety list vs without one, in one run.
 
     .venv/bin/python -m bench.safety_bench [--words 50000] [--tokens 128] [--levels 1,64] [--delay-ms 0] [--workers 1]
+        [--rounds 2]
 
 Starts the synthetic engine and the console (``manage.py serve``, ``--workers`` processes, one by default so
 the figure is one process's ceiling), then two users in two
 departments reach the same engine through ``/v1``: one department with a word list of ``--words``
 entries (Chinese and English, none of which occurs in the engine's answer: the cost of screening
 clean traffic, the common case), one with none. For each concurrency level the two run one after
-the other, twice, alternating (without, with, without, with), so a change in the machine's load
+the other, alternating ``--rounds`` times (without, with, without, with, ...), so a change in the machine's load
 hits both; the ratio is of the summed tokens/s. Since the machine may be shared, each run also reports the
 console's CPU time per token (its processes' user + system time over the tokens served), which other
 work on the machine disturbs far less than tokens/s. Also prints how long compiling the list took.
@@ -92,7 +93,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def level(
-    port: int, pid: int, keys: dict[str, str], body: dict[str, Any], concurrency: int, seconds: float
+    port: int, pid: int, keys: dict[str, str], body: dict[str, Any], concurrency: int, seconds: float, rounds: int = 2
 ) -> None:
     raws = {
         label: loadgen.request_bytes("127.0.0.1", port, "/v1/chat/completions", body, {"Authorization": f"Bearer {k}"})
@@ -102,7 +103,7 @@ async def level(
         await loadgen.run(f"warm-up {label}", "127.0.0.1", port, raw, concurrency=concurrency, seconds=1)
     totals = dict.fromkeys(raws, 0.0)
     per_token: dict[str, list[float]] = {label: [] for label in raws}
-    for _round in range(2):
+    for _round in range(rounds):
         for label, raw in raws.items():
             before = cpu_seconds(pid)
             outcome = await loadgen.run(label, "127.0.0.1", port, raw, concurrency=concurrency, seconds=seconds)
@@ -129,6 +130,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--delay-ms", type=float, default=0.0)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="alternations (without, with) per level; more average out a busy machine"
+    )
     return parser.parse_args()
 
 
@@ -150,7 +154,7 @@ def main() -> None:
         pid = running.enter_context(harness.console(gateway_port, "console-safety", args.workers))
         for concurrency in (int(x) for x in args.levels.split(",")):
             print(f"# {args.tokens} tokens per stream, delay {args.delay_ms} ms, concurrency {concurrency}", flush=True)
-            asyncio.run(level(gateway_port, pid, keys, body, concurrency, args.seconds))
+            asyncio.run(level(gateway_port, pid, keys, body, concurrency, args.seconds, args.rounds))
 
 
 if __name__ == "__main__":
