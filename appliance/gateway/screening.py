@@ -226,7 +226,7 @@ class SseScreen:
             text = _text(values)
         released = self.scanner.feed(text, event)
         if len(released) == 1 and not released[0].changed:
-            return released[0].tag  # type: ignore[no-any-return]
+            return released[0].tag
         out = self._out(released)
         if self.blocked:
             self.record()
