@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
+import aiohttp
 from django.conf import settings
 
 from appliance.chat.choices import ErrorCode
@@ -33,14 +33,10 @@ class UpstreamError(Exception):
         self.detail = detail[:500]
 
 
-def _timeout() -> httpx.Timeout:
+def _timeout() -> aiohttp.ClientTimeout:
     # ``read`` bounds the silence between two chunks (and the wait for the first one, prefill included).
-    return httpx.Timeout(
-        connect=settings.CHAT_UPSTREAM_CONNECT_TIMEOUT_SECONDS,
-        read=settings.CHAT_UPSTREAM_READ_TIMEOUT_SECONDS,
-        write=settings.CHAT_UPSTREAM_CONNECT_TIMEOUT_SECONDS,
-        pool=settings.CHAT_UPSTREAM_CONNECT_TIMEOUT_SECONDS,
-    )
+    connect = settings.CHAT_UPSTREAM_CONNECT_TIMEOUT_SECONDS
+    return client.timeout(connect, settings.CHAT_UPSTREAM_READ_TIMEOUT_SECONDS, pool=connect)
 
 
 def _failure(exc: client.EngineFailure) -> UpstreamError:
@@ -53,19 +49,21 @@ async def _open(endpoints: Sequence[Endpoint], payload: dict[str, Any], request_
         opened = await client.open_first(endpoints, lambda _e: (PATH, content), request_id, _timeout())
     except client.EngineFailure as exc:
         raise _failure(exc) from exc
-    if opened.response.status_code != httpx.codes.OK:
+    if opened.status != 200:
         try:
-            body = await client.error_body(opened.response)
+            body = await client.error_body(opened)
+        except client.EngineFailure:
+            body = b""
         finally:
             await client.close(opened)
         detail = client.error_message(body) or body[:500].decode(errors="replace")
-        raise UpstreamError(ErrorCode.ENGINE_ERROR, f"HTTP {opened.response.status_code}: {detail}")
+        raise UpstreamError(ErrorCode.ENGINE_ERROR, f"HTTP {opened.status}: {detail}")
     return opened
 
 
 async def _chunks(opened: client.Opened) -> AsyncGenerator[Chunk, None]:
     try:
-        async for chunk in sse.chunks(opened.response.aiter_raw()):
+        async for chunk in sse.chunks(client.reads(opened)):
             yield chunk
     except client.EngineFailure as exc:
         raise _failure(exc) from exc

@@ -1,34 +1,36 @@
-"""HTTP to the engines, for the gateway and the chat alike: pooled clients, replica choice, retry.
+"""HTTP to the engines, for the gateway and the chat alike: pooled connections, replica choice, retry.
 
-The clients (per event loop: asyncio clients belong to the loop that made them) keep HTTP/1.1
-connections to the engines alive between requests, so a request costs no TCP handshake, and no
-TLS context is built per request (the chat's former client-per-answer loaded the CA bundle each
-time: 27 % of a busy process's CPU, docs/performance.md). There are a few of them rather than one
-because httpcore (1.0.9) re-examines its whole pool on every request and response, at a cost that
-grows with the square of the pool's connections (``AsyncConnectionPool._assign_requests_to_connections``):
-with 256 streams in one pool that scan took over half of the gateway's CPU. Requests take the
-clients in turn, each holding a share of ``APPLIANCE_GATEWAY_MAX_CONNECTIONS``, so each scan stays small.
+The client is aiohttp's (docs/adr/0006-aiohttp-engine-client.md): one session per event loop
+(asyncio clients belong to the loop that made them) keeps HTTP/1.1 connections to the engines alive
+between requests, so a request costs no TCP handshake, and no TLS context is built per request (the
+chat's former client-per-answer loaded the CA bundle each time: 27 % of a busy process's CPU,
+docs/performance.md). Its HTTP parser is C (llhttp), and a read of a streamed answer returns all the
+engine has sent since the last one, however many SSE events that is (``reads``): per request it costs
+about a third of the CPU httpx did, and a stream a few reads where httpx made one per event
+(httpcore also re-examined its whole pool on every request, at a cost that grew with the square of
+the pool's connections; the gateway had to spread its connections over several clients).
 
 A request goes to the replica with the fewest requests in flight across the processes (``balancer``)
 and is retried on another only while nothing has come back yet (connection refused, reset, or
 closed before the response line): the engine has not answered, so nothing can have reached the
 client twice. A slow engine (read timeout) is not retried: it may still be working. The request id
-travels as ``X-Request-ID``, the engine's key as a Bearer token.
+travels as ``X-Request-ID``, the engine's key as a Bearer token. Callers see the engine's failures as
+``EngineFailure`` (``Unreachable``, ``TimedOut``, ``Disconnected``), never aiohttp's own exceptions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
-import itertools
 import json
 import logging
-import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
+import yarl
 from django.conf import settings
 
 from appliance.deployments.routing import Endpoint
@@ -36,10 +38,17 @@ from appliance.engines import balancer
 
 logger = logging.getLogger(__name__)
 
-# Failures that happen before the engine sent anything back, so the request can go elsewhere.
-RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+# Failures that happen before the engine sent anything back, so the request can go elsewhere:
+# refused or unresolvable (ClientConnectorError, a ClientOSError), reset (ClientOSError), a kept-alive
+# connection the engine had closed (ServerDisconnectedError), no connection in time
+# (ConnectionTimeoutError), a response line that is not HTTP (ClientResponseError).
+RETRYABLE = (
+    aiohttp.ClientOSError,
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ConnectionTimeoutError,
+    aiohttp.ClientResponseError,
+)
 _HEADERS = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
-POOLS = 8
 ERROR_BODY_LIMIT = 64 * 1024
 
 
@@ -71,69 +80,86 @@ class Disconnected(EngineFailure):
     code = "engine_disconnected"
 
 
-class _Pools:
+class _Session:
     def __init__(self) -> None:
         self.timeout = gateway_timeout()
-        self.extensions = {"timeout": self.timeout.as_dict()}
-        size = -(-settings.APPLIANCE_GATEWAY_MAX_CONNECTIONS // POOLS)  # rounded up
-        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=60)
-        self.clients = [
-            httpx.AsyncClient(timeout=self.timeout, limits=limits, trust_env=False, follow_redirects=False)
-            for _ in range(POOLS)
-        ]
-        self.turn = itertools.count()
+        self.connector = aiohttp.TCPConnector(
+            limit=settings.APPLIANCE_GATEWAY_MAX_CONNECTIONS, limit_per_host=0, keepalive_timeout=60
+        )
+        self.session = aiohttp.ClientSession(
+            connector=self.connector,
+            timeout=self.timeout,
+            auto_decompress=False,  # relayed byte for byte (and asked for uncompressed: _HEADERS)
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+        )
 
-    def next(self) -> httpx.AsyncClient:
-        return self.clients[next(self.turn) % POOLS]
-
-
-_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pools] = weakref.WeakKeyDictionary()
-
-
-def gateway_timeout() -> httpx.Timeout:
-    return httpx.Timeout(
-        connect=settings.APPLIANCE_GATEWAY_CONNECT_TIMEOUT_SECONDS,
-        # Between two reads: a long prompt's prefill comes before the first byte.
-        read=settings.APPLIANCE_GATEWAY_READ_TIMEOUT_SECONDS,
-        write=30.0,
-        pool=10.0,
-    )
+    def forget(self) -> None:
+        """Its loop is closed (a test's) or the process is ending: the connections went with the loop.
+        Marked closed, so that neither the session nor its connector reports itself unclosed when
+        collected; aiohttp's public close is a coroutine, and there is no loop left to run it."""
+        self.session.detach()
+        self.connector._close()
 
 
-def pools() -> _Pools:
+# A plain dictionary, not a weak one: a session refers to its loop, so a weak key would never go.
+_sessions: dict[asyncio.AbstractEventLoop, _Session] = {}
+
+
+def _forget_all() -> None:
+    while _sessions:
+        _sessions.popitem()[1].forget()
+
+
+atexit.register(_forget_all)
+
+
+def timeout(connect: float, read: float, pool: float = 10.0) -> aiohttp.ClientTimeout:
+    """``connect``: to open a TCP connection; ``read``: the longest silence between two reads (and
+    before the response line: a long prompt's prefill comes first); ``pool``: the longest wait for a
+    free connection when all ``APPLIANCE_GATEWAY_MAX_CONNECTIONS`` are busy (aiohttp counts it in ``connect``)."""
+    return aiohttp.ClientTimeout(total=None, connect=pool + connect, sock_connect=connect, sock_read=read)
+
+
+def gateway_timeout() -> aiohttp.ClientTimeout:
+    return timeout(settings.APPLIANCE_GATEWAY_CONNECT_TIMEOUT_SECONDS, settings.APPLIANCE_GATEWAY_READ_TIMEOUT_SECONDS)
+
+
+def _session() -> _Session:
     loop = asyncio.get_running_loop()
-    found = _pools.get(loop)
+    found = _sessions.get(loop)
     if found is None:
-        found = _pools[loop] = _Pools()
+        for gone in [other for other in _sessions if other.is_closed()]:
+            _sessions.pop(gone).forget()
+        found = _sessions[loop] = _Session()
     return found
 
 
 @functools.lru_cache(maxsize=1024)
-def _url(base_url: str, path: str) -> httpx.URL:
-    return httpx.URL(base_url + path)
-
-
-def _request(
-    endpoint: Endpoint, path: str, content: bytes, headers: dict[str, str], timeout: httpx.Timeout | None
-) -> httpx.Request:
-    """A request built without ``client.build_request``, whose URL parsing and header merging cost
-    several times the request itself; the timeouts travel in the extension httpcore reads."""
-    extensions = pools().extensions if timeout is None else {"timeout": timeout.as_dict()}
-    return httpx.Request("POST", _url(endpoint.base_url, path), content=content, headers=headers, extensions=extensions)
+def _url(base_url: str, path: str) -> yarl.URL:
+    return yarl.URL(base_url + path)
 
 
 async def aclose() -> None:
-    """Close this loop's clients (ASGI shutdown, end of a test's event loop)."""
-    found = _pools.pop(asyncio.get_running_loop(), None)
+    """Close this loop's session (ASGI shutdown, end of a test's event loop)."""
+    found = _sessions.pop(asyncio.get_running_loop(), None)
     if found is not None:
-        await asyncio.gather(*(c.aclose() for c in found.clients))
+        await found.session.close()
 
 
 @dataclass
 class Opened:
     endpoint: Endpoint
-    response: httpx.Response
+    response: aiohttp.ClientResponse
     lease: balancer.Lease
+
+    @property
+    def status(self) -> int:
+        return self.response.status
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.response.status < 300
 
 
 # Builds the (path, body) to send to one replica: replicas of one name may run different engines.
@@ -141,7 +167,7 @@ Builder = Callable[[Endpoint], tuple[str, bytes]]
 
 
 async def open_first(
-    endpoints: Sequence[Endpoint], build: Builder, request_id: str, timeout: httpx.Timeout | None = None
+    endpoints: Sequence[Endpoint], build: Builder, request_id: str, timeout: aiohttp.ClientTimeout | None = None
 ) -> Opened:
     """Send to the least busy replica and return once its status line and headers arrived.
 
@@ -155,19 +181,22 @@ async def open_first(
     attempts = order if len(order) > 1 else order * 2
     failures: list[str] = []
     headers = {**_HEADERS, "X-Request-ID": request_id}
+    session = _session()
     for endpoint in attempts:
         path, content = build(endpoint)
         auth = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
-        request = _request(endpoint, path, content, {**headers, **auth}, timeout)
         lease = await balancer.acquire(endpoint, shared=len(endpoints) > 1)
         try:
-            response = await pools().next().send(request, stream=True)
+            response = await session.session.post(
+                _url(endpoint.base_url, path), data=content, headers={**headers, **auth},
+                timeout=timeout or session.timeout,
+            )  # fmt: skip
         except RETRYABLE as exc:
             await balancer.release(lease)
             failures.append(f"{endpoint.base_url}: {type(exc).__name__}")
             logger.warning("engine %s failed before answering (%s); trying the next replica", endpoint.base_url, exc)
             continue
-        except httpx.TimeoutException as exc:
+        except TimeoutError as exc:
             await balancer.release(lease)
             raise TimedOut(f"The engine did not answer in time ({type(exc).__name__}).") from exc
         except BaseException:
@@ -177,19 +206,42 @@ async def open_first(
     raise Unreachable("; ".join(failures))
 
 
-async def close(opened: Opened) -> None:
-    """Close the response (before its end this drops the connection: the engine sees the client go)
-    and free the replica's slot."""
+async def reads(opened: Opened) -> AsyncGenerator[bytes, None]:
+    """The answer's body as it arrives: each item all the engine sent since the previous one (one SSE
+    event when the reader keeps up, many when they piled up). A silence longer than the read timeout
+    raises ``TimedOut``; an answer broken off (connection reset or closed mid-body) ``Disconnected``."""
     try:
-        await opened.response.aclose()
+        async for data in opened.response.content.iter_any():
+            yield data
+    except TimeoutError as exc:
+        raise TimedOut(f"no data from the engine in time ({type(exc).__name__})") from exc
+    except aiohttp.ClientError as exc:
+        raise Disconnected(str(exc) or type(exc).__name__) from exc
+
+
+async def read_all(opened: Opened) -> bytes:
+    """A whole (non-streamed) answer; failures as ``reads``."""
+    try:
+        return await opened.response.read()
+    except TimeoutError as exc:
+        raise TimedOut(f"no data from the engine in time ({type(exc).__name__})") from exc
+    except aiohttp.ClientError as exc:
+        raise Disconnected(str(exc) or type(exc).__name__) from exc
+
+
+async def close(opened: Opened) -> None:
+    """Close the response (before its end this drops the connection: the engine sees the client go; after
+    it the connection is already back in the pool) and free the replica's slot."""
+    try:
+        opened.response.close()
     finally:
         await balancer.release(opened.lease)
 
 
-async def error_body(response: httpx.Response) -> bytes:
+async def error_body(opened: Opened) -> bytes:
     """A non-2xx answer's body, bounded (an engine's error page is small; a broken one need not be)."""
     parts, size = [], 0
-    async for part in response.aiter_raw():
+    async for part in reads(opened):
         parts.append(part)
         size += len(part)
         if size >= ERROR_BODY_LIMIT:

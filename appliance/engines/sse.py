@@ -14,9 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
-from appliance.engines.client import Disconnected, EngineFailure, TimedOut, error_message
+from appliance.engines.client import Disconnected, EngineFailure, error_message
 
 logger = logging.getLogger(__name__)
 
@@ -102,25 +100,20 @@ def parse_chunk(data: bytes) -> Chunk | None:
 
 
 async def chunks(reads: AsyncIterator[bytes]) -> AsyncGenerator[Chunk, None]:
-    """An engine's raw reads as chunks, to ``[DONE]``. A stream cut before the answer ended raises
-    ``Disconnected``; a silence longer than the read timeout ``TimedOut``."""
+    """An engine's raw reads (``client.reads``) as chunks, to ``[DONE]``. A stream cut before the answer
+    ended raises ``Disconnected``; a silence longer than the read timeout ``TimedOut`` (from the reads)."""
     events, finished = Events(), False
-    try:
-        async for data in reads:
-            for event in events.feed(data):
-                payload = data_of(event)
-                if payload is None:
-                    continue  # comments (": ping"), other fields, stray blank lines
-                if payload.strip() == DONE:
-                    return
-                chunk = parse_chunk(payload)
-                if chunk is not None:
-                    finished = finished or chunk.finish_reason is not None
-                    yield chunk
-    except httpx.TimeoutException as exc:
-        raise TimedOut(str(exc) or "no data in time") from exc
-    except httpx.TransportError as exc:
-        raise Disconnected(str(exc) or type(exc).__name__) from exc
+    async for data in reads:
+        for event in events.feed(data):
+            payload = data_of(event)
+            if payload is None:
+                continue  # comments (": ping"), other fields, stray blank lines
+            if payload.strip() == DONE:
+                return
+            chunk = parse_chunk(payload)
+            if chunk is not None:
+                finished = finished or chunk.finish_reason is not None
+                yield chunk
     last = data_of(events.flush())  # a last event without its blank line
     if last is not None and last.strip() == DONE:
         return

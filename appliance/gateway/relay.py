@@ -22,8 +22,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-import httpx
-
+from appliance.engines import client
 from appliance.engines import sse as engine_sse
 from appliance.gateway.metering import Guard, UsageStatus
 from appliance.gateway.protocol import Call, Kind
@@ -160,28 +159,28 @@ async def coalesced(reads: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
             await reader
 
 
-async def relay_sse(response: httpx.Response, guard: Guard, call: Call) -> AsyncGenerator[bytes, None]:
+async def relay_sse(opened: client.Opened, guard: Guard, call: Call) -> AsyncGenerator[bytes, None]:
     relay = SseRelay(guard, call.include_usage, call.model, call.kind)
     try:
-        async for data in coalesced(response.aiter_raw()):
+        async for data in coalesced(client.reads(opened)):
             out = relay.feed(data)
             if out:
                 yield out
             await guard.atouch()
-    except httpx.HTTPError as exc:
+    except client.EngineFailure as exc:
         # The engine went away mid-answer: tell the client in-band, the status is already 200.
         logger.warning("upstream stream broke: %s", exc)
         guard.status = UsageStatus.ERROR
-        yield error_event(f"The engine stopped answering: {type(exc).__name__}.")
+        yield error_event(f"The engine stopped answering: {exc.code}.")
         return
     tail = relay.flush()
     if tail:
         yield tail
 
 
-async def read_whole(response: httpx.Response, guard: Guard) -> bytes:
+async def read_whole(opened: client.Opened, guard: Guard) -> bytes:
     """A non-streamed answer, passed on byte for byte; its ``usage`` settles the reservation."""
-    body = await response.aread()
+    body = await client.read_all(opened)
     try:
         payload = json.loads(body)
     except ValueError:

@@ -37,8 +37,8 @@ class StreamedAnswer:
 
     def _source(self) -> AsyncGenerator[bytes, None]:
         if speaks(self.opened.endpoint.engine, Dialect.OLLAMA):
-            return translate_ollama.relay_ndjson(self.opened.response, self.call, self.guard)
-        return relay.relay_sse(self.opened.response, self.guard, self.call)
+            return translate_ollama.relay_ndjson(self.opened, self.call, self.guard)
+        return relay.relay_sse(self.opened, self.guard, self.call)
 
     async def _body(self) -> AsyncGenerator[bytes, None]:
         source = self._source()

@@ -22,8 +22,7 @@ import uuid
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import httpx
-
+from appliance.engines import client
 from appliance.gateway.errors import bad_request
 from appliance.gateway.metering import Guard, UsageStatus
 from appliance.gateway.protocol import Call, Kind
@@ -236,17 +235,17 @@ class NdjsonToSse:
         return b"".join([*out, DONE])
 
 
-async def relay_ndjson(response: httpx.Response, call: Call, guard: Guard) -> AsyncGenerator[bytes, None]:
+async def relay_ndjson(opened: client.Opened, call: Call, guard: Guard) -> AsyncGenerator[bytes, None]:
     translator = NdjsonToSse(call, guard)
     try:
-        async for data in response.aiter_raw():
+        async for data in client.reads(opened):
             out = translator.feed(data)
             if out:
                 yield out
             await guard.atouch()
-    except httpx.HTTPError as exc:
+    except client.EngineFailure as exc:
         guard.status = UsageStatus.ERROR
-        yield error_event(f"The engine stopped answering: {type(exc).__name__}.")
+        yield error_event(f"The engine stopped answering: {exc.code}.")
     except ValueError:
         guard.status = UsageStatus.ERROR
         yield error_event("The engine sent a line that is not JSON.")

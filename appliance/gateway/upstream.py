@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import httpx
-
 from appliance.deployments.routing import Endpoint
 from appliance.engines import client
 from appliance.engines.client import Builder, Opened
@@ -25,14 +23,18 @@ async def open_first(endpoints: Sequence[Endpoint], build: Builder, request_id: 
         raise no_upstream(endpoints[0].served_model_name if endpoints else "", exc.detail) from exc
 
 
-async def error_from(response: httpx.Response) -> GatewayError:
+async def error_from(opened: Opened) -> GatewayError:
     """An engine's non-2xx answer in OpenAI's shape (vLLM, llama.cpp and Ollama each word it differently)."""
-    raw = await client.error_body(response)
-    message = client.error_message(raw) or f"The engine answered HTTP {response.status_code}."
-    status = response.status_code if response.status_code in _KEPT_STATUSES else 502
-    if response.status_code == 429:
+    try:
+        raw = await client.error_body(opened)
+    except client.EngineFailure:
+        raw = b""
+    engine_status = opened.status
+    message = client.error_message(raw) or f"The engine answered HTTP {engine_status}."
+    status = engine_status if engine_status in _KEPT_STATUSES else 502
+    if engine_status == 429:
         return GatewayError(429, message, type="rate_limit_error", code="engine_busy", headers={"Retry-After": "1"})
     if status == 502:
-        code, kind = f"upstream_{response.status_code}", UPSTREAM if response.status_code != 503 else UNAVAILABLE
+        code, kind = f"upstream_{engine_status}", UPSTREAM if engine_status != 503 else UNAVAILABLE
         return GatewayError(502, message, type=kind, code=code)
     return GatewayError(status, message, code="upstream_rejected")

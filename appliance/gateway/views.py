@@ -20,7 +20,6 @@ import json
 import time
 from dataclasses import dataclass
 
-import httpx
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -196,8 +195,8 @@ async def _forward(
         raise
     metering.served_by(guard, opened.endpoint)
     lastuse.touch(opened.endpoint.deployment_id)
-    if not opened.response.is_success:
-        error = await upstream.error_from(opened.response)
+    if not opened.ok:
+        error = await upstream.error_from(opened)
         await _close(opened)
         await metering.fail(guard)
         return _timed(error.response(), overhead)
@@ -237,13 +236,13 @@ async def _whole(
     async with guard:
         try:
             if speaks(opened.endpoint.engine, Dialect.OLLAMA):
-                raw = await opened.response.aread()
+                raw = await client.read_all(opened)
                 received = time.perf_counter()
                 body = json.dumps(translate_ollama.whole(raw, call, guard), ensure_ascii=False).encode()
             else:
-                body = await relay.read_whole(opened.response, guard)
+                body = await relay.read_whole(opened, guard)
                 received = time.perf_counter()
-        except (httpx.HTTPError, ValueError) as exc:
+        except (client.EngineFailure, ValueError) as exc:
             guard.status = metering.UsageStatus.ERROR
             error = GatewayError(502, f"The engine's answer was cut short or unreadable: {exc}", type=UPSTREAM)
             return _timed(error.response(), overhead)
