@@ -233,7 +233,7 @@ def _streaming(
 async def _whole(
     call: Call, opened: upstream.Opened, guard: metering.Guard, overhead: float, safety: Safety | None
 ) -> HttpResponseBase:
-    async with guard:
+    try:
         try:
             if speaks(opened.endpoint.engine, Dialect.OLLAMA):
                 raw = await client.read_all(opened)
@@ -242,12 +242,18 @@ async def _whole(
             else:
                 body = await relay.read_whole(opened, guard)
                 received = time.perf_counter()
-        except (client.EngineFailure, ValueError) as exc:
-            guard.status = metering.UsageStatus.ERROR
-            error = GatewayError(502, f"The engine's answer was cut short or unreadable: {exc}", type=UPSTREAM)
-            return _timed(error.response(), overhead)
         finally:
             await _close(opened)
+    except (client.EngineFailure, ValueError) as exc:
+        guard.status = metering.UsageStatus.ERROR
+        metering.settle_later(guard)
+        error = GatewayError(502, f"The engine's answer was cut short or unreadable: {exc}", type=UPSTREAM)
+        return _timed(error.response(), overhead)
+    except BaseException as exc:  # the client left (cancelled), or a bug: settled before going on
+        cancelled = isinstance(exc, asyncio.CancelledError)
+        await guard.afinish(metering.UsageStatus.CANCELLED if cancelled else metering.UsageStatus.ERROR)
+        raise
+    metering.settle_later(guard)  # after the answer went out (see settle_later)
     if safety is not None:
         try:
             body = screening.screen_whole(body, safety.matcher, safety.context, safety.language)
