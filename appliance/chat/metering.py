@@ -7,17 +7,15 @@ prompt estimate + max_tokens, is reserved), settlement to the real usage on ever
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
-
 from appliance.accounts.models import User
 from appliance.core.dbthreads import db
 from appliance.core.exceptions import ServiceError
+from appliance.core.ttlcache import TtlCache
 from appliance.quotas import limiter, usage
 from appliance.quotas import services as quota_services
 
@@ -44,11 +42,10 @@ class Admission:
     max_tokens: int
 
 
-# The user's quota scopes, kept as long as the gateway keeps a key's (APPLIANCE_GATEWAY_CACHE_SECONDS):
-# a quota changed takes effect in chat and /v1 alike within those seconds, and an answer costs no
-# query for them (three per answer were a tenth of the chat's database time at 300 chats at once).
-_scope_cache: dict[int, tuple[float, list[Any]]] = {}
-_SCOPE_CACHE_ENTRIES = 10_000
+# The user's quota scopes, kept as the gateway keeps a key's (appliance.core.ttlcache): a quota changed
+# takes effect in chat and /v1 alike within those seconds, and an answer costs no query for them
+# (three per answer were a tenth of the chat's database time at 300 chats at once).
+_scope_cache: TtlCache[int, list[Any]] = TtlCache()
 
 
 def clear_cache() -> None:
@@ -56,23 +53,18 @@ def clear_cache() -> None:
 
 
 def _scopes(user_id: int) -> list[Any]:
-    now = time.monotonic()
-    hit = _scope_cache.get(user_id)
-    if hit is not None and hit[0] > now:
-        return hit[1]
+    found, scopes = _scope_cache.get(user_id)
+    if found and scopes is not None:
+        return scopes
     user = User.objects.select_related("department").get(pk=user_id)
     scopes = quota_services.scopes_for(user)
-    ttl = settings.APPLIANCE_GATEWAY_CACHE_SECONDS
-    if ttl > 0:
-        if len(_scope_cache) >= _SCOPE_CACHE_ENTRIES:
-            _scope_cache.clear()
-        _scope_cache[user_id] = (now + ttl, scopes)
+    _scope_cache.put(user_id, scopes)
     return scopes
 
 
 def max_tokens_cap(user: User) -> int | None:
     """The smallest ``max_tokens_per_request`` among the user's quotas (None: no cap)."""
-    return limiter.max_tokens_cap(quota_services.scopes_for(user))
+    return limiter.max_tokens_cap(_scopes(user.pk))
 
 
 @asynccontextmanager

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 import weakref
 from collections.abc import Callable
-from typing import Any, TypeVar
-
-from django.conf import settings
+from typing import Any, TypeVar, cast
 
 from appliance.accounts.models import User
 from appliance.accounts.services import authenticate_key
 from appliance.core import dbthreads
+from appliance.core.ttlcache import TtlCache
 from appliance.deployments.routing import endpoints, model_names, offered_deployments, on_demand_to_start
 from appliance.gateway import metering
 from appliance.gateway.errors import model_not_found, no_upstream, unauthorized
@@ -38,7 +36,7 @@ _CONCURRENT_LOOKUPS = 8
 
 
 # ("key", key hash) → Principal, ("route", key hash, model) → Route, ("models", key hash) → list.
-_cache: dict[tuple[str, ...], tuple[float, Any]] = {}
+_cache: TtlCache[tuple[str, ...], Any] = TtlCache(_MAX_ENTRIES)
 
 
 def clear_cache() -> None:
@@ -86,11 +84,6 @@ def _resolve(secret: str, model: str) -> Route:
     )  # fmt: skip
 
 
-async def in_thread(fn: Callable[..., T], *args: Any) -> T:
-    """Database work on the process's database threads, which keep their connections (dbthreads)."""
-    return await dbthreads.run(fn, *args)
-
-
 class _Lookups:
     """This event loop's lookups in progress, and the bound on how many run at once."""
 
@@ -104,13 +97,10 @@ _lookups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Lookups] = weakr
 
 async def _lookup(state: _Lookups, cache_key: tuple[str, ...], fn: Callable[..., T], *args: Any) -> T:
     async with state.slots:
-        found = await in_thread(fn, *args)
-    ttl = settings.APPLIANCE_GATEWAY_CACHE_SECONDS
+        found = await dbthreads.run(fn, *args)
     # A route to a model being started is looked up afresh until the model runs.
-    if ttl > 0 and not (isinstance(found, Route) and not found.endpoints):
-        if len(_cache) >= _MAX_ENTRIES:
-            _cache.clear()
-        _cache[cache_key] = (time.monotonic() + ttl, found)
+    if not (isinstance(found, Route) and not found.endpoints):
+        _cache.put(cache_key, found)
     return found
 
 
@@ -121,9 +111,9 @@ async def _shared(cache_key: tuple[str, ...], fn: Callable[..., T], *args: Any) 
     the requests in flight for that key would otherwise open a database connection each), and at
     most ``_CONCURRENT_LOOKUPS`` run at once, whatever the number of distinct keys.
     """
-    hit = _cache.get(cache_key)
-    if hit is not None and hit[0] > time.monotonic():
-        return hit[1]
+    cached, value = _cache.get(cache_key)
+    if cached:
+        return cast(T, value)
     state = _lookups.setdefault(asyncio.get_running_loop(), _Lookups())
     task = state.pending.get(cache_key)
     if task is None:

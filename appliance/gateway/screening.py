@@ -30,7 +30,7 @@ from django.http import HttpRequest
 from django.utils import translation
 from django.utils.translation import gettext, trans_real
 
-from appliance.gateway.admission import in_thread
+from appliance.core import dbthreads
 from appliance.gateway.errors import GatewayError
 from appliance.gateway.protocol import Call
 from appliance.safety import recording
@@ -84,7 +84,7 @@ def record_later(context: recording.Context, stage: str, hits: list[Hit]) -> Non
     """Hits are written in a task of their own: a client leaving must not cancel their record."""
     if not hits:
         return
-    task = asyncio.ensure_future(in_thread(recording.record_hits, context, stage, hits))
+    task = asyncio.ensure_future(dbthreads.run(recording.record_hits, context, stage, hits))
     _recording.add(task)
     task.add_done_callback(_recording.discard)
 

@@ -16,6 +16,7 @@ import weakref
 
 from django.conf import settings
 
+from appliance.core import dbthreads
 from appliance.core.exceptions import ServiceError
 from appliance.deployments import ondemand
 from appliance.gateway import admission
@@ -39,7 +40,7 @@ async def _progress(deployment_ids: tuple[int, ...]) -> ondemand.Progress:
     polls = _polls.setdefault(asyncio.get_running_loop(), {})
     hit = polls.get(deployment_ids)
     if hit is None or hit[0] <= time.monotonic():
-        task = asyncio.ensure_future(admission.in_thread(ondemand.progress, list(deployment_ids)))
+        task = asyncio.ensure_future(dbthreads.run(ondemand.progress, list(deployment_ids)))
         hit = polls[deployment_ids] = (time.monotonic() + POLL_SECONDS, task)
     # Shielded: one waiter's client leaving must not cancel the read the others wait for.
     return await asyncio.shield(hit[1])
@@ -49,7 +50,7 @@ async def until_running(route: admission.Route, secret: str, model: str) -> admi
     """The route once a replica of ``model`` runs; a 503 GatewayError if it cannot start or takes too long."""
     deadline = time.monotonic() + settings.APPLIANCE_ON_DEMAND_WAIT_SECONDS
     try:
-        await admission.in_thread(ondemand.wake_for_request, route.principal.user_id, route.starting, model)
+        await dbthreads.run(ondemand.wake_for_request, route.principal.user_id, route.starting, model)
     except ServiceError as exc:  # no free units, image gone, profile no longer valid: said as is
         message = f"`{model}` is not running and cannot start now: {exc.message}"
         raise not_ready(message, "model_cannot_start") from exc

@@ -9,25 +9,23 @@ every web process within those seconds, as a changed quota or a revoked key does
 from __future__ import annotations
 
 import threading
-import time
-
-from django.conf import settings
 
 from appliance.accounts.models import Department
+from appliance.core.ttlcache import TtlCache
 from appliance.safety.matcher import Matcher, Rule
 from appliance.safety.models import WordList, WordRule
 
 Signature = tuple[tuple[int, float], ...]
 
 _lock = threading.Lock()
-_by_department: dict[int | None, tuple[float, Signature]] = {}
+_by_department: TtlCache[int | None, Signature] = TtlCache()
 _compiled: dict[Signature, Matcher] = {}
 _MAX_COMPILED = 64  # distinct sets of lists in use at once; far more than departments with lists of their own
 
 
 def clear_cache() -> None:
+    _by_department.clear()
     with _lock:
-        _by_department.clear()
         _compiled.clear()
 
 
@@ -52,15 +50,10 @@ def _compile(signature: Signature) -> Matcher:
 
 def matcher_for(department_id: int | None) -> Matcher | None:
     """The rules for a user of this department (None: no department); None when no rule applies."""
-    now = time.monotonic()
-    with _lock:
-        cached = _by_department.get(department_id)
-    if cached is not None and cached[0] > now:
-        signature = cached[1]
-    else:
+    cached, signature = _by_department.get(department_id)
+    if not cached or signature is None:
         signature = _signature(department_id)
-        with _lock:
-            _by_department[department_id] = (now + settings.APPLIANCE_GATEWAY_CACHE_SECONDS, signature)
+        _by_department.put(department_id, signature)
     if not signature:
         return None
     with _lock:

@@ -9,9 +9,10 @@ import pytest
 import redis
 
 from appliance.accounts.models import User
-from appliance.chat import live, metering
+from appliance.chat import live
 from appliance.chat.tests.factories import running_deployment
 from appliance.chat.tests.fake_engine import FakeEngine
+from appliance.core import ttlcache
 from appliance.deployments.models import Deployment
 from tests.served import served_database_url, served_env
 
@@ -35,7 +36,7 @@ def chat_redis(settings: Any) -> Iterator[None]:
     settings.APPLIANCE_QUOTA_REDIS_URL = REDIS_URL
     redis.Redis.from_url(REDIS_URL).flushdb()
     live._sync_client = None
-    metering.clear_cache()
+    ttlcache.clear_all()
     yield
     live._sync_client = None
 
