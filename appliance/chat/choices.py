@@ -51,7 +51,8 @@ MAX_SYSTEM_PROMPT_CHARS = 20_000
 TITLE_MAX = 200
 TITLE_FROM_FIRST_MESSAGE_CHARS = 40
 
-# Deltas reach the browser in batches: whichever comes first of this many pieces or this delay.
+# Deltas reach the browser in batches: whichever comes first of this many pieces or this delay (the first
+# piece of an answer goes at once: the time to the first token is what a user waits on).
 BATCH_MAX_PIECES = 20
 BATCH_MAX_DELAY_SECONDS = 0.05
 # The text in progress is written to the database this often (it is in Redis all along).

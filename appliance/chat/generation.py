@@ -7,7 +7,8 @@ belong to the socket that asked for it, so closing the tab changes nothing. Its 
 in Redis (``live``), so any socket of the user in any process picks it up. If the process dies,
 the heartbeat lapses and ``services.recover_orphans`` keeps the text and marks it interrupted.
 
-Deltas reach the user's sockets in batches (20 pieces or 50 ms, whichever first): straight to the
+Deltas reach the user's sockets in batches (20 pieces or 50 ms, whichever first; an answer's first piece at
+once, since the time to the first token is what a user waits on): straight to the
 sockets of this process, and through the same Redis round trip that appends the batch to the live
 state to the sockets of other processes (``fanout``). The database is written at the start, every few
 seconds and at the end, never per token, on the database threads (``appliance.core.dbthreads``).
@@ -76,12 +77,13 @@ class StopRequested(Exception):
 
 
 class Batcher:
-    """Collects changes until the batch is big or old enough to send."""
+    """Collects changes until the batch is big or old enough to send; the answer's first goes at once."""
 
     def __init__(self) -> None:
         self.pending = Change()
         self.pieces = 0
         self.since: float | None = None
+        self.first = True
 
     def add(self, change: Change) -> None:
         if not change:
@@ -100,12 +102,13 @@ class Batcher:
         return max(0.0, self.since + BATCH_MAX_DELAY_SECONDS - time.monotonic())
 
     def due(self) -> bool:
-        return self.pieces >= BATCH_MAX_PIECES or self.wait_time() == 0.0
+        return self.first or self.pieces >= BATCH_MAX_PIECES or self.wait_time() == 0.0
 
     def take(self) -> Change | None:
         if self.since is None:
             return None
         batch, self.pending, self.pieces, self.since = self.pending, Change(), 0, None
+        self.first = False
         return batch
 
 

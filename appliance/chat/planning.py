@@ -22,6 +22,7 @@ from appliance.chat.metering import Admission, max_tokens_cap
 from appliance.chat.models import Conversation
 from appliance.core.context import current, new_request_id
 from appliance.core.exceptions import PermissionDenied
+from appliance.core.ttlcache import TtlCache
 from appliance.deployments import routing
 from appliance.deployments.models import Deployment
 from appliance.engines import prompt
@@ -100,15 +101,24 @@ class Job:
         )  # fmt: skip
 
 
+# The running replicas a user's answers go to, kept as the gateway keeps a key's route
+# (appliance.core.ttlcache): two queries less per answer. A replica stopped meanwhile is skipped by
+# the engine client's retry; a model the user lost or that stopped is refused within those seconds.
+_choices: TtlCache[tuple[int, str], ModelChoice] = TtlCache()
+
+
 def choose_model(user: User, name: str) -> ModelChoice:
     """The running deployments of ``name`` the user may use (routing's rule), else the on-demand ones
     to start, else PermissionDenied."""
+    cached, choice = _choices.get((user.pk, name))
+    if cached and choice is not None:
+        return choice
     endpoints = routing.endpoints(user, name) if name else []
     if not endpoints:
-        return _to_start(user, name)
+        return _to_start(user, name)  # looked up afresh at every answer until the model runs
     first = endpoints[0]
     deployment = Deployment.objects.select_related("profile_version").get(pk=first.deployment_id)
-    return ModelChoice(
+    choice = ModelChoice(
         name=name, deployment_id=first.deployment_id, department_id=first.department_id,
         upstreams=tuple(endpoints), reasoning=first.is_reasoning,
         chat_defaults=dict(deployment.profile_version.chat_defaults or {}),
@@ -117,6 +127,8 @@ def choose_model(user: User, name: str) -> ModelChoice:
         configured_max_tokens=deployment.profile_version.default_max_tokens,
         template=routing.worst_template(endpoints),
     )  # fmt: skip
+    _choices.put((user.pk, name), choice)
+    return choice
 
 
 def _to_start(user: User, name: str) -> ModelChoice:
@@ -150,14 +162,35 @@ def estimate_tokens(messages: list[dict[str, str]], template: TemplateCost) -> i
     return sum(prompt.message_bound(m) for m in messages) + template.chat(len(messages))
 
 
-def plan(user: User, conversation: Conversation, message_id: int, choice: ModelChoice) -> Job:
-    task = conversation.task if conversation.task in Task.values else DEFAULT_TASK
-    temperature = conversation.temperature if conversation.temperature is not None else choice.temperature_for(task)
-    # The default respects the quota's cap; a budget the user set explicitly is refused by the quota instead.
+def first_turn(conversation: Conversation, question: str) -> list[dict[str, str]]:
+    """``history`` of a conversation whose only message is ``question`` (a new one), without reading it back."""
+    system = [{"role": "system", "content": conversation.system_prompt}] if conversation.system_prompt.strip() else []
+    return [*system, {"role": str(Role.USER), "content": question}]
+
+
+def budget(user: User, conversation: Conversation, choice: ModelChoice) -> int:
+    """The answer's max_tokens. The default respects the quota's cap; a budget the user set explicitly is
+    refused by the quota instead."""
     cap = max_tokens_cap(user)
     default = choice.default_max_tokens if cap is None else max(1, min(choice.default_max_tokens, cap))
-    max_tokens = min(conversation.max_tokens or default, MAX_TOKENS_LIMIT)
-    messages = history(conversation)
+    return min(conversation.max_tokens or default, MAX_TOKENS_LIMIT)
+
+
+def plan(
+    user: User,
+    conversation: Conversation,
+    message_id: int,
+    choice: ModelChoice,
+    *,
+    max_tokens: int | None = None,
+    messages: list[dict[str, str]] | None = None,
+) -> Job:
+    """The job of the answer ``message_id``; ``max_tokens`` (``budget``) and ``messages`` (``history``)
+    when the caller has them already."""
+    task = conversation.task if conversation.task in Task.values else DEFAULT_TASK
+    temperature = conversation.temperature if conversation.temperature is not None else choice.temperature_for(task)
+    max_tokens = max_tokens if max_tokens is not None else budget(user, conversation, choice)
+    messages = messages if messages is not None else history(conversation)
     # No stream_options: chat/upstream.py asks every engine for the usage chunk, as the gateway does.
     payload = {
         "model": choice.name, "messages": messages, "stream": True, "temperature": temperature,

@@ -24,7 +24,7 @@ from appliance.chat.choices import (
     Status,
 )
 from appliance.chat.models import Conversation, Message
-from appliance.chat.planning import ChatSettings, Job, ModelChoice, choose_model, plan
+from appliance.chat.planning import ChatSettings, Job, ModelChoice, budget, choose_model, first_turn, plan
 from appliance.core.exceptions import Conflict, InvalidInput, NotFound
 from appliance.core.querysets import CHANGE, DELETE, VIEW
 
@@ -84,18 +84,26 @@ def _title_from(content: str) -> str:
     return text[:TITLE_FROM_FIRST_MESSAGE_CHARS] + ("…" if len(text) > TITLE_FROM_FIRST_MESSAGE_CHARS else "")
 
 
-def _answer(user: User, conversation: Conversation, settings: ChatSettings, choice: ModelChoice) -> tuple[Message, Job]:
-    """Create the streaming assistant message and the job that will fill it."""
-    _apply_settings(conversation, settings)
-    conversation.save()
+def _answer(
+    user: User,
+    conversation: Conversation,
+    settings: ChatSettings,
+    choice: ModelChoice,
+    first_question: str | None = None,
+) -> tuple[Message, Job]:
+    """Create the streaming assistant message and the job that will fill it. ``first_question``: the
+    conversation was just created with ``settings`` and holds only that question (nothing to save or read back)."""
+    if first_question is None:
+        _apply_settings(conversation, settings)
+        conversation.save()
     temperature = settings.temperature if settings.temperature is not None else choice.temperature_for(settings.task)
+    max_tokens = budget(user, conversation, choice)
     message = Message.objects.create(
         conversation=conversation, role=Role.ASSISTANT, status=Status.STREAMING, model=choice.name,
-        deployment_id=choice.deployment_id, temperature=temperature,
+        deployment_id=choice.deployment_id, temperature=temperature, max_tokens=max_tokens,
     )  # fmt: skip
-    job = plan(user, conversation, message.pk, choice)
-    Message.objects.filter(pk=message.pk).update(max_tokens=job.max_tokens)
-    message.max_tokens = job.max_tokens
+    messages = first_turn(conversation, first_question) if first_question is not None else None
+    job = plan(user, conversation, message.pk, choice, max_tokens=max_tokens, messages=messages)
     live.begin(message.pk)  # the heartbeat exists before the transaction commits: no reaper can take it
     return message, job
 
@@ -110,14 +118,16 @@ def send(user: User, conversation_id: int | None, content: str, settings: ChatSe
 def _send(user: User, conversation_id: int | None, content: str, settings: ChatSettings) -> Turn:
     choice = choose_model(user, settings.model)  # refuse before creating anything
     if conversation_id is None:
-        conversation = Conversation.objects.create(user=user, title=_title_from(content))
+        conversation = Conversation(user=user, title=_title_from(content))
+        _apply_settings(conversation, settings)
+        conversation.save(force_insert=True)
     else:
         conversation = _lock(user, conversation_id)
         _ensure_idle(conversation)
         if not conversation.title:
             conversation.title = _title_from(content)
     question = Message.objects.create(conversation=conversation, role=Role.USER, content=content)
-    answer, job = _answer(user, conversation, settings, choice)
+    answer, job = _answer(user, conversation, settings, choice, content if conversation_id is None else None)
     return Turn(job, conversation, [question, answer])
 
 

@@ -55,12 +55,28 @@ class ChatModelSerializer(serializers.Serializer):
     max_model_len = serializers.IntegerField()
 
 
+# The chat's events carry these shapes for every answer (started, done); built directly from the fields,
+# as the serializers above render them (test_send_cost.py holds them equal): a ModelSerializer builds its
+# fields anew for each instance, a few milliseconds of a busy process per answer.
+_WHEN = serializers.DateTimeField()
+_MESSAGE_FIELDS = [name for name in MessageSerializer.Meta.fields if name not in ("created_at", "finished_at")]
+_CONVERSATION_FIELDS = [name for name in ConversationSerializer.Meta.fields if name not in ("created_at", "updated_at")]
+
+
+def _when(value: Any) -> Any:
+    return None if value is None else _WHEN.to_representation(value)
+
+
 def message_data(message: Message) -> dict[str, Any]:
-    return dict(MessageSerializer(message).data)
+    data = {name: getattr(message, name) for name in _MESSAGE_FIELDS}
+    data["created_at"], data["finished_at"] = _when(message.created_at), _when(message.finished_at)
+    return data
 
 
 def conversation_data(conversation: Conversation) -> dict[str, Any]:
-    return dict(ConversationSerializer(conversation).data)
+    data = {name: getattr(conversation, name) for name in _CONVERSATION_FIELDS}
+    data["created_at"], data["updated_at"] = _when(conversation.created_at), _when(conversation.updated_at)
+    return data
 
 
 @extend_schema_serializer(many=False)  # the list action answers this one envelope, not an array of them

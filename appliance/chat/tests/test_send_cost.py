@@ -1,0 +1,46 @@
+"""What starting an answer costs the database (issue 11: the chat's per-answer work was its bottleneck
+under load), and that the shortcuts taken for it give what the long way gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from appliance.chat import services
+from appliance.chat.api.serializers import ConversationSerializer, MessageSerializer, conversation_data, message_data
+from appliance.chat.models import Message
+from appliance.chat.planning import ChatSettings, history
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_new_conversations_first_answer_is_three_inserts_once_model_and_quota_are_known(
+    personas: Any, eng_model: Any
+) -> None:
+    alice = personas["alice"]
+    settings = ChatSettings(model=eng_model.served_model_name, system_prompt="Answer briefly.")
+    services.send(alice, None, "warm-up", settings)  # the model choice and the quota scopes are kept now
+    with CaptureQueriesContext(connection) as queries:
+        turn = services.send(alice, None, "你好，请介绍一下自己。", settings)
+    statements = [q["sql"].split()[0] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert statements == ["INSERT", "INSERT", "INSERT"]  # the conversation, the question, the answer
+    # What the engine is asked is what reading the conversation back gives, and the rows hold the settings.
+    assert turn.job.payload["messages"] == history(turn.conversation)
+    assert turn.job.payload["messages"][0] == {"role": "system", "content": "Answer briefly."}
+    stored = Message.objects.get(pk=turn.job.message_id)
+    assert stored.max_tokens == turn.job.max_tokens
+    assert turn.conversation.system_prompt == "Answer briefly."
+
+
+def test_the_event_shapes_are_the_serializers(personas: Any, eng_model: Any) -> None:
+    alice = personas["alice"]
+    turn = services.send(alice, None, "Hello", ChatSettings(model=eng_model.served_model_name, temperature=0.3))
+    Message.objects.filter(pk=turn.job.message_id).update(
+        content="答案", status="complete", completion_tokens=12, duration_ms=480, ttft_ms=35, prompt_tokens=7
+    )
+    for message in [*turn.messages, *Message.objects.filter(conversation=turn.conversation)]:
+        assert message_data(message) == dict(MessageSerializer(message).data)
+    assert conversation_data(turn.conversation) == dict(ConversationSerializer(turn.conversation).data)
