@@ -20,6 +20,20 @@ CHROMIUM_ARGS = [
 ]
 
 
+def goto(page: Any, url: str, attempts: int = 3) -> None:
+    """``page.goto``, again when Chromium reports ERR_NETWORK_CHANGED: a container started by the test
+    adds a network interface, and Chromium fails the navigation in flight when it sees one appear."""
+    from playwright.sync_api import Error
+
+    for attempt in range(attempts):
+        try:
+            page.goto(url)
+            return
+        except Error as exc:
+            if "ERR_NETWORK_CHANGED" not in str(exc) or attempt == attempts - 1:
+                raise
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not shutil.which(CHROMIUM):
