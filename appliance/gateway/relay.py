@@ -12,14 +12,12 @@ when the client asked and the engine sent none, the gateway adds one from its ow
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from appliance.engines import client
@@ -115,54 +113,12 @@ class SseRelay:
         return sse({**head, "choices": [], "usage": usage})
 
 
-_END = object()
-# Reads held for a client slower than the engine before the engine is read no further (backpressure).
-COALESCE_MAX_READS = 256
-
-
-async def coalesced(reads: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
-    """The engine's reads, those that arrived while the previous ones were being sent joined into one.
-
-    A task reads the engine while the relay writes to the client; when the client's side is the slower
-    one (a busy process, hundreds of streams), what piled up meanwhile goes out in one write, and is
-    scanned once, instead of one write per token. With one quiet stream every read goes out alone, as
-    before. The reader's failure (the engine went away) is raised here, after the reads before it.
-    """
-    queue: asyncio.Queue[Any] = asyncio.Queue(COALESCE_MAX_READS)
-
-    async def read() -> None:
-        try:
-            async for data in reads:
-                await queue.put(data)
-        except Exception as exc:
-            await queue.put(exc)
-        else:
-            await queue.put(_END)
-
-    reader = asyncio.ensure_future(read())
-    try:
-        while True:
-            items = [await queue.get()]
-            while not queue.empty() and len(items) < COALESCE_MAX_READS:
-                items.append(queue.get_nowait())
-            data = [item for item in items if isinstance(item, bytes)]
-            if data:
-                yield data[0] if len(data) == 1 else b"".join(data)
-            last = items[-1]
-            if last is _END:
-                return
-            if isinstance(last, Exception):
-                raise last
-    finally:
-        reader.cancel()
-        with contextlib.suppress(BaseException):
-            await reader
-
-
 async def relay_sse(opened: client.Opened, guard: Guard, call: Call) -> AsyncGenerator[bytes, None]:
     relay = SseRelay(guard, call.include_usage, call.model, call.kind)
     try:
-        async for data in coalesced(client.reads(opened)):
+        # Each read is all the engine sent since the last one (client.reads): when writing to the client
+        # was the slower side, what piled up meanwhile goes out in one write and is scanned once.
+        async for data in client.reads(opened):
             out = relay.feed(data)
             if out:
                 yield out
