@@ -4,17 +4,20 @@ as it streams (appliance/safety for the rules and the matching).
 When no rule applies to the caller's department the gateway does none of this: ``Route.safety`` is
 None and the relay passes the engine's bytes on as before. With rules, the text of the answer is the
 ``content``, ``reasoning_content`` and ``text`` fields of its SSE events, in order. Each read of the
-relay is a few pieces of the scanner, whose tags are the read's raw bytes: the events that may go out
-at once (if no word starts in them) as one piece, and each of the last events that carry the last
-characters a word could still continue from (held until more text follows). Pieces the scanner releases unchanged
-go out byte for byte; only the text fields of a masked or cut piece are rewritten. At a blocking
+relay (its complete events) is one piece of the scanner, tagged with the read's raw bytes, held until
+the text after it is as long as the longest word less one character: no word can then start in it
+and end later. A read is one event while the console keeps up with the engine (an engine's pace), so
+the answer is held back by a few tokens; a read of many events comes when the console is behind the
+engine, and then the next read is already waiting. Pieces the scanner releases unchanged go out byte
+for byte; only the text fields of a masked or cut piece are rewritten. At a blocking
 match the client gets the text before it, an ``error`` event saying why (in the language of its
 ``Accept-Language``), ``[DONE]``, and the engine's request is closed.
 
 Why per read and on the raw bytes: the relay's ceiling is tens of thousands of events a second, so
 per-event Python (splitting, parsing each event's JSON, a piece per event) cost more than the
-automaton itself; this way a read of one event (as engines send them) costs one regular-expression pass, one decode and
-one scan.
+automaton itself; this way a read costs one regular-expression pass, one decode and one scan, however
+many events it carries (a piece per event held back within a read of four cost 2.8 µs an event,
+one piece 1.2 µs: docs/performance.md, section 4).
 """
 
 from __future__ import annotations
@@ -182,7 +185,7 @@ class SseScreen:
         if self.pending:
             data, self.pending = self.pending + data, b""
         elif data.find(b"\n\n") == len(data) - 2 and data != _DONE:
-            return self._screen_event(data)
+            return self._screen(data)  # one whole event: nothing to keep for the next read
         end = data.rfind(b"\n\n") + 2
         if end < len(data):  # an incomplete event at the end: kept for the next read
             if end < 2:
@@ -209,22 +212,13 @@ class SseScreen:
             record_later(self.context, Stage.ANSWER, self.scanner.hits)
 
     def _screen(self, block: bytes) -> bytes:
-        """Complete events: scanned, and what may go out of them and of those held before."""
-        out = self._out(self.scanner.feed_many(*self._pieces(block)))
-        if self.blocked:
-            self.record()
-            return out + self._blocked_event() + _DONE
-        return out
-
-    def _screen_event(self, event: bytes) -> bytes:
-        """One whole event, as a stream relayed one token a read comes: one piece, no walking back.
-        (At the relay's ceiling this runs for every token; each step here shows in its tokens/s.)"""
-        values = _TEXT_VALUE.findall(event)
-        if len(values) == 1 and b"\\" not in values[0]:
+        """Complete events (one read): one piece, and what may go out of it and of those held before."""
+        values = _TEXT_VALUE.findall(block)
+        if len(values) == 1 and b"\\" not in values[0]:  # one plain text field: the common event
             text = values[0].decode(errors="replace")
         else:
             text = _text(values)
-        released = self.scanner.feed(text, event)
+        released = self.scanner.feed(text, block)
         if len(released) == 1 and not released[0].changed:
             return released[0].tag
         out = self._out(released)
@@ -232,26 +226,6 @@ class SseScreen:
             self.record()
             return out + self._blocked_event() + _DONE
         return out
-
-    def _pieces(self, block: bytes) -> tuple[list[str], list[bytes]]:
-        """The read as scanner pieces: each of its last events that carry its last ``hold`` characters
-        (only they may have to wait for more text), and the events before them as one piece. Walks
-        back over a few events, whatever the read's size; a read of one event is one piece."""
-        need, end = self.scanner.hold, len(block)
-        texts, tags = [], []
-        while need > 0 and end > 0:
-            found = block.rfind(b"\n\n", 0, end - 2)
-            start = found + 2 if found >= 0 else 0
-            texts.append(_text(_TEXT_VALUE.findall(block, start, end)))
-            tags.append(block[start:end])
-            need -= len(texts[-1])
-            end = start
-        if end > 0:
-            texts.append(_text(_TEXT_VALUE.findall(block, 0, end)))
-            tags.append(block[:end])
-        texts.reverse()
-        tags.reverse()
-        return texts, tags
 
     @staticmethod
     def _out(released: list[Released]) -> bytes:

@@ -85,6 +85,7 @@ def searchable(text: str) -> str:
 # vocabulary: the common ones recur all through an answer and across answers, so their searchable
 # form is kept (a dictionary lookup instead of a fold and two codecs on every token).
 token_searchable = functools.lru_cache(maxsize=16384)(searchable)
+TOKEN_CHARS = 16
 
 
 def fold(text: str) -> str:
@@ -162,10 +163,9 @@ class Released(NamedTuple):
 class StreamScanner:
     """One answer's text, piece by piece (see the module's docstring).
 
-    ``feed_many`` takes all the pieces of one read at once: the automaton runs over their joined
-    text in one call. The common case -- nothing matched, nothing to mask -- is a scan and a slice of
-    the held list; anything else (the positions of masks, the cut before a blocking word) is worked
-    out only when a word was found.
+    The common case -- nothing matched, nothing to mask, the oldest piece let go -- is a scan and a
+    pop; anything else (the positions of masks, the cut before a blocking word) is worked out only
+    when a word was found.
     """
 
     def __init__(self, matcher: Matcher, excerpt_chars: int = 0) -> None:
@@ -183,8 +183,8 @@ class StreamScanner:
     def feed(self, piece: str, tag: Any = None) -> list[Released]:
         """Add a piece; return the pieces that may go out now. After a block, the text before it.
 
-        ``feed_many`` for one piece, in fewer steps: a stream relayed one event a read calls this for
-        every token, and at the relay's ceiling each step shows in its tokens/s."""
+        A stream relayed one event a read calls this for every token, and at the relay's ceiling each
+        step shows in its tokens/s."""
         if self.blocked is not None:
             return []
         pieces = self._pieces
@@ -192,7 +192,8 @@ class StreamScanner:
         self._tags.append(tag)
         self._held += len(piece)
         if piece and self._search is not None:
-            self._search.set(token_searchable(piece))
+            # A piece of a few characters is a token (one event a read): likely seen before.
+            self._search.set(token_searchable(piece) if len(piece) <= TOKEN_CHARS else searchable(piece))
             for last, index in self._search:
                 hit = self.matcher.hit(last, index, self._base)
                 if hit is not None and self._found(hit):
@@ -205,21 +206,6 @@ class StreamScanner:
         self._held -= first
         self._base += first
         return [Released(pieces.pop(0), False, self._tags.pop(0))]
-
-    def feed_many(self, pieces: list[str], tags: list[Any]) -> list[Released]:
-        if self.blocked is not None:
-            return []
-        joined = pieces[0] if len(pieces) == 1 else "".join(pieces)
-        self._pieces += pieces
-        self._tags += tags
-        self._held += len(joined)
-        if self._search is not None and joined:
-            self._search.set(searchable(joined))
-            for last, index in self._search:
-                hit = self.matcher.hit(last, index, self._base)
-                if hit is not None and self._found(hit):
-                    return self._release_before(hit.start)
-        return self._release(self.hold)
 
     def finish(self) -> list[Released]:
         """The answer ended: everything still held."""

@@ -135,13 +135,18 @@ def test_escaped_text_reasoning_and_completions_are_screened(sizes: str, seed: i
     assert shown(out) == "a ****** b"
 
 
-def test_only_the_last_characters_wait_for_more_text() -> None:
-    # The longest word has 15 characters: only the events holding the last 14 wait for the next read.
+def test_a_read_waits_only_until_enough_text_follows_it() -> None:
+    # The longest word has 15 characters: a read goes out once 14 characters follow it. A read of one
+    # event (the engine's pace) is held by a token or two; a read of several (the console was behind
+    # the engine) is held as one, until the next read brings enough text.
     screen = SseScreen(Matcher(RULES), CONTEXT, "en")
-    first = b"".join(event(t) for t in ["0123456789", "abcdefghij", "ABCDEFGHIJ"])
-    assert shown(screen.feed(first)) == "0123456789"
-    assert shown(screen.feed(event("klmnopqrst"))) == "abcdefghij"
-    assert shown(screen.feed(DONE)) == "ABCDEFGHIJklmnopqrst"
+    assert shown(screen.feed(event("0123456789"))) == ""
+    assert shown(screen.feed(event("abcdefghij"))) == ""  # 10 characters after the first: not enough
+    assert shown(screen.feed(event("ABCDEFGHIJ"))) == "0123456789"
+    several = b"".join(event(t) for t in ["klmnopqrst", "KLMNOPQRST"])
+    assert shown(screen.feed(several)) == "abcdefghijABCDEFGHIJ"
+    assert shown(screen.feed(event("uvw"))) == ""  # 3 characters after the read of two: it waits
+    assert shown(screen.feed(DONE)) == "klmnopqrstKLMNOPQRSTuvw"
 
 
 def test_after_a_block_nothing_more_goes_out(recorded: list[tuple[str, list[Hit]]]) -> None:
