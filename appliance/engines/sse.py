@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,10 @@ from typing import Any
 from appliance.engines.client import Disconnected, EngineFailure, error_message
 
 logger = logging.getLogger(__name__)
+
+# The text fields of OpenAI-style streamed chunks, and their JSON string values (escapes included, quotes
+# not): what the gateway counts when an engine sends no usage, and what content safety screens.
+TEXT_VALUE = re.compile(rb'"(?:content|reasoning_content|text)":\s*"([^"\\]*(?:\\.[^"\\]*)*)"')
 
 DONE = b"[DONE]"
 

@@ -23,7 +23,7 @@ from typing import Any
 from appliance.engines import client
 from appliance.engines import sse as engine_sse
 from appliance.gateway.metering import Guard, UsageStatus
-from appliance.gateway.protocol import Call, Kind
+from appliance.gateway.protocol import Kind
 
 logger = logging.getLogger(__name__)
 
@@ -58,16 +58,22 @@ class SseRelay:
         self.guard, self.include_usage, self.model, self.kind = guard, include_usage, model, kind
         self.events = engine_sse.Events()
         self.saw_usage = False
+        # The last read passed on as it came, and its text fields (content safety screens them: one
+        # regular-expression pass for both, see StreamedAnswer).
+        self.passed: bytes | None = None
+        self.values: list[bytes] = []
 
     def feed(self, data: bytes) -> bytes:
         """The complete events so far, processed; an incomplete tail is kept for the next read."""
         if not self.events.pending and data.endswith(b"\n\n") and not any(m in data for m in _NOT_AS_IS):
             # Nearly every read: whole events of text, nothing to change. Passed on as read, the text
             # events counted in one scan (the fallback count, when the engine sends no usage).
-            texts = len(_TEXT.findall(data))
+            values = engine_sse.TEXT_VALUE.findall(data)
+            texts = len(values) - values.count(b"")
             if texts:
                 self.guard.first_token()
                 self.guard.add_completion_tokens(texts)
+            self.passed, self.values = data, values
             return data
         return b"".join([out for out in map(self.event, self.events.feed(data)) if out])
 
@@ -113,8 +119,8 @@ class SseRelay:
         return sse({**head, "choices": [], "usage": usage})
 
 
-async def relay_sse(opened: client.Opened, guard: Guard, call: Call) -> AsyncGenerator[bytes, None]:
-    relay = SseRelay(guard, call.include_usage, call.model, call.kind)
+async def relay_sse(opened: client.Opened, relay: SseRelay) -> AsyncGenerator[bytes, None]:
+    guard = relay.guard
     try:
         # Each read is all the engine sent since the last one (client.reads): when writing to the client
         # was the slower side, what piled up meanwhile goes out in one write and is scanned once.

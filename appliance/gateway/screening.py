@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from typing import Any
 
 from django.conf import settings
@@ -34,6 +33,7 @@ from django.utils import translation
 from django.utils.translation import gettext, trans_real
 
 from appliance.core import dbthreads
+from appliance.engines import sse as engine_sse
 from appliance.gateway.errors import GatewayError
 from appliance.gateway.protocol import Call
 from appliance.safety import recording
@@ -43,7 +43,7 @@ from appliance.safety.matcher import Hit, Matcher, Released, StreamScanner, mask
 logger = logging.getLogger(__name__)
 
 # The text fields of streamed chunks, and their JSON strings (escapes included).
-_TEXT_VALUE = re.compile(rb'"(?:content|reasoning_content|text)":\s*"([^"\\]*(?:\\.[^"\\]*)*)"')
+_TEXT_VALUE = engine_sse.TEXT_VALUE
 _DONE = b"data: [DONE]\n\n"
 _recording: set[asyncio.Task[Any]] = set()
 
@@ -179,11 +179,14 @@ class SseScreen:
     def blocked(self) -> bool:
         return self.scanner.blocked is not None
 
-    def feed(self, data: bytes) -> bytes:
+    def feed(self, data: bytes, values: list[bytes] | None = None) -> bytes:
+        """``values``: the text fields of ``data`` when the caller found them already (the relay)."""
         if self.scanner.blocked is not None:
             return b""
         if self.pending:
             data, self.pending = self.pending + data, b""
+        elif values is not None and data.endswith(b"\n\n") and _DONE not in data:
+            return self._screen(data, values)  # whole events (as the relay passes them on)
         elif data.find(b"\n\n") == len(data) - 2 and data != _DONE:
             return self._screen(data)  # one whole event: nothing to keep for the next read
         end = data.rfind(b"\n\n") + 2
@@ -211,9 +214,10 @@ class SseScreen:
             self.recorded = True
             record_later(self.context, Stage.ANSWER, self.scanner.hits)
 
-    def _screen(self, block: bytes) -> bytes:
+    def _screen(self, block: bytes, values: list[bytes] | None = None) -> bytes:
         """Complete events (one read): one piece, and what may go out of it and of those held before."""
-        values = _TEXT_VALUE.findall(block)
+        if values is None:
+            values = _TEXT_VALUE.findall(block)
         if len(values) == 1 and b"\\" not in values[0]:  # one plain text field: the common event
             text = values[0].decode(errors="replace")
         else:

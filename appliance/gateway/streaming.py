@@ -29,6 +29,7 @@ class StreamedAnswer:
     def __init__(self, call: Call, opened: Opened, guard: Guard, screen: SseScreen | None = None) -> None:
         self.call, self.opened, self.guard, self.screen = call, opened, guard, screen
         self.finished = False
+        self.sse = relay.SseRelay(guard, call.include_usage, call.model, call.kind)
 
     def body(self) -> AsyncGenerator[bytes, None]:
         generator = self._body()
@@ -38,7 +39,7 @@ class StreamedAnswer:
     def _source(self) -> AsyncGenerator[bytes, None]:
         if speaks(self.opened.endpoint.engine, Dialect.OLLAMA):
             return translate_ollama.relay_ndjson(self.opened, self.call, self.guard)
-        return relay.relay_sse(self.opened, self.guard, self.call)
+        return relay.relay_sse(self.opened, self.sse)
 
     async def _body(self) -> AsyncGenerator[bytes, None]:
         source = self._source()
@@ -50,7 +51,8 @@ class StreamedAnswer:
                 if self.screen is None:
                     yield chunk
                     continue
-                out = self.screen.feed(chunk)
+                # A read the relay passed on as it came: its text fields are found already.
+                out = self.screen.feed(chunk, self.sse.values if chunk is self.sse.passed else None)
                 if out:
                     yield out
                 if self.screen.blocked:

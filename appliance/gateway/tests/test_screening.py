@@ -155,3 +155,20 @@ def test_after_a_block_nothing_more_goes_out(recorded: list[tuple[str, list[Hit]
     assert shown(out) == "a " and screen.blocked
     assert screen.feed(event("more")) == b""
     assert len(recorded) == 1 and recorded[0][1][0].action == Action.BLOCK
+
+
+@pytest.mark.parametrize(("sizes", "seed"), CUTS)
+def test_text_fields_the_relay_found_give_the_same_answer(sizes: str, seed: int) -> None:
+    from appliance.engines.sse import TEXT_VALUE
+
+    data = answer(["A top sec", "ret", " note", "，不是", "敏感", "的", "。"] * 3)
+    plain, relayed = SseScreen(Matcher(RULES), CONTEXT, "en"), SseScreen(Matcher(RULES), CONTEXT, "en")
+    out_plain, out_relayed = [], []
+    for part in reads(data, sizes, seed):
+        out_plain.append(plain.feed(part))
+        whole = part.endswith(b"\n\n") and b"[DONE]" not in part
+        out_relayed.append(relayed.feed(part, TEXT_VALUE.findall(part) if whole else None))
+    out_plain.append(plain.finish())
+    out_relayed.append(relayed.finish())
+    assert b"".join(out_relayed) == b"".join(out_plain)
+    assert shown(b"".join(out_relayed)) == "A top ****** note，不是敏感的。" * 3
