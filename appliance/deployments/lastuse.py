@@ -22,13 +22,14 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
+from appliance.core import background
+
 logger = logging.getLogger(__name__)
 
 TOUCH_EVERY_SECONDS = 10.0
 KEY_TTL_SECONDS = 8 * 24 * 3600  # longer than the longest idle timeout (a week)
 
 _touched: dict[int, float] = {}  # deployment id -> when this process last wrote its key (monotonic)
-_pending: set[asyncio.Task[None]] = set()
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
 
 
@@ -71,9 +72,7 @@ def touch(*deployment_ids: int) -> None:
         if now - _touched.get(deployment_id, -TOUCH_EVERY_SECONDS) < TOUCH_EVERY_SECONDS:
             continue
         _touched[deployment_id] = now
-        task = asyncio.get_running_loop().create_task(_write(deployment_id, time.time()))
-        _pending.add(task)
-        task.add_done_callback(_pending.discard)
+        background.start(_write(deployment_id, time.time()))
 
 
 def forget_throttle() -> None:

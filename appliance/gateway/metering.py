@@ -9,14 +9,14 @@ queues the usage record in the same Redis script (appliance/quotas/usage.py).
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
 from appliance.accounts.models import User
+from appliance.core import background
 from appliance.deployments.routing import worst_template
 from appliance.gateway.errors import INVALID_REQUEST, RATE_LIMIT, UNAVAILABLE, GatewayError
 from appliance.gateway.protocol import Call, Kind
@@ -86,23 +86,12 @@ def served_by(guard: Guard, endpoint: Endpoint) -> None:
     guard.meta = replace(guard.meta, deployment_id=endpoint.deployment_id)
 
 
-_settling: set[asyncio.Task[Any]] = set()
-
-
 def settle_later(guard: Guard) -> None:
     """Settle a whole answer once it has gone out, not before: the client does not wait for the Redis
     round trip (a third of the gateway's own time for a short answer). The quota stays safe meanwhile:
     the reservation holds the worst case until the settlement replaces it with the real usage. Not for
     streams, whose settlement already comes after their last byte."""
-    task = asyncio.ensure_future(guard.afinish())
-    _settling.add(task)
-    task.add_done_callback(_settling.discard)
-
-
-async def drain_settling() -> None:
-    """Wait for the settlements still running (tests, shutdown)."""
-    while _settling:
-        await asyncio.gather(*_settling, return_exceptions=True)
+    background.start(guard.afinish())
 
 
 async def fail(guard: Guard) -> None:

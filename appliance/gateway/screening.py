@@ -22,7 +22,6 @@ one piece 1.2 µs: docs/performance.md, section 4).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import Any
@@ -32,7 +31,7 @@ from django.http import HttpRequest
 from django.utils import translation
 from django.utils.translation import gettext, trans_real
 
-from appliance.core import dbthreads
+from appliance.core import background, dbthreads
 from appliance.engines import sse as engine_sse
 from appliance.gateway.errors import GatewayError
 from appliance.gateway.protocol import Call
@@ -45,7 +44,6 @@ logger = logging.getLogger(__name__)
 # The text fields of streamed chunks, and their JSON strings (escapes included).
 _TEXT_VALUE = engine_sse.TEXT_VALUE
 _DONE = b"data: [DONE]\n\n"
-_recording: set[asyncio.Task[Any]] = set()
 
 
 def request_language(request: HttpRequest) -> str:
@@ -87,15 +85,7 @@ def record_later(context: recording.Context, stage: str, hits: list[Hit]) -> Non
     """Hits are written in a task of their own: a client leaving must not cancel their record."""
     if not hits:
         return
-    task = asyncio.ensure_future(dbthreads.run(recording.record_hits, context, stage, hits))
-    _recording.add(task)
-    task.add_done_callback(_recording.discard)
-
-
-async def drain_recording() -> None:
-    """Wait for hits still being written (tests, shutdown)."""
-    while _recording:
-        await asyncio.gather(*_recording, return_exceptions=True)
+    background.start(dbthreads.run(recording.record_hits, context, stage, hits))
 
 
 def check_prompt(matcher: Matcher, call: Call, context: recording.Context, language: str) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import weakref
 from collections.abc import AsyncGenerator
 
+from appliance.core import background
 from appliance.deployments import lastuse
 from appliance.engines import client
 from appliance.engines.client import Opened
@@ -21,8 +22,6 @@ from appliance.gateway import relay, translate_ollama
 from appliance.gateway.metering import Guard, UsageStatus
 from appliance.gateway.protocol import Call
 from appliance.gateway.screening import SseScreen
-
-_orphans: set[asyncio.Task[None]] = set()  # cleanups started by the collector, kept until they end
 
 
 class StreamedAnswer:
@@ -83,6 +82,4 @@ class StreamedAnswer:
     def _collected(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.finished or loop.is_closed():
             return
-        task = loop.create_task(self.finish(UsageStatus.CANCELLED))
-        _orphans.add(task)
-        task.add_done_callback(_orphans.discard)
+        background.start(self.finish(UsageStatus.CANCELLED), loop)
