@@ -147,28 +147,33 @@ def nginx(console_port: int) -> Iterator[tuple[int, ssl.SSLContext]]:
                 os.environ["SSL_CERT_FILE"] = previous
 
 
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (the server's workers), as /proc lists them per thread."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in open(f"/proc/{pid}/task/{task}/children").read().split()]
+    return found
+
+
 def rss_mib(pid: int) -> float:
     """Resident memory of a process and all its descendants (the server and its workers), in MiB."""
     total = 0.0
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
             total += int(line.split()[1]) / 1024
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(OSError):
-            for child in open(f"/proc/{pid}/task/{task}/children").read().split():
-                with contextlib.suppress(OSError):
-                    total += rss_mib(int(child))
+    for child in children(pid):
+        with contextlib.suppress(OSError):  # a child that ended meanwhile
+            total += rss_mib(child)
     return total
 
 
 def worker_rss_mib(pid: int) -> list[float]:
     """Resident memory of each child of the server's main process (its workers), in MiB."""
     found = []
-    for task in os.listdir(f"/proc/{pid}/task"):
+    for child in children(pid):
         with contextlib.suppress(OSError):
-            for child in open(f"/proc/{pid}/task/{task}/children").read().split():
-                with contextlib.suppress(OSError):
-                    found.append(round(rss_mib(int(child)), 1))
+            found.append(round(rss_mib(child), 1))
     return found
 
 

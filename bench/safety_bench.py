@@ -84,11 +84,9 @@ def cpu_seconds(pid: int) -> float:
     """User + system time of a process and its descendants (the server's workers) so far."""
     fields = open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()
     total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(OSError):
-            for child in open(f"/proc/{pid}/task/{task}/children").read().split():
-                with contextlib.suppress(OSError):
-                    total += cpu_seconds(int(child))
+    for child in harness.children(pid):
+        with contextlib.suppress(OSError):  # a child that ended meanwhile
+            total += cpu_seconds(child)
     return total
 
 
