@@ -31,14 +31,6 @@ def nodes(personas: dict, departments: dict, settings: Any) -> dict[str, Any]:
     return {"n1": n1, "n2": n2}
 
 
-@pytest.fixture
-def import_dir(tmp_path: Path, settings: Any) -> Path:
-    directory = tmp_path / "images"
-    directory.mkdir()
-    settings.APPLIANCE_IMAGE_IMPORT_DIR = str(directory)
-    return directory
-
-
 def make_tar(path: Path) -> Path:
     member = path.parent / "manifest.json"
     member.write_text("[]")

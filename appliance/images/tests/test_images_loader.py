@@ -32,14 +32,6 @@ def node(db: Any, settings: Any) -> Any:
 
 
 @pytest.fixture
-def import_dir(tmp_path: Path, settings: Any) -> Path:
-    directory = tmp_path / "images"
-    directory.mkdir()
-    settings.APPLIANCE_IMAGE_IMPORT_DIR = str(directory)
-    return directory
-
-
-@pytest.fixture
 def tarball(import_dir: Path) -> Path:
     """A tar header followed by 20 MiB, so the stream has 21 chunks."""
     path = make_tar(import_dir / "engine.tar")

@@ -25,14 +25,6 @@ def node(db: Any) -> Any:
 
 
 @pytest.fixture
-def import_dir(tmp_path: Path, settings: Any) -> Path:
-    directory = tmp_path / "images"
-    directory.mkdir()
-    settings.APPLIANCE_IMAGE_IMPORT_DIR = str(directory)
-    return directory
-
-
-@pytest.fixture
 def tarball(tmp_path: Path) -> bytes:
     return make_tar(tmp_path / "engine.tar").read_bytes()
 
