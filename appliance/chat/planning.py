@@ -147,9 +147,7 @@ def _to_start(user: User, name: str) -> ModelChoice:
 
 def history(conversation: Conversation) -> list[dict[str, str]]:
     """The messages sent to the engine: system prompt, then the current turns (never the reasoning)."""
-    messages = []
-    if conversation.system_prompt.strip():
-        messages.append({"role": "system", "content": conversation.system_prompt})
+    messages = _system(conversation)
     rows = conversation.messages.current().exclude(status=Status.STREAMING).values_list("role", "content")
     for role, content in rows:
         if role == Role.USER or content.strip():
@@ -164,8 +162,14 @@ def estimate_tokens(messages: list[dict[str, str]], template: TemplateCost) -> i
 
 def first_turn(conversation: Conversation, question: str) -> list[dict[str, str]]:
     """``history`` of a conversation whose only message is ``question`` (a new one), without reading it back."""
-    system = [{"role": "system", "content": conversation.system_prompt}] if conversation.system_prompt.strip() else []
-    return [*system, {"role": str(Role.USER), "content": question}]
+    return [*_system(conversation), {"role": str(Role.USER), "content": question}]
+
+
+def _system(conversation: Conversation) -> list[dict[str, str]]:
+    """The system prompt as the first message, when the conversation has one."""
+    if conversation.system_prompt.strip():
+        return [{"role": "system", "content": conversation.system_prompt}]
+    return []
 
 
 def budget(user: User, conversation: Conversation, choice: ModelChoice) -> int:
