@@ -17,7 +17,7 @@ Why per read and on the raw bytes: the relay's ceiling is tens of thousands of e
 per-event Python (splitting, parsing each event's JSON, a piece per event) cost more than the
 automaton itself; this way a read costs one regular-expression pass, one decode and one scan, however
 many events it carries (a piece per event held back within a read of four cost 2.8 µs an event,
-one piece 1.2 µs: docs/performance.md, section 4).
+one piece 1.1 µs: docs/performance.md, section 4).
 """
 
 from __future__ import annotations
