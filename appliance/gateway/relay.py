@@ -1,10 +1,12 @@
 """Relaying an OpenAI-compatible engine's answer to the client while counting what it cost.
 
 Streams are passed on as the engine's reads arrive: each read's complete SSE events go out in one
-write, nothing waits for more. A read of whole events that mention neither ``usage`` nor ``[DONE]``
-(nearly all of them) goes out as it came, after one scan that counts its text fields, the fallback
-when an engine sends no usage (llama-cpp-python ignores ``stream_options``); the others are taken
-event by event, and only events that mention ``usage`` are parsed (one per stream). The gateway
+write, nothing waits for more (an incomplete last event waits for the next read). Events that mention
+neither ``usage`` nor ``[DONE]`` (nearly all of them) go out as they came, after one scan per read that
+counts their text fields, the fallback when an engine sends no usage (llama-cpp-python ignores
+``stream_options``); from the first that does, at the end of a stream, events are taken one by one,
+and only events that mention ``usage`` are parsed (one per stream). CRLF streams (sse-starlette) are
+taken event by event. The gateway
 always asks the engine for the usage chunk and drops it again when the client did not ask for it;
 when the client asked and the engine sent none, the gateway adds one from its own counts before
 ``[DONE]``.
@@ -30,7 +32,6 @@ logger = logging.getLogger(__name__)
 # A chunk that carries generated text: one token in vLLM's and llama.cpp's streams.
 _TEXT = re.compile(rb'"(?:content|text|reasoning_content)":\s*"(?!")')
 _NULL_USAGE = (b'"usage":null', b'"usage": null')
-_NOT_AS_IS = (b'"usage"', b"[DONE]", b"\r")  # what one event at a time may change or count differently
 DONE = b"data: [DONE]\n\n"
 
 
@@ -58,24 +59,53 @@ class SseRelay:
         self.guard, self.include_usage, self.model, self.kind = guard, include_usage, model, kind
         self.events = engine_sse.Events()
         self.saw_usage = False
-        # The last read passed on as it came, and its text fields (content safety screens them: one
-        # regular-expression pass for both, see StreamedAnswer).
+        # The events of the last read passed on as they came (all of the read's output, or at the end of
+        # a stream the start of it), and their text fields: content safety screens them, one
+        # regular-expression pass for both (StreamedAnswer).
         self.passed: bytes | None = None
         self.values: list[bytes] = []
 
     def feed(self, data: bytes) -> bytes:
         """The complete events so far, processed; an incomplete tail is kept for the next read."""
-        if not self.events.pending and data.endswith(b"\n\n") and not any(m in data for m in _NOT_AS_IS):
-            # Nearly every read: whole events of text, nothing to change. Passed on as read, the text
-            # events counted in one scan (the fallback count, when the engine sends no usage).
-            values = engine_sse.TEXT_VALUE.findall(data)
-            texts = len(values) - values.count(b"")
-            if texts:
-                self.guard.first_token()
-                self.guard.add_completion_tokens(texts)
-            self.passed, self.values = data, values
-            return data
-        return b"".join([out for out in map(self.event, self.events.feed(data)) if out])
+        events = self.events
+        if b"\r" in data:  # sse-starlette's CRLF line ends: event by event, as Events normalises them
+            return self._each(events.feed(data))
+        # A read ends wherever the engine's writes were cut (mid-event when the console is busy): its
+        # complete events go on now, the rest waits for the next read.
+        if events.pending:
+            data, events.pending = events.pending + data, b""
+        end = data.rfind(b"\n\n") + 2
+        if end < 2:
+            events.pending = data
+            return b""
+        if end < len(data):
+            data, events.pending = data[:end], data[end:]
+        usage_at, done_at = data.find(b'"usage"'), data.find(b"[DONE]")
+        if usage_at < 0 and done_at < 0:
+            return self._as_read(data)
+        # The end of the stream: the events before the first that names usage or [DONE] as read, the
+        # others one by one.
+        marked = done_at if usage_at < 0 else usage_at if done_at < 0 else min(usage_at, done_at)
+        start = data.rfind(b"\n\n", 0, marked) + 2
+        head = self._as_read(data[:start]) if start >= 2 else b""
+        rest, events.pending = events.pending, b""
+        out = head + self._each(events.feed(data[start:] if start >= 2 else data))
+        events.pending += rest
+        return out
+
+    def _as_read(self, data: bytes) -> bytes:
+        """Whole events of text, nothing to change (nearly every read): passed on as they are, the text
+        events counted in one scan (the fallback count, when the engine sends no usage)."""
+        values = engine_sse.TEXT_VALUE.findall(data)
+        texts = len(values) - values.count(b"")
+        if texts:
+            self.guard.first_token()
+            self.guard.add_completion_tokens(texts)
+        self.passed, self.values = data, values
+        return data
+
+    def _each(self, found: list[bytes]) -> bytes:
+        return b"".join([out for out in map(self.event, found) if out])
 
     def flush(self) -> bytes:
         rest = self.events.flush()

@@ -100,6 +100,24 @@ def test_events_split_across_reads_are_relayed_whole_and_counted() -> None:
     assert g.completion_tokens == 2
 
 
+@pytest.mark.parametrize("size", [5, 40, 61, 100, 150])
+def test_reads_cut_mid_event_pass_their_whole_events_on_as_read(size: int) -> None:
+    """A busy console reads where the engine's writes were cut: the complete events of each read go on
+    at once, with the text fields the relay found (content safety screens those), the rest waits."""
+    g = guard()
+    relay = SseRelay(g, include_usage=True)
+    stream = (CHUNK + b"\n\n") * 5 + USAGE + b"\n\n" + b"data: [DONE]\n\n"
+    out = []
+    for i in range(0, len(stream), size):
+        part = relay.feed(stream[i : i + size])
+        if part and b"usage" not in part and b"[DONE]" not in part:  # as read, its text fields found once
+            assert part is relay.passed and relay.values == [b" tok"] * part.count(b"\n\n")
+        out.append(part)
+    assert b"".join(out) + relay.flush() == stream
+    assert (g.prompt_tokens, g.completion_tokens) == (5, 2)  # the engine's usage, not the count
+    assert all(part.endswith(b"\n\n") for part in out if part)
+
+
 def test_crlf_events_are_normalised() -> None:
     g = guard()
     out = SseRelay(g, include_usage=True).feed(CHUNK + b"\r\n\r\n")
@@ -349,3 +367,33 @@ async def test_fast_path_checks_allowed_hosts_and_body_size(settings: Any) -> No
     settings.APPLIANCE_GATEWAY_MAX_BODY_BYTES = 10
     status, _headers, payload = await _serve_once("/v1/chat/completions", b"x" * 11, host="console.example")
     assert status == 413 and json.loads(payload)["error"]["code"] == "request_too_large"
+
+
+@pytest.mark.asyncio
+async def test_a_screened_stream_writes_no_empty_part() -> None:
+    """Every part of the body is a write of the server's; the held text goes out with [DONE], not after it."""
+    from appliance.gateway import upstream
+    from appliance.gateway.screening import SseScreen
+    from appliance.gateway.streaming import StreamedAnswer
+    from appliance.safety import recording
+    from appliance.safety.choices import Action, Channel
+    from appliance.safety.matcher import Matcher, Rule
+    from bench.synthetic_upstream import TOKEN, SyntheticUpstream
+
+    engine = await SyntheticUpstream(tokens=20, token_delay=0.001).start()
+    request = json.dumps({"stream": True, "max_tokens": 20}).encode()
+    screen = SseScreen(
+        Matcher([Rule(1, 1, "list", "a word longer than a token", Action.BLOCK)]),
+        recording.Context(1, "bob", 1, Channel.GATEWAY, "m1", "rid"),
+        "en",
+    )
+    try:
+        opened = await upstream.open_first([endpoint(engine.port)], lambda e: ("/v1/chat/completions", request), "rid")
+        answer = StreamedAnswer(parse(body(stream=True), Kind.CHAT), opened, guard(), screen)
+        parts = [part async for part in answer.body()]
+    finally:
+        await client.aclose()
+        await engine.stop()
+    assert parts and all(parts)
+    assert parts[-1].endswith(b"data: [DONE]\n\n")
+    assert b"".join(parts).count(json.dumps(TOKEN).encode()) == 20
