@@ -8,10 +8,12 @@ the figure is one process's ceiling), then two users in two
 departments reach the same engine through ``/v1``: one department with a word list of ``--words``
 entries (Chinese and English, none of which occurs in the engine's answer: the cost of screening
 clean traffic, the common case), one with none. For each concurrency level the two run one after
-the other, alternating ``--rounds`` times (without, with, without, with, ...), so a change in the machine's load
-hits both; the ratio is of the summed tokens/s. Since the machine may be shared, each run also reports the
-console's CPU time per token (its processes' user + system time over the tokens served), which other
-work on the machine disturbs far less than tokens/s. Also prints how long compiling the list took.
+the other, ``--rounds`` times, the first of each round alternating (without, with; with, without; ...), so
+a change in the machine's load hits both; the ratio is of the summed tokens/s, and the median and range
+of the rounds' own ratios show how far one round wanders. Since the machine may be shared, each run also
+reports the console's CPU time per token (its processes' user + system time over the tokens served).
+Also prints how long compiling the list took. ``--words 0`` is the control: both departments without a
+list, so the ratio shows the noise of the measurement itself.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import contextlib
 import json
 import os
 import random
+import statistics
 import time
 from typing import Any
 
@@ -101,8 +104,13 @@ async def level(
         await loadgen.run(f"warm-up {label}", "127.0.0.1", port, raw, concurrency=concurrency, seconds=1)
     totals = dict.fromkeys(raws, 0.0)
     per_token: dict[str, list[float]] = {label: [] for label in raws}
-    for _round in range(rounds):
-        for label, raw in raws.items():
+    per_round: list[dict[str, float]] = []
+    for number in range(rounds):
+        # Every other round the other one goes first (without, with; with, without; ...): a run just after
+        # another one inherits its tail (cleanups, the scheduler's state), and neither side should always.
+        order = list(raws.items())[:: -1 if number % 2 else 1]
+        per_round.append({})
+        for label, raw in order:
             before = cpu_seconds(pid)
             outcome = await loadgen.run(label, "127.0.0.1", port, raw, concurrency=concurrency, seconds=seconds)
             row = outcome.summary()
@@ -111,11 +119,17 @@ async def level(
             print(json.dumps(row))
             totals[label] += row["tokens_per_s"]
             per_token[label].append(row["console_cpu_us_per_token"])
+            per_round[-1][label] = row["tokens_per_s"]
     without, with_list = totals.values()
     cpu_without, cpu_with = (sum(values) / len(values) for values in per_token.values())
+    plain, listed = raws
+    pairs = sorted(r[listed] / r[plain] for r in per_round)
     ratios = {
         "tokens_per_s_ratio": round(with_list / without, 3),
         "cpu_per_token_ratio": round(cpu_with / cpu_without, 3),
+        # The rounds one by one (with / without in the same round): how much one round's figure wanders here.
+        "round_ratio_median": round(statistics.median(pairs), 3),
+        "round_ratio_range": [round(pairs[0], 3), round(pairs[-1], 3)],
     }
     print(json.dumps({"concurrency": concurrency, **ratios}))
 
@@ -143,7 +157,10 @@ def main() -> None:
     engine_port, gateway_port = harness.free_port(), harness.free_port()
     plain = harness.bench_key({MODEL: ("vllm", [engine_port])})
     listed = safety_key(args.words, engine_port)
-    print(f"# {args.words} words; compiling them took {compile_seconds('bench-safety'):.2f} s", flush=True)
+    if args.words:
+        print(f"# {args.words} words; compiling them took {compile_seconds('bench-safety'):.2f} s", flush=True)
+    else:  # both sides without a list: how far apart two identical configurations measure here (the noise)
+        print("# --words 0: a control, the second department's list is empty", flush=True)
     body = {"model": MODEL, "messages": [{"role": "user", "content": "Say something."}], "stream": True,
             "max_tokens": args.tokens}  # fmt: skip
     keys = {"gateway, no list": plain, f"gateway, {args.words}-word list": listed}

@@ -164,19 +164,20 @@ class SseScreen:
         self.context, self.language = context, language
         self.pending = b""
         self.recorded = False
-
-    @property
-    def blocked(self) -> bool:
-        return self.scanner.blocked is not None
+        self.blocked = False  # a blocking word was found: nothing more goes out
 
     def feed(self, data: bytes, values: list[bytes] | None = None) -> bytes:
-        """``values``: the text fields of ``data`` when the caller found them already (the relay)."""
-        if self.scanner.blocked is not None:
+        """``values``: the text fields of ``data`` when the caller found them already (the relay passes
+        them only with a read it passed on as it came: whole events, no ``[DONE]``)."""
+        if self.blocked:
             return b""
         if self.pending:
             data, self.pending = self.pending + data, b""
-        elif values is not None and data.endswith(b"\n\n") and _DONE not in data:
-            return self._screen(data, values)  # whole events (as the relay passes them on)
+        elif values is not None:  # the relay's read as it came: whole events, no [DONE] (SseRelay.feed)
+            if len(values) == 1 and b"\\" not in values[0]:  # one plain text field: nearly every read
+                out = self.scanner.step(values[0].decode(errors="replace"), data)
+                return out if type(out) is not list else self._after(out)
+            return self._screen(data, values)
         elif data.find(b"\n\n") == len(data) - 2 and data != _DONE:
             return self._screen(data)  # one whole event: nothing to keep for the next read
         end = data.rfind(b"\n\n") + 2
@@ -212,11 +213,14 @@ class SseScreen:
             text = values[0].decode(errors="replace")
         else:
             text = _text(values)
-        released = self.scanner.feed(text, block)
-        if len(released) == 1 and not released[0].changed:
-            return released[0].tag
+        out = self.scanner.step(text, block)
+        return out if type(out) is not list else self._after(out)
+
+    def _after(self, released: list[Released]) -> bytes:
+        """What goes out when a step released other than one piece unchanged: none, several, masked, or cut."""
         out = self._out(released)
-        if self.blocked:
+        if self.scanner.blocked is not None:
+            self.blocked = True
             self.record()
             return out + self._blocked_event() + _DONE
         return out

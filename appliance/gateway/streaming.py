@@ -50,14 +50,15 @@ class StreamedAnswer:
                 if self.screen is None:
                     yield chunk
                     continue
-                # A read the relay passed on as it came: its text fields are found already.
-                out = self.screen.feed(chunk, self.sse.values if chunk is self.sse.passed else None)
+                out = self._screened(chunk)
                 if out:
                     yield out
                 if self.screen.blocked:
                     return  # the finally below closes the engine's request
             if self.screen is not None:
-                yield self.screen.finish()
+                tail = self.screen.finish()  # empty when [DONE] came: what was held went out with it
+                if tail:
+                    yield tail  # an empty part would still cost the server a send
         except (asyncio.CancelledError, GeneratorExit):
             status = UsageStatus.CANCELLED
             raise
@@ -67,6 +68,16 @@ class StreamedAnswer:
         finally:
             await source.aclose()
             await self.finish(status)
+
+    def _screened(self, chunk: bytes) -> bytes:
+        """What of the relay's output may go out; the text fields the relay found are not looked for again."""
+        assert self.screen is not None
+        head = self.sse.passed  # the events of the last read passed on as they came
+        if chunk is head:  # nearly every read
+            return self.screen.feed(chunk, self.sse.values)
+        if head and len(chunk) > len(head) and chunk.startswith(head):  # the end of a stream after them
+            return self.screen.feed(head, self.sse.values) + self.screen.feed(chunk[len(head) :])
+        return self.screen.feed(chunk)
 
     async def finish(self, status: str | None = None) -> None:
         """Idempotent: the first caller closes, releases and settles."""

@@ -172,3 +172,26 @@ def test_text_fields_the_relay_found_give_the_same_answer(sizes: str, seed: int)
     out_relayed.append(relayed.finish())
     assert b"".join(out_relayed) == b"".join(out_plain)
     assert shown(b"".join(out_relayed)) == "A top ****** note，不是敏感的。" * 3
+
+
+@pytest.mark.parametrize(("sizes", "seed"), CUTS)
+def test_the_relay_and_the_screen_together_show_what_the_screen_alone_shows(sizes: str, seed: int) -> None:
+    """The stream's body as StreamedAnswer makes it: the relay's output screened with the text fields
+    the relay found, including a last read that carries text events, then [DONE]."""
+    from appliance.gateway.protocol import Kind, parse
+    from appliance.gateway.streaming import StreamedAnswer
+    from appliance.quotas.limiter import Reservation
+    from appliance.quotas.usage import Guard, RequestMeta
+
+    data = answer(["A top sec", "ret", " note", "，不是", "敏感", "的", "。"] * 3 + ["a sec", "ret"])
+    alone = screened(data, sizes, seed)[0]
+    call = parse(
+        json.dumps({"model": "m1", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode(), Kind.CHAT
+    )
+    guard = Guard(Reservation("r", ("u:1",), 100, 0.0, degraded=True), RequestMeta(1, 1), prompt_tokens=9, ttl=60)
+    streamed = StreamedAnswer(call, None, guard, SseScreen(Matcher(RULES), CONTEXT, "en"))  # type: ignore[arg-type]
+    assert streamed.screen is not None
+    out = [streamed._screened(part) for part in map(streamed.sse.feed, reads(data, sizes, seed)) if part]
+    out.append(streamed.screen.finish())
+    assert b"".join(out) == alone
+    assert shown(alone) == "A top ****** note，不是敏感的。" * 3 + "a ******"
