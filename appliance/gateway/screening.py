@@ -173,11 +173,8 @@ class SseScreen:
             return b""
         if self.pending:
             data, self.pending = self.pending + data, b""
-        elif values is not None:  # the relay's read as it came: whole events, no [DONE] (SseRelay.feed)
-            if len(values) == 1 and b"\\" not in values[0]:  # one plain text field: nearly every read
-                out = self.scanner.step(values[0].decode(errors="replace"), data)
-                return out if type(out) is not list else self._after(out)
-            return self._screen(data, values)
+        elif values is not None:
+            return self.read(data, values)
         elif data.find(b"\n\n") == len(data) - 2 and data != _DONE:
             return self._screen(data)  # one whole event: nothing to keep for the next read
         end = data.rfind(b"\n\n") + 2
@@ -191,6 +188,16 @@ class SseScreen:
             return self._screen(data)
         out = self._screen(data[:done]) if done else b""
         return out if self.blocked else out + self._out(self.scanner.finish()) + _DONE
+
+    def read(self, data: bytes, values: list[bytes]) -> bytes:
+        """A read the relay passed on as it came (whole events, no ``[DONE]``: SseRelay.feed) and its
+        text fields: nearly every read of a stream, so nothing here is checked twice."""
+        if self.blocked:
+            return b""
+        if len(values) == 1 and b"\\" not in values[0]:  # one plain text field: one event a read
+            out = self.scanner.step(values[0].decode(errors="replace"), data)
+            return out if type(out) is not list else self._after(out)
+        return self._screen(data, values)
 
     def finish(self) -> bytes:
         """The source ended (with or without ``[DONE]``): everything held, and the hits recorded."""
