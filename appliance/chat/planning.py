@@ -102,15 +102,24 @@ class Job:
 
 
 # The running replicas a user's answers go to, kept as the gateway keeps a key's route
-# (appliance.core.ttlcache): two queries less per answer. A replica stopped meanwhile is skipped by
-# the engine client's retry; a model the user lost or that stopped is refused within those seconds.
-_choices: TtlCache[tuple[int, str], ModelChoice] = TtlCache()
+# (appliance.core.ttlcache): three queries less per answer. Kept per department, since who may use a
+# deployment depends on the department alone (Deployment._use_scope; platform admins may use all): one
+# person rarely asks twice within the cache's seconds, a department's people together often. A replica
+# stopped meanwhile is skipped by the engine client's retry; a model that stopped or that the
+# department lost is refused within those seconds.
+_choices: TtlCache[tuple[int | None, str], ModelChoice] = TtlCache()
+_EVERY_DEPLOYMENT = -1  # the key of platform admins' choices
+
+
+def _choice_key(user: User, name: str) -> tuple[int | None, str]:
+    return (_EVERY_DEPLOYMENT if user.is_platform_admin else user.department_id), name
 
 
 def choose_model(user: User, name: str) -> ModelChoice:
     """The running deployments of ``name`` the user may use (routing's rule), else the on-demand ones
     to start, else PermissionDenied."""
-    cached, choice = _choices.get((user.pk, name))
+    key = _choice_key(user, name)
+    cached, choice = _choices.get(key)
     if cached and choice is not None:
         return choice
     endpoints = routing.endpoints(user, name) if name else []
@@ -127,7 +136,7 @@ def choose_model(user: User, name: str) -> ModelChoice:
         configured_max_tokens=deployment.profile_version.default_max_tokens,
         template=routing.worst_template(endpoints),
     )  # fmt: skip
-    _choices.put((user.pk, name), choice)
+    _choices.put(key, choice)
     return choice
 
 

@@ -13,6 +13,7 @@ from appliance.chat import services
 from appliance.chat.api.serializers import ConversationSerializer, MessageSerializer, conversation_data, message_data
 from appliance.chat.models import Message
 from appliance.chat.planning import ChatSettings, history
+from appliance.core.exceptions import PermissionDenied
 
 pytestmark = pytest.mark.django_db
 
@@ -44,3 +45,16 @@ def test_the_event_shapes_are_the_serializers(personas: Any, eng_model: Any) -> 
     for message in [*turn.messages, *Message.objects.filter(conversation=turn.conversation)]:
         assert message_data(message) == dict(MessageSerializer(message).data)
     assert conversation_data(turn.conversation) == dict(ConversationSerializer(turn.conversation).data)
+
+
+def test_the_model_choice_is_kept_per_department_not_per_user(personas: Any, eng_model: Any) -> None:
+    """Who may use a deployment depends on the department (Deployment._use_scope): a colleague's answer
+    finds the replicas the first one looked up, where a user alone rarely asks twice within the cache's
+    seconds. Another department does not get them."""
+    settings = ChatSettings(model=eng_model.served_model_name)
+    services.send(personas["alice"], None, "warm-up", settings)
+    with CaptureQueriesContext(connection) as queries:
+        services.send(personas["bob"], None, "同一个部门", settings)  # the scopes are bob's own: looked up
+    assert not [q for q in queries.captured_queries if "deployments_" in q["sql"]]
+    with pytest.raises(PermissionDenied):
+        services.send(personas["charlie"], None, "another department", settings)
