@@ -62,13 +62,14 @@ class SseRelay:
         # The events of the last read passed on as they came (all of the read's output, or at the end of
         # a stream the start of it), and their text fields: content safety screens them, one
         # regular-expression pass for both (StreamedAnswer).
-        self.passed: bytes | None = None
+        self.passed: bytes | None = None  # None after a read that was taken event by event
         self.values: list[bytes] = []
 
     def feed(self, data: bytes) -> bytes:
         """The complete events so far, processed; an incomplete tail is kept for the next read."""
         events = self.events
-        if b"\r" in data:  # sse-starlette's CRLF line ends: event by event, as Events normalises them
+        if b"\r" in data or b"\r" in events.pending:  # sse-starlette's CRLF line ends: as Events normalises them
+            self.passed = None
             return self._each(events.feed(data))
         # A read ends wherever the engine's writes were cut (mid-event when the console is busy): its
         # complete events go on now, the rest waits for the next read.
@@ -87,9 +88,10 @@ class SseRelay:
         # others one by one.
         marked = done_at if usage_at < 0 else usage_at if done_at < 0 else min(usage_at, done_at)
         start = data.rfind(b"\n\n", 0, marked) + 2
-        head = self._as_read(data[:start]) if start >= 2 else b""
+        self.passed = None
+        head = self._as_read(data[:start]) if start > 2 else b""  # not a lone blank line before the event
         rest, events.pending = events.pending, b""
-        out = head + self._each(events.feed(data[start:] if start >= 2 else data))
+        out = head + self._each(events.feed(data[start:] if start > 2 else data))
         events.pending += rest
         return out
 

@@ -194,6 +194,8 @@ class SseScreen:
         text fields: nearly every read of a stream, so nothing here is checked twice."""
         if self.blocked:
             return b""
+        if self.pending:  # an incomplete event held from an earlier read (not the relay's): joined first
+            return self.feed(data)
         if len(values) == 1 and b"\\" not in values[0]:  # one plain text field: one event a read
             out = self.scanner.step(values[0].decode(errors="replace"), data)
             return out if type(out) is not list else self._after(out)

@@ -118,6 +118,23 @@ def test_reads_cut_mid_event_pass_their_whole_events_on_as_read(size: int) -> No
     assert all(part.endswith(b"\n\n") for part in out if part)
 
 
+def test_a_crlf_stream_cut_between_its_cr_and_lf_still_ends_with_done_and_the_counted_usage() -> None:
+    """sse-starlette (llama-cpp-python, which sends no usage) ends lines with CRLF; a read may end on a CR."""
+    g = guard()
+    relay = SseRelay(g, include_usage=True)
+    stream = (CHUNK + b"\r\n\r\n") * 2 + b"data: [DONE]\r\n\r\n"
+    out = b"".join(relay.feed(part) for part in (stream[:-1], stream[-1:])) + relay.flush()
+    assert out.startswith((CHUNK + b"\n\n") * 2) and out.endswith(b"\n\ndata: [DONE]\n\n")
+    assert json.loads(out.split(b"\n\n")[2][6:])["usage"]["completion_tokens"] == 2
+
+
+def test_a_blank_line_before_done_is_not_passed_on_as_a_read() -> None:
+    relay = SseRelay(guard(), include_usage=False)
+    assert relay.feed(CHUNK + b"\n\n") is relay.passed
+    assert relay.feed(b"\n\ndata: [DONE]\n\n") == b"data: [DONE]\n\n"
+    assert relay.passed is None  # taken event by event: the screen finds its text fields itself
+
+
 def test_crlf_events_are_normalised() -> None:
     g = guard()
     out = SseRelay(g, include_usage=True).feed(CHUNK + b"\r\n\r\n")
