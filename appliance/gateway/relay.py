@@ -84,15 +84,16 @@ class SseRelay:
         usage_at, done_at = data.find(b'"usage"'), data.find(b"[DONE]")
         if usage_at < 0 and done_at < 0:
             return self._as_read(data)
-        # The end of the stream: the events before the first that names usage or [DONE] as read, the
-        # others one by one.
+        # The end of the stream: the events before the first that names usage or [DONE] as read (not a
+        # lone blank line before it), the others one by one.
         marked = done_at if usage_at < 0 else usage_at if done_at < 0 else min(usage_at, done_at)
         start = data.rfind(b"\n\n", 0, marked) + 2
+        start = start if start > 2 else 0
         self.passed = None
-        head = self._as_read(data[:start]) if start > 2 else b""  # not a lone blank line before the event
-        rest, events.pending = events.pending, b""
-        out = head + self._each(events.feed(data[start:] if start > 2 else data))
-        events.pending += rest
+        head = self._as_read(data[:start]) if start else b""
+        tail, events.pending = events.pending, b""  # this read's incomplete last event, after these
+        out = head + self._each(events.feed(data[start:]))
+        events.pending += tail
         return out
 
     def _as_read(self, data: bytes) -> bytes:

@@ -196,9 +196,6 @@ class SseScreen:
             return b""
         if self.pending:  # an incomplete event held from an earlier read (not the relay's): joined first
             return self.feed(data)
-        if len(values) == 1 and b"\\" not in values[0]:  # one plain text field: one event a read
-            out = self.scanner.step(values[0].decode(errors="replace"), data)
-            return out if type(out) is not list else self._after(out)
         return self._screen(data, values)
 
     def finish(self) -> bytes:

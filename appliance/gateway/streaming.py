@@ -50,8 +50,7 @@ class StreamedAnswer:
                 if self.screen is None:
                     yield chunk
                     continue
-                # Nearly every read was passed on as it came, and the relay found its text fields.
-                out = self.screen.read(chunk, self.sse.values) if chunk is self.sse.passed else self._screened(chunk)
+                out = self._screened(chunk)
                 if out:
                     yield out
                 if self.screen.blocked:
@@ -74,7 +73,7 @@ class StreamedAnswer:
         """What of the relay's output may go out; the text fields the relay found are not looked for again."""
         assert self.screen is not None
         head = self.sse.passed  # the events of the last read passed on as they came
-        if chunk is head:
+        if chunk is head:  # nearly every read
             return self.screen.read(chunk, self.sse.values)
         if head and len(chunk) > len(head) and chunk.startswith(head):  # the end of a stream after them
             return self.screen.read(head, self.sse.values) + self.screen.feed(chunk[len(head) :])
