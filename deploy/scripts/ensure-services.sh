@@ -13,7 +13,8 @@ packages=(pkg-config libmariadb-dev gettext redis-server nginx openssl libldap2-
 if (( want_test )); then
   # systemd (systemd-analyze), logrotate and prometheus (promtool, the server) check deploy/ in tests.
   # slapd, ldap-utils: the OpenLDAP directory the sign-in tests start (tests/directory/slapd.py).
-  packages+=(mariadb-server mariadb-client chromium systemd logrotate prometheus slapd ldap-utils)
+  # fonts-wqy-microhei: a CJK font, so Chromium draws the Chinese pages (and their screenshots) as text.
+  packages+=(mariadb-server mariadb-client chromium fonts-wqy-microhei systemd logrotate prometheus slapd ldap-utils)
 fi
 
 missing=()
