@@ -37,16 +37,23 @@ def save_progress(message_id: int, reasoning: str, content: str) -> None:
     Message.objects.filter(pk=message_id, status=Status.STREAMING).update(reasoning=reasoning, content=content)
 
 
-def finish_message(message_id: int, final: Final) -> Message | None:
+def finish_message(message_id: int, final: Final, started: Message | None = None) -> Message | None:
     """Store the answer as it ended; None if its conversation was deleted meanwhile.
 
     Not conditional on the status: if the reaper took a slow (not dead) generation for an orphan,
-    the generation's complete text still wins.
+    the generation's complete text still wins. ``started``: the row as the answer's start created it, to
+    return with the final state instead of reading it back (nothing else writes an answer while it streams).
     """
     now = timezone.now()
-    if not Message.objects.filter(pk=message_id).update(**asdict(final), finished_at=now):
+    fields = {**asdict(final), "finished_at": now}
+    if not Message.objects.filter(pk=message_id).update(**fields):
         return None
-    message = Message.objects.get(pk=message_id)
+    if started is not None and started.pk == message_id:
+        message = started
+        for name, value in fields.items():
+            setattr(message, name, value)
+    else:
+        message = Message.objects.get(pk=message_id)
     Conversation.objects.filter(pk=message.conversation_id).update(updated_at=now)
     return message
 

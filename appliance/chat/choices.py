@@ -55,8 +55,14 @@ TITLE_FROM_FIRST_MESSAGE_CHARS = 40
 # piece of an answer goes at once: the time to the first token is what a user waits on).
 BATCH_MAX_PIECES = 20
 BATCH_MAX_DELAY_SECONDS = 0.05
-# The text in progress is written to the database this often (it is in Redis all along).
+# The text in progress is written to Redis at the first batch and then this often, all the batches since in
+# one write; at every batch while another web process holds a socket of the user (live.py).
+LIVE_WRITE_SECONDS = 0.5
+# ... and to the database this often.
 DB_FLUSH_SECONDS = 5.0
+# Each web process beats this often; its counts of sockets are dropped once a beat is this old (live.py).
+PROCESS_BEAT_SECONDS = 10.0
+PROCESS_BEAT_TTL_SECONDS = 60
 # A running generation refreshes its heartbeat this often; it expires after HEARTBEAT_TTL_SECONDS.
 HEARTBEAT_SECONDS = 5.0
 HEARTBEAT_TTL_SECONDS = 30

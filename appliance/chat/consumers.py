@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.contrib.sessions.backends.db import SessionStore as DatabaseSession
+from django.db.models import Exists
 
 from appliance.accounts.models import User
 from appliance.chat import fanout, generation, live, metering, protocol, services, stops
@@ -32,7 +34,12 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_TOO_SLOW = 4408  # the browser did not read its events: it reconnects and resubscribes
 OUTBOX_LIMIT = 2000
 
-Handler = Callable[["ChatConsumer", User, dict[str, Any]], Awaitable[None]]
+Handler = Callable[["ChatConsumer", dict[str, Any]], Awaitable[None]]
+R = TypeVar("R")
+
+
+class Unauthenticated(Exception):
+    """The socket's session ended or its user was deactivated: the socket closes."""
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
@@ -90,15 +97,33 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             except Exception:  # the socket went away mid-send; disconnect() ends this task
                 logger.debug("chat: event not sent", exc_info=True)
 
-    @db
-    def _acting_user(self) -> User | None:
+    def _user(self) -> User | None:
         """The session's user, re-read at every request: a logout or a deactivation ends access at once."""
         user, session = self.scope.get("user"), self.scope.get("session")
         if user is None or not user.is_authenticated or session is None or not session.session_key:
             return None
+        users = User.objects.select_related("department").filter(pk=user.pk, is_active=True)
+        if isinstance(session, DatabaseSession):  # one query: the session is still there and its user active
+            return users.filter(Exists(session.model.objects.filter(session_key=session.session_key))).first()
         if not session.exists(session.session_key):
             return None
-        return User.objects.select_related("department").filter(pk=user.pk, is_active=True).first()
+        return users.first()
+
+    @db
+    def _acting_user(self) -> User | None:
+        return self._user()
+
+    def _call_as_user(self, func: Callable[..., R], *args: Any) -> R:
+        user = self._user()
+        if user is None:
+            raise Unauthenticated
+        return func(user, *args)
+
+    async def _as_user(self, func: Callable[..., R], *args: Any) -> R:
+        """``func(user, *args)`` for the session's user, read again in the same trip to the database threads:
+        one trip per request, not two (a trip waits for the event loop, which with many answers in flight
+        is most of its cost; docs/performance.md)."""
+        return await db(self._call_as_user)(func, *args)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         update_context(request_id=new_request_id())  # each message is a request of its own (planning.Job.request_id)
@@ -108,12 +133,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if handler is None:
             await self._error(ErrorCode.INVALID, "unknown message type", ref)
             return
-        user = await self._acting_user()
-        if user is None:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
-            return
         try:
-            await handler(self, user, data)
+            await handler(self, data)
+        except Unauthenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
         except ServiceError as exc:
             await self._error(exc.code, exc.message, ref, exc.details)
         except Exception:
@@ -125,22 +148,23 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     # --- requests --------------------------------------------------------------------------------
 
-    async def do_subscribe(self, user: User, data: dict[str, Any]) -> None:
+    async def do_subscribe(self, data: dict[str, Any]) -> None:
         if data.get("conversation_id") is None:
+            await self._as_user(_present)
             self.conversation_id = None
             await self.send_json({"type": "conversation", "conversation": None, "messages": [], "ref": data.get("ref")})
             return
         wanted = protocol.integer(data, "conversation_id")
         # Subscribe first: deltas published while the snapshot is read wait in this socket's outbox
         # and follow the snapshot; the browser drops those whose seq the snapshot already covers.
-        quota = await _remaining(user.pk)
         async with self.sending:
             previous, self.conversation_id = self.conversation_id, wanted
             try:
-                conversation, messages = await _snapshot(user, wanted)
-            except ServiceError:
+                conversation, messages = await self._as_user(_snapshot, wanted)
+            except BaseException:
                 self.conversation_id = previous
                 raise
+            quota = await _remaining(user_id) if (user_id := self.user_id) is not None else {"available": False}
             for message in messages:
                 if message["status"] == Status.STREAMING:
                     await _overlay(message)
@@ -149,30 +173,31 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                  "ref": data.get("ref")}
             )  # fmt: skip
 
-    async def do_send(self, user: User, data: dict[str, Any]) -> None:
+    async def do_send(self, data: dict[str, Any]) -> None:
         conversation_id = protocol.optional_integer(data, "conversation_id")
         content, settings = protocol.content(data), protocol.chat_settings(data)
-        turn = await db(services.send)(user, conversation_id, content, settings)
+        turn = await self._as_user(services.send, conversation_id, content, settings)
         await self._started(turn, data.get("ref"))
 
-    async def do_regenerate(self, user: User, data: dict[str, Any]) -> None:
+    async def do_regenerate(self, data: dict[str, Any]) -> None:
         message_id, settings = protocol.integer(data, "message_id"), protocol.optional_settings(data)
-        turn = await db(services.regenerate)(user, message_id, settings)
+        turn = await self._as_user(services.regenerate, message_id, settings)
         await self._started(turn, data.get("ref"))
 
-    async def do_edit(self, user: User, data: dict[str, Any]) -> None:
+    async def do_edit(self, data: dict[str, Any]) -> None:
         message_id, content = protocol.integer(data, "message_id"), protocol.content(data)
         settings = protocol.optional_settings(data)
-        turn = await db(services.edit_and_resend)(user, message_id, content, settings)
+        turn = await self._as_user(services.edit_and_resend, message_id, content, settings)
         await self._started(turn, data.get("ref"))
 
-    async def do_stop(self, user: User, data: dict[str, Any]) -> None:
-        message = await db(services.stoppable)(user, protocol.integer(data, "message_id"))
+    async def do_stop(self, data: dict[str, Any]) -> None:
+        message = await self._as_user(services.stoppable, protocol.integer(data, "message_id"))
         if message.status != Status.STREAMING:
             return  # already over: its "done" event is on its way or was sent
         await stops.request(message.pk)
 
-    async def do_ping(self, user: User, data: dict[str, Any]) -> None:
+    async def do_ping(self, data: dict[str, Any]) -> None:
+        await self._as_user(_present)
         await self.send_json({"type": "pong", "ref": data.get("ref")})
 
     async def _started(self, turn: services.Turn, ref: Any) -> None:
@@ -181,8 +206,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             "type": "chat.started", "conversation": conversation_data(turn.conversation),
             "messages": [message_data(m) for m in turn.messages], "superseded": turn.superseded, "ref": ref,
         }  # fmt: skip
+        # Started first, so it listens for a stop before anyone knows its id; its task runs only once this one
+        # waits, after "started" is in every socket's outbox here.
+        generation.start(turn.job, turn.messages[-1])
         await fanout.publish(turn.job.user_id, event)
-        generation.start(turn.job)
 
     # --- the user's answer events (fanout), sent by the socket's writer -------------------------
 
@@ -235,15 +262,19 @@ async def _remaining(user_id: int) -> dict[str, Any]:
         return {"available": False}
 
 
-@db
+def _present(user: User) -> None:
+    """Nothing to do but check the session's user (``ChatConsumer._as_user``)."""
+
+
 def _snapshot(user: User, conversation_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     conversation, messages = services.current_messages(user, conversation_id)
     return conversation_data(conversation), [message_data(m) for m in messages]
 
 
 async def _overlay(message: dict[str, Any]) -> None:
-    """The text in progress from Redis; if the answer ended meanwhile, its stored final state."""
-    state = await live.snapshot(message["id"])
+    """The text in progress, as sent by its generation if it runs in this process, else from Redis; if the
+    answer ended meanwhile, its stored final state."""
+    state = generation.shown(message["id"]) or await live.snapshot(message["id"])
     if state is not None:
         message.update(reasoning=state.reasoning, content=state.content, seq=state.seq)
         message["reasoning_ms"] = state.reasoning_ms

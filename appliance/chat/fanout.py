@@ -14,7 +14,10 @@ full: the browser stopped reading) is closed, and the tab reconnects and resubsc
 and live state.
 
 Each process listens on the one channel from its start, before any socket can attach, so a socket
-that subscribes to a conversation misses nothing published after its snapshot was read. A message
+that subscribes to a conversation misses nothing published after its snapshot was read. It counts its
+sockets of each user in Redis (``live.sockets_key``) before a socket reads anything, and an event is
+published only while another process holds a socket of its user: with one tab per user, as with most
+users, no process reads another's events (before, every process parsed every batch of every answer). A message
 names its user and the process it came from; a listener reads only those two fields of a message
 for a user it holds no socket of, or that it published itself.
 """
@@ -35,6 +38,7 @@ from typing import Any, Protocol
 from django.conf import settings
 
 from appliance.chat import live
+from appliance.chat.choices import PROCESS_BEAT_SECONDS, PROCESS_BEAT_TTL_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -73,17 +77,39 @@ def encode(user_id: int, event: dict[str, Any], sender: str | None = None) -> st
 
 
 async def attach(user_id: int, receiver: Receiver) -> None:
-    """Deliver the user's events to ``receiver`` from now on (waits until this process listens)."""
+    """Deliver the user's events to ``receiver`` from now on (waits until this process listens, and until
+    the other processes publish the user's events to it)."""
     _receivers[user_id].add(receiver)
     await _listening()
+    try:
+        await live.count_sockets(user_id, origin(), 1)
+    except Exception:  # Redis is away: this process's own answers still reach the socket
+        logger.warning("chat: could not count a socket of user %s", user_id, exc_info=True)
 
 
 def detach(user_id: int, receiver: Receiver) -> None:
     found = _receivers.get(user_id)
-    if found is not None:
-        found.discard(receiver)
-        if not found:
-            del _receivers[user_id]
+    if found is None or receiver not in found:
+        return
+    found.discard(receiver)
+    if not found:
+        del _receivers[user_id]
+    try:
+        task = asyncio.get_running_loop().create_task(_uncount(user_id))
+    except RuntimeError:  # its loop is gone (a test's): the count lapses with this process's beat
+        return
+    _uncounting.add(task)
+    task.add_done_callback(_uncounting.discard)
+
+
+_uncounting: set[asyncio.Task[None]] = set()
+
+
+async def _uncount(user_id: int) -> None:
+    try:
+        await live.count_sockets(user_id, origin(), -1)
+    except Exception:  # the other processes publish to this one for nothing until its listener counts again
+        logger.warning("chat: could not uncount a socket of user %s", user_id, exc_info=True)
 
 
 def deliver_here(user_id: int, event: dict[str, Any]) -> None:
@@ -91,11 +117,16 @@ def deliver_here(user_id: int, event: dict[str, Any]) -> None:
         receiver.deliver(event)
 
 
+def publication(user_id: int, event: dict[str, Any]) -> live.Publication:
+    """``event`` for the user's sockets in other processes (sent only if there are some)."""
+    return live.Publication(channel(), encode(user_id, event), live.sockets_key(user_id), origin())
+
+
 async def publish(user_id: int, event: dict[str, Any]) -> None:
     """An event to every socket of the user: here at once, elsewhere through Redis."""
     deliver_here(user_id, event)
     try:
-        await live.aclient().publish(channel(), encode(user_id, event))
+        await live.publish_elsewhere(publication(user_id, event))
     except Exception:  # this process's sockets have it; the other tabs catch up when they resubscribe
         logger.warning("chat: could not publish an event for user %s to other processes", user_id, exc_info=True)
 
@@ -132,10 +163,31 @@ async def _listening() -> None:
 
 
 async def _listen(ready: asyncio.Event) -> None:
+    beating = asyncio.create_task(_beat(), name="chat-process-beat")
+    try:
+        await _listen_on(ready)
+    finally:
+        beating.cancel()
+
+
+async def _beat() -> None:
+    while True:
+        try:
+            await live.beat(origin(), PROCESS_BEAT_TTL_SECONDS)
+        except Exception:
+            logger.warning("chat: could not beat", exc_info=True)
+        await asyncio.sleep(PROCESS_BEAT_SECONDS)
+
+
+async def _listen_on(ready: asyncio.Event) -> None:
+    failed = False
     while True:
         try:
             async with live.aclient().pubsub(ignore_subscribe_messages=True) as pubsub:
                 await pubsub.subscribe(channel())
+                await live.beat(origin(), PROCESS_BEAT_TTL_SECONDS)
+                if failed:  # Redis may have lost the counts, or missed some: this process's, again
+                    await live.set_sockets({user: len(held) for user, held in _receivers.items()}, origin())
                 ready.set()
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
@@ -146,6 +198,7 @@ async def _listen(ready: asyncio.Event) -> None:
         except asyncio.CancelledError:
             raise
         except Exception:
+            failed = True
             ready.clear()
             logger.warning("chat: lost the event channel; listening again", exc_info=True)
             await asyncio.sleep(1)

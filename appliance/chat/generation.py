@@ -39,9 +39,11 @@ from appliance.chat.choices import (
     BATCH_MAX_PIECES,
     DB_FLUSH_SECONDS,
     HEARTBEAT_SECONDS,
+    LIVE_WRITE_SECONDS,
     ErrorCode,
     Status,
 )
+from appliance.chat.models import Message
 from appliance.chat.planning import Job
 from appliance.chat.reasoning import Change, ThinkSplitter
 from appliance.chat.screening import AnswerScreen, ContentBlocked
@@ -54,22 +56,38 @@ from appliance.safety.matcher import Hit
 
 logger = logging.getLogger(__name__)
 
-_running: dict[int, asyncio.Task[None]] = {}
+_running: dict[int, Generation] = {}
 # While an on-demand model starts, its state is read and the elapsed time sent to the tabs this often.
 STARTING_POLL_SECONDS = 1.0
 # A database that refuses a connection for a moment must not turn a finished answer into an orphan.
 STORE_RETRY_PAUSES = (0.5, 1.0, 2.0, 4.0, 0.0)
 
 
-def start(job: Job) -> asyncio.Task[None]:
-    task = asyncio.create_task(Generation(job).run(), name=f"chat-generation-{job.message_id}")
-    _running[job.message_id] = task
-    task.add_done_callback(lambda _t: _running.pop(job.message_id, None))
+def start(job: Job, answer: Message | None = None) -> asyncio.Task[None]:
+    """Generate ``job``'s answer; ``answer``: its row as just created (stored at the end without reading it back)."""
+    generation = Generation(job, answer)
+    task = asyncio.create_task(generation.run(), name=f"chat-generation-{job.message_id}")
+    generation.task = task
+    _running[job.message_id] = generation
+    task.add_done_callback(lambda _t: _ended(generation))
     return task
 
 
+def _ended(generation: Generation) -> None:
+    _running.pop(generation.job.message_id, None)
+    stops.forget(generation.stop)
+
+
 def running(message_id: int) -> asyncio.Task[None] | None:
-    return _running.get(message_id)
+    generation = _running.get(message_id)
+    return generation.task if generation is not None else None
+
+
+def shown(message_id: int) -> live.LiveState | None:
+    """The text a generation of this process has sent to the sockets, and its seq; None if it runs elsewhere.
+    Redis has it only as of the last write (``LIVE_WRITE_SECONDS``), the sockets of this process up to now."""
+    generation = _running.get(message_id)
+    return generation.shown if generation is not None else None
 
 
 class StopRequested(Exception):
@@ -136,8 +154,17 @@ async def _next(events: AsyncIterator[upstream.Chunk]) -> upstream.Chunk | None:
 
 
 class Generation:
-    def __init__(self, job: Job) -> None:
+    task: asyncio.Task[None] | None = None
+
+    def __init__(self, job: Job, answer: Message | None = None) -> None:
         self.job = job
+        self.answer = answer
+        self.shown = live.LiveState(0, "", "", None)
+        self.unwritten = Change()  # the batches sent since the last write to Redis
+        self.written_at: float | None = None
+        self.elsewhere = False  # another process holds a socket of the user: write every batch
+        # Listened for at once: a stop can be sent as soon as the "started" event is out.
+        self.stop = stops.listen(job.message_id)
         self.splitter = ThinkSplitter(assume_reasoning=job.assume_reasoning)
         self.batch = Batcher()
         self.progress = Progress()
@@ -148,7 +175,7 @@ class Generation:
 
     async def run(self) -> None:
         beat = asyncio.create_task(self._heartbeat())
-        watcher = asyncio.create_task(stops.wait(self.job.message_id))
+        watcher = asyncio.create_task(stops.wait(self.stop))
         stream = asyncio.create_task(self._stream())
         try:
             await asyncio.wait({stream, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -168,11 +195,11 @@ class Generation:
 
     async def _heartbeat(self) -> None:
         while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)  # the first beat was set with the state (live.begin)
             try:
                 await live.heartbeat(self.job.message_id)
             except Exception:
                 logger.warning("chat: heartbeat of %s failed", self.job.message_id, exc_info=True)
-            await asyncio.sleep(HEARTBEAT_SECONDS)
 
     async def _stream(self) -> None:
         try:
@@ -202,13 +229,17 @@ class Generation:
         pending: asyncio.Future[upstream.Chunk | None] | None = None
         try:
             while True:
-                if pending is None:
-                    pending = asyncio.ensure_future(_next(events))
-                done, _ = await asyncio.wait({pending}, timeout=self.batch.wait_time())
-                if not done:
-                    await self._flush()
-                    continue
-                chunk, pending = pending.result(), None
+                wait = self.batch.wait_time()
+                if pending is None and wait is None:
+                    chunk = await anext(events, None)  # nothing waits to be sent: no timer, no task
+                else:
+                    if pending is None:  # read in a task of its own, which outlives a timeout
+                        pending = asyncio.ensure_future(_next(events))
+                    done, _ = await asyncio.wait({pending}, timeout=wait)
+                    if not done:
+                        await self._flush()
+                        continue
+                    chunk, pending = pending.result(), None
                 if chunk is None:
                     break
                 self._apply(chunk, guard)
@@ -293,20 +324,45 @@ class Generation:
         self.seq += 1
         if change.replaced:
             change = Change(self.splitter.reasoning, self.splitter.content, replaced=True)
-        extra = {"reasoning_ms": self.progress.reasoning_ms} if self.progress.reasoning_ms is not None else None
         job = self.job
         event = {
             "type": "chat.delta", "conversation_id": job.conversation_id, "message_id": job.message_id,
             "seq": self.seq, "reasoning": change.reasoning, "content": change.content, "replace": change.replaced,
         }  # fmt: skip
         fanout.deliver_here(job.user_id, event)
-        stop = await live.append(
-            job.message_id, self.seq, reasoning=change.reasoning, content=change.content, replace=change.replaced,
-            extra=extra, publish=(fanout.channel(), fanout.encode(job.user_id, event)),
-        )  # fmt: skip
-        if time.monotonic() - self.saved_at >= DB_FLUSH_SECONDS:
-            self.saved_at = time.monotonic()
+        splitter = self.splitter
+        self.shown = live.LiveState(self.seq, splitter.reasoning, splitter.content, self.progress.reasoning_ms)
+        alone = not self.unwritten or change.replaced  # this batch is all there is to write
+        if alone:
+            self.unwritten = change
+        else:
+            self.unwritten = Change(
+                self.unwritten.reasoning + change.reasoning, self.unwritten.content + change.content,
+                replaced=self.unwritten.replaced,
+            )  # fmt: skip
+        now = time.monotonic()
+        if self.elsewhere or self.written_at is None or now - self.written_at >= LIVE_WRITE_SECONDS:
+            self.written_at = now
+            await self._write_live(event if alone else None)
+        if now - self.saved_at >= DB_FLUSH_SECONDS:
+            self.saved_at = now
             await db(answers.save_progress)(job.message_id, self.splitter.reasoning, self.splitter.content)
+
+    async def _write_live(self, event: dict[str, Any] | None) -> None:
+        """The batches since the last write, in Redis and as one delta to the user's sockets in other
+        processes: a tab that read the state at the last write gets all that followed."""
+        job, written, self.unwritten = self.job, self.unwritten, Change()
+        if event is None:
+            event = {
+                "type": "chat.delta", "conversation_id": job.conversation_id, "message_id": job.message_id,
+                "seq": self.seq, "reasoning": written.reasoning, "content": written.content,
+                "replace": written.replaced,
+            }  # fmt: skip
+        extra = {"reasoning_ms": self.progress.reasoning_ms} if self.progress.reasoning_ms is not None else None
+        stop, self.elsewhere = await live.append(
+            job.message_id, self.seq, reasoning=written.reasoning, content=written.content,
+            replace=written.replaced, extra=extra, publish=fanout.publication(job.user_id, event),
+        )  # fmt: skip
         if stop:
             self.progress.status = Status.STOPPED
             raise StopRequested
@@ -348,20 +404,36 @@ class Generation:
         logger.info("chat: answer %s from %s ended %s", job.message_id, job.model, self.progress.status)
         for attempt, pause in enumerate(STORE_RETRY_PAUSES):
             try:
-                message = await db(_store)(job.message_id, final)
+                message = await db(_store)(job.message_id, final, self.answer)
                 break
             except Exception:
                 if attempt == len(STORE_RETRY_PAUSES) - 1:
                     # The text stays in Redis and its heartbeat lapses: the reaper stores it.
                     logger.exception("chat: could not store answer %s", job.message_id)
+                    await self._keep_for_the_reaper()
                     return
                 logger.warning("chat: storing answer %s failed; retrying", job.message_id, exc_info=True)
                 await asyncio.sleep(pause)
+        done = None
         if message is not None:
             quota = await _remaining(job.user_id)
-            event = {"conversation_id": job.conversation_id, "message": message, "quota": quota}
-            await fanout.publish(job.user_id, {"type": "chat.done", **event})
-        await live.end(job.message_id)
+            event = {"type": "chat.done", "conversation_id": job.conversation_id, "message": message, "quota": quota}
+            fanout.deliver_here(job.user_id, event)
+            done = fanout.publication(job.user_id, event)
+        try:
+            await live.end(job.message_id, done)  # and "done" to the other processes, in the same trip
+        except Exception:  # the state expires; the other tabs show the answer when they resubscribe
+            logger.warning("chat: could not end the live state of %s", job.message_id, exc_info=True)
+
+    async def _keep_for_the_reaper(self) -> None:
+        """The whole text in Redis: it was written there only every LIVE_WRITE_SECONDS."""
+        try:
+            await live.append(
+                self.job.message_id, self.seq + 1, reasoning=self.splitter.reasoning, content=self.splitter.content,
+                replace=True,
+            )  # fmt: skip
+        except Exception:
+            logger.exception("chat: answer %s lost its last %.1f s", self.job.message_id, LIVE_WRITE_SECONDS)
 
     async def _record_hits(self) -> None:
         if self.screen is None or not self.screen.hits:
@@ -385,8 +457,8 @@ def _upstreams(user_id: int, model: str) -> tuple[routing.Endpoint, ...]:
     return tuple(routing.endpoints(user, model))
 
 
-def _store(message_id: int, final: answers.Final) -> dict[str, Any] | None:
-    message = answers.finish_message(message_id, final)
+def _store(message_id: int, final: answers.Final, started: Message | None) -> dict[str, Any] | None:
+    message = answers.finish_message(message_id, final, started)
     return message_data(message) if message is not None else None
 
 

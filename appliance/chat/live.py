@@ -7,9 +7,16 @@ Per assistant message ``m``:
 - ``chat:live:m:hb``: heartbeat of the generation, expiring soon after its process stops;
 - ``chat:live:m:stop``: a stop request, checked at every batch (see ``stops``).
 
-A batch is appended and its ``seq`` set in one Lua script (atomic), so a snapshot (read in one MULTI)
+Per user ``u``, ``<console>:chat:sockets:u`` hash: for each web process (``fanout.origin``) the number of the
+user's sockets it holds. An answer's events are published to the other processes only while one of them
+holds a socket of the user, which the scripts below decide in Redis.
+
+Batches are appended and their ``seq`` set in one Lua script (atomic), so a snapshot (read in one MULTI)
 and the deltas published after it never overlap nor leave a gap: the browser drops deltas whose ``seq`` is
-not above the snapshot's.
+not above the snapshot's. The generation writes the state at its first batch and then at most every
+``LIVE_WRITE_SECONDS``, all the batches since its last write in one (``generation``), or at every batch
+while another process holds a socket of the user; a delta published carries every batch since the last
+write, so a tab that read the snapshot at that write misses nothing.
 """
 
 from __future__ import annotations
@@ -111,9 +118,26 @@ def discard(message_id: int) -> None:
 # One batch in one script (atomic, as MULTI/EXEC was): a single command to send and a single reply to
 # read. As a pipeline of MULTI, five commands and EXEC, the batch was a fifth of the event loop's time
 # with 64 chats streaming (py-spy, issue 11), most of it redis-py packing and parsing.
-# KEYS: state hash, reasoning, content, stop flag. ARGV: seq, reasoning, content, '1' to replace the texts,
-# the texts' ttl, the channel ('' for none), the message, then field/value pairs for the hash.
-_APPEND = """
+# KEYS: state hash, reasoning, content, stop flag, the user's sockets. ARGV: seq, reasoning, content, '1' to
+# replace the texts, the texts' ttl, the channel ('' for none), the message, this process, the prefix of the
+# processes' beats, then field/value pairs for the hash. Returns {a stop was requested, another process holds
+# a socket of the user}.
+# A process that died leaves its counts behind; they are dropped once its beat (``process_key``) lapsed.
+_OTHERS = """
+local function others(sockets, origin, beats)
+  local held = redis.call('HGETALL', sockets)
+  local found = 0
+  for i = 1, #held, 2 do
+    if held[i] ~= origin and tonumber(held[i + 1]) > 0 then
+      if redis.call('EXISTS', beats .. held[i]) == 1 then found = 1 else redis.call('HDEL', sockets, held[i]) end
+    end
+  end
+  return found
+end
+"""
+_APPEND = (
+    _OTHERS
+    + """
 if ARGV[4] == '1' then
   redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[5])
   redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[5])
@@ -121,11 +145,56 @@ else
   if ARGV[2] ~= '' then redis.call('APPEND', KEYS[2], ARGV[2]) end
   if ARGV[3] ~= '' then redis.call('APPEND', KEYS[3], ARGV[3]) end
 end
-redis.call('HSET', KEYS[1], 'seq', ARGV[1], unpack(ARGV, 8))
-if ARGV[6] ~= '' then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
-return redis.call('EXISTS', KEYS[4])
+redis.call('HSET', KEYS[1], 'seq', ARGV[1], unpack(ARGV, 10))
+local elsewhere = 0
+if ARGV[6] ~= '' then
+  elsewhere = others(KEYS[5], ARGV[8], ARGV[9])
+  if elsewhere == 1 then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
+end
+return {redis.call('EXISTS', KEYS[4]), elsewhere}
 """
-_append_scripts: weakref.WeakKeyDictionary[aioredis.Redis, Any] = weakref.WeakKeyDictionary()
+)
+# KEYS: the user's sockets. ARGV: channel, message, this process, the prefix of the processes' beats.
+# Returns whether it was published.
+_PUBLISH_ELSEWHERE = (
+    _OTHERS
+    + """
+if others(KEYS[1], ARGV[3], ARGV[4]) == 1 then redis.call('PUBLISH', ARGV[1], ARGV[2]) return 1 end
+return 0
+"""
+)
+_scripts: weakref.WeakKeyDictionary[aioredis.Redis, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _script(name: str, source: str) -> Any:
+    redis_client = aclient()
+    scripts = _scripts.setdefault(redis_client, {})
+    if name not in scripts:
+        scripts[name] = redis_client.register_script(source)
+    return scripts[name]
+
+
+@dataclass(frozen=True)
+class Publication:
+    """An event for the user's sockets in other processes (``fanout``): published only if there are some."""
+
+    channel: str
+    message: str
+    sockets: str  # the user's sockets key (``sockets_key``)
+    origin: str  # this process
+
+
+def sockets_key(user_id: int) -> str:
+    return f"{settings.CONSOLE_ID}:chat:sockets:{user_id}"
+
+
+def process_key(origin: str) -> str:
+    """A web process's beat: while it lives, its counts of sockets stand."""
+    return f"{settings.CONSOLE_ID}:chat:process:{origin}"
+
+
+async def beat(origin: str, ttl: int) -> None:
+    await aclient().set(process_key(origin), 1, ex=ttl)
 
 
 async def append(
@@ -136,20 +205,41 @@ async def append(
     content: str,
     replace: bool,
     extra: dict[str, int] | None = None,
-    publish: tuple[str, str] | None = None,
-) -> bool:
-    """Add one batch (or, with ``replace``, set the whole texts); returns whether a stop was requested.
-    ``publish``: (channel, message) sent in the same round trip (the batch's event, ``fanout``)."""
+    publish: Publication | None = None,
+) -> tuple[bool, bool]:
+    """Add text (or, with ``replace``, set the whole texts) up to batch ``seq``; returns whether a stop was
+    requested and whether another process holds a socket of the user. ``publish``: the event sent in the
+    same round trip to those processes (``fanout``)."""
     base, r, c, _hb, stop = _keys(message_id)
-    redis_client = aclient()
-    script = _append_scripts.get(redis_client)
-    if script is None:
-        script = _append_scripts[redis_client] = redis_client.register_script(_APPEND)
-    channel, message = publish or ("", "")
-    args: list[Any] = [seq, reasoning, content, "1" if replace else "0", LIVE_TTL_SECONDS, channel, message]
+    sockets, origin = (publish.sockets, publish.origin) if publish is not None else ("", "")
+    channel, message = (publish.channel, publish.message) if publish is not None else ("", "")
+    args: list[Any] = [seq, reasoning, content, "1" if replace else "0", LIVE_TTL_SECONDS, channel, message, origin]
+    args.append(process_key(""))
     for name, value in (extra or {}).items():
         args += [name, value]
-    return bool(await script(keys=[base, r, c, stop], args=args))
+    # Without a publication KEYS[5] is not read; the state's own key stands in for it.
+    stopped, elsewhere = await _script("append", _APPEND)(keys=[base, r, c, stop, sockets or base], args=args)
+    return bool(stopped), bool(elsewhere)
+
+
+async def publish_elsewhere(publication: Publication) -> bool:
+    """Publish to the other processes if one of them holds a socket of the user; whether it was."""
+    p = publication
+    args = [p.channel, p.message, p.origin, process_key("")]
+    return bool(await _script("publish", _PUBLISH_ELSEWHERE)(keys=[p.sockets], args=args))
+
+
+async def count_sockets(user_id: int, origin: str, change: int) -> None:
+    """This process holds ``change`` more (or fewer) sockets of the user."""
+    await aclient().hincrby(sockets_key(user_id), origin, change)
+
+
+async def set_sockets(counts: dict[int, int], origin: str) -> None:
+    """This process holds ``counts`` sockets of each user (again, after Redis was away)."""
+    pipe = aclient().pipeline(transaction=False)
+    for user_id, count in counts.items():
+        pipe.hset(sockets_key(user_id), origin, count)
+    await pipe.execute()
 
 
 async def heartbeat(message_id: int) -> None:
@@ -163,5 +253,23 @@ async def snapshot(message_id: int) -> LiveState | None:
     return _state(await pipe.execute())
 
 
-async def end(message_id: int) -> None:
-    await aclient().delete(*_keys(message_id))
+# KEYS: the answer's keys, then the user's sockets. ARGV: as _PUBLISH_ELSEWHERE's ('' for no event).
+_END = (
+    _OTHERS
+    + """
+local sockets = table.remove(KEYS)
+redis.call('DEL', unpack(KEYS))
+if ARGV[1] ~= '' and others(sockets, ARGV[3], ARGV[4]) == 1 then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
+return 0
+"""
+)
+
+
+async def end(message_id: int, publish: Publication | None = None) -> None:
+    """Drop the answer's state, and send its last event to the other processes holding a socket of the user."""
+    keys = list(_keys(message_id))
+    if publish is None:
+        await _script("end", _END)(keys=[*keys, keys[0]], args=["", "", "", ""])
+        return
+    args = [publish.channel, publish.message, publish.origin, process_key("")]
+    await _script("end", _END)(keys=[*keys, publish.sockets], args=args)

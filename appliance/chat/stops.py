@@ -1,10 +1,11 @@
 """Stop requests reach a generation in whichever web process runs it.
 
 Two paths, so neither a quiet engine nor a lost message keeps an answer going: a Redis flag that
-the generation reads with every batch, and a message on one pub/sub channel that a listener in
-each process hands to its own generations at once (an engine still reading a long prompt sends
-no batches). Channels' own ``receive`` is not used for this on purpose: cancelling a receive that
-waits in Redis can drop a message meant for another socket of the same process.
+the generation reads whenever it writes its text there (``live.append``), and a message on one
+pub/sub channel that a listener in each process hands to its own generations at once (an engine
+still reading a long prompt sends no text). Channels' own ``receive`` is not used for this on
+purpose: cancelling a receive that waits in Redis can drop a message meant for another socket of
+the same process.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import logging
 import weakref
 from asyncio import AbstractEventLoop
+from dataclasses import dataclass
 
 from appliance.chat import live
 from appliance.chat.choices import LIVE_TTL_SECONDS
@@ -38,31 +40,62 @@ def request_sync(message_ids: list[int]) -> None:
         client.publish(STOP_CHANNEL, str(message_id))
 
 
-async def wait(message_id: int) -> None:
-    """Return when a stop of this generation is requested."""
-    _ensure_listener()
-    event = _waiters[message_id] = asyncio.Event()
+@dataclass
+class Waiter:
+    message_id: int
+    event: asyncio.Event
+
+
+def listen(message_id: int) -> Waiter:
+    """Listen for a stop of this generation from now on (before anyone can know its id)."""
+    listening = _ensure_listener()
+    waiter = Waiter(message_id, asyncio.Event())
+    _waiters[message_id] = waiter.event
+    if not listening:
+        _unheard.add(message_id)
+    return waiter
+
+
+async def wait(waiter: Waiter) -> None:
+    """Return when a stop of the generation is requested."""
     try:
-        with contextlib.suppress(Exception):  # Redis unreachable: the event below still works once it is back
-            if await live.aclient().exists(live.stop_key(message_id)):
-                return  # requested before this process listened
-        await event.wait()
+        if waiter.message_id in _unheard:  # asked for before this process listened? Only the flag tells.
+            _unheard.discard(waiter.message_id)
+            with contextlib.suppress(Exception):  # Redis unreachable: the event below works once it is back
+                if await live.aclient().exists(live.stop_key(waiter.message_id)):
+                    return
+        await waiter.event.wait()
     finally:
-        _waiters.pop(message_id, None)
+        forget(waiter)
 
 
-def _ensure_listener() -> None:
+def forget(waiter: Waiter) -> None:
+    """The generation ended (or never ran): stop listening for it."""
+    _unheard.discard(waiter.message_id)
+    if _waiters.get(waiter.message_id) is waiter.event:
+        del _waiters[waiter.message_id]
+
+
+_unheard: set[int] = set()
+_subscribed: weakref.WeakKeyDictionary[AbstractEventLoop, bool] = weakref.WeakKeyDictionary()
+
+
+def _ensure_listener() -> bool:
+    """Whether this loop's listener is subscribed (a stop published now reaches it)."""
     loop = asyncio.get_running_loop()
     task = _listeners.get(loop)
     if task is None or task.done():
-        _listeners[loop] = loop.create_task(_listen(), name="chat-stop-listener")
+        _subscribed[loop] = False
+        _listeners[loop] = loop.create_task(_listen(loop), name="chat-stop-listener")
+    return _subscribed.get(loop, False)
 
 
-async def _listen() -> None:
+async def _listen(loop: AbstractEventLoop) -> None:
     while True:
         try:
             async with live.aclient().pubsub(ignore_subscribe_messages=True) as pubsub:
                 await pubsub.subscribe(STOP_CHANNEL)
+                _subscribed[loop] = True
                 async for message in pubsub.listen():
                     event = _waiters.get(int(message["data"])) if message.get("type") == "message" else None
                     if event is not None:
@@ -70,6 +103,7 @@ async def _listen() -> None:
         except asyncio.CancelledError:
             raise
         except Exception:
-            # Until it is back, stops still arrive through the flag at the next batch.
+            _subscribed[loop] = False
+            # Until it is back, stops still arrive through the flag at the next write of the text.
             logger.warning("chat: stop listener lost Redis; retrying", exc_info=True)
             await asyncio.sleep(1)

@@ -355,15 +355,36 @@ async def aextend(reservation: Reservation, ttl: int, *, now: float | None = Non
         return False
 
 
+def _plan_peek(scopes: list[QuotaScope], now: float | None) -> tuple[list[str], list[Any]]:
+    win = windows_at(time.time() if now is None else now)
+    return [scope_keys(s.key, win)[name] for s in scopes for name in _RESERVE_KEYS], [int(win.now * 1000)]
+
+
+def _usages(scopes: list[QuotaScope], rows: list[Any]) -> list[ScopeUsage]:
+    return [ScopeUsage(scope, *(int(v) for v in row)) for scope, row in zip(scopes, rows, strict=True)]
+
+
 def current_usage(scopes: list[QuotaScope], *, now: float | None = None) -> list[ScopeUsage] | None:
     """What each scope has used and holds now (for "remaining quota"); None if Redis is unreachable."""
     if not scopes:
         return []
-    win = windows_at(time.time() if now is None else now)
-    keys = [scope_keys(s.key, win)[name] for s in scopes for name in _RESERVE_KEYS]
+    keys, args = _plan_peek(scopes, now)
     try:
-        rows = scripts().peek(keys=keys, args=[int(win.now * 1000)])
+        rows = scripts().peek(keys=keys, args=args)
     except redis.RedisError as exc:
         note_redis_failure("peek", exc)
         return None
-    return [ScopeUsage(scope, *(int(v) for v in row)) for scope, row in zip(scopes, rows, strict=True)]
+    return _usages(scopes, rows)
+
+
+async def acurrent_usage(scopes: list[QuotaScope], *, now: float | None = None) -> list[ScopeUsage] | None:
+    """:func:`current_usage` from an event loop."""
+    if not scopes:
+        return []
+    keys, args = _plan_peek(scopes, now)
+    try:
+        rows = await async_scripts().peek(keys=keys, args=args)
+    except redis.RedisError as exc:
+        note_redis_failure("peek", exc)
+        return None
+    return _usages(scopes, rows)

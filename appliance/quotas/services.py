@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -14,7 +15,7 @@ from appliance.audit import services as audit
 from appliance.core.exceptions import Conflict, InvalidInput, NotFound, PermissionDenied
 from appliance.core.querysets import CHANGE, DELETE, VIEW
 from appliance.quotas.choices import DEPARTMENT_SCOPE_PREFIX, USER_SCOPE_PREFIX
-from appliance.quotas.limiter import QuotaScope, current_usage
+from appliance.quotas.limiter import QuotaScope, ScopeUsage, acurrent_usage, current_usage
 from appliance.quotas.models import LIMIT_FIELDS, Quota
 from appliance.quotas.permissions import may_manage_department, may_manage_user
 
@@ -137,6 +138,35 @@ def scopes_for(user: User) -> list[QuotaScope]:
     """
     chain = user.department.lineage_ids() if user.department is not None else []
     rows = Quota.objects.filter(Q(user_id=user.pk) | Q(department_id__in=chain)).select_related("department")
+    return _scopes(user, chain, rows)
+
+
+@dataclass(frozen=True)
+class DepartmentQuotas:
+    """The quotas of a department, of its ancestors and of its users, read in one query: what
+    :func:`scopes_in` needs for any user of the department (kept per department by the chat)."""
+
+    department_id: int | None
+    chain: list[int]
+    rows: list[Quota]
+
+
+def department_quotas(department: Department | None) -> DepartmentQuotas:
+    if department is None:
+        return DepartmentQuotas(None, [], [])
+    chain = department.lineage_ids()
+    rows = Quota.objects.filter(Q(user__department_id=department.pk) | Q(department_id__in=chain))
+    return DepartmentQuotas(department.pk, chain, list(rows.select_related("department")))
+
+
+def scopes_in(user: User, quotas: DepartmentQuotas) -> list[QuotaScope]:
+    """:func:`scopes_for` of a user of the department ``quotas`` were read for, without a query."""
+    if user.department_id != quotas.department_id or user.department_id is None:
+        return scopes_for(user)
+    return _scopes(user, quotas.chain, [q for q in quotas.rows if q.user_id in (None, user.pk)])
+
+
+def _scopes(user: User, chain: list[int], rows: Iterable[Quota]) -> list[QuotaScope]:
     by_dept = {q.department_id: q for q in rows if q.department_id is not None}
     own = next((q for q in rows if q.user_id == user.pk), None)
     scopes = [_scope(f"{USER_SCOPE_PREFIX}:{user.pk}", own, user.get_username())]
@@ -155,7 +185,15 @@ def remaining_for(user: User) -> dict[str, Any]:
 
 def remaining_in(scopes: list[QuotaScope]) -> dict[str, Any]:
     """What is used now of each of ``scopes`` (``scopes_for``), with their limits."""
-    usage = current_usage(scopes)
+    return _report(scopes, current_usage(scopes))
+
+
+async def aremaining_in(scopes: list[QuotaScope]) -> dict[str, Any]:
+    """:func:`remaining_in` from an event loop."""
+    return _report(scopes, await acurrent_usage(scopes))
+
+
+def _report(scopes: list[QuotaScope], usage: list[ScopeUsage] | None) -> dict[str, Any]:
     rows = []
     for index, scope in enumerate(scopes):
         row: dict[str, Any] = {**asdict(scope), "usage": None}

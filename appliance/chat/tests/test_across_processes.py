@@ -74,6 +74,30 @@ def test_a_second_tab_on_another_process_picks_up_the_answer(
         _answer_and_pick_up(first, second, engine.model, words)
 
 
+def test_a_tab_opened_on_another_process_while_the_answer_streams_picks_it_up(
+    consoles: list[str], personas: dict[str, User], engine: FakeEngine, eng_model: Deployment
+) -> None:
+    """The second process learns of the tab only when it opens, after batches that were sent to the first tab
+    but not yet written to Redis (``LIVE_WRITE_SECONDS``): the tab must still get every word."""
+    words = [f"w{i} " for i in range(60)]
+    engine.default = Script(content=words, delay=0.03)
+    with _socket(consoles[0], personas["bob"]) as first:
+        _send(first, type="send", model=engine.model, content="count")
+        started = _until(first, "started")[-1]
+        while _until(first, "delta")[-1]["seq"] < 4:
+            pass
+        with _socket(consoles[1], personas["bob"]) as second:
+            _send(second, type="subscribe", conversation_id=started["conversation"]["id"])
+            answer = _until(second, "conversation")[-1]["messages"][-1]
+            assert answer["status"] == MessageStatus.STREAMING and answer["content"].startswith("w0 ")
+            text, seq = answer["content"], answer["seq"]
+            events = _until(second, "done")
+    for delta in (e for e in events if e["type"] == "delta" and e["seq"] > seq):
+        text = delta["content"] if delta["replace"] else text + delta["content"]
+    assert events[-1]["message"]["status"] == MessageStatus.COMPLETE
+    assert text == "".join(words)
+
+
 def _answer_and_pick_up(first: ClientConnection, second: ClientConnection, model: str, words: list[str]) -> None:
     _send(first, type="send", model=model, content="count")
     started = _until(first, "started")[-1]

@@ -13,7 +13,7 @@ from appliance.chat import answers
 from appliance.chat.models import Conversation, Message
 from appliance.chat.tests.factories import R1_DISTILL, SMOLLM2, running_deployment
 from appliance.chat.tests.fake_engine import FakeEngine, Script
-from appliance.chat.tests.wsclient import finish, joined, open_socket, receive_until, send
+from appliance.chat.tests.wsclient import finish, joined, open_socket, receive_until, send, settle
 from appliance.deployments.models import Deployment
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -23,6 +23,24 @@ async def test_a_socket_without_a_session_is_refused(personas: dict[str, User]) 
     socket = await open_socket(None)
     connected, code = await socket.connect()
     assert (connected, code) == (False, 4401)
+
+
+@pytest.mark.parametrize("ended", ["deactivated", "logged_out"])
+async def test_an_open_socket_is_closed_at_its_next_message_once_its_user_is_gone(
+    personas: dict[str, User], engine: FakeEngine, eng_model: Deployment, ended: str
+) -> None:
+    from django.contrib.sessions.models import Session
+
+    bob = personas["bob"]
+    socket = await open_socket(bob)
+    if ended == "deactivated":
+        await User.objects.filter(pk=bob.pk).aupdate(is_active=False)
+    else:
+        await Session.objects.all().adelete()
+    await socket.send_json_to({"type": "send", "model": engine.model, "content": "hi"})
+    closed = await socket.receive_output(10)
+    assert (closed["type"], closed.get("code")) == ("websocket.close", 4401)
+    assert not await Conversation.objects.filter(user=bob).aexists()  # nothing was written for it
 
 
 async def test_answer_streams_in_batches_and_is_stored_once(
@@ -51,6 +69,48 @@ async def test_answer_streams_in_batches_and_is_stored_once(
     assert body["stream"] is True and body["temperature"] == 1.3  # conversation's default
     assert body["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "你好"}]
     assert started["conversation"]["title"] == "你好"
+
+
+async def test_with_no_socket_of_the_user_elsewhere_nothing_of_the_answer_is_published(
+    personas: dict[str, User], engine: FakeEngine, eng_model: Deployment
+) -> None:
+    """The other processes would only read and drop the events (fanout): they are not sent to them."""
+    from appliance.chat import fanout, live
+
+    engine.default = Script(content=["a"] * 30, delay=0.01)
+    listener = live.client().pubsub()
+    await asyncio.to_thread(listener.subscribe, fanout.channel())
+    socket = await open_socket(personas["bob"])
+    await send(socket, engine.model, "hi")
+    deltas, done = await finish(socket)
+    await socket.disconnect()
+    assert done["message"]["content"] == "a" * 30 and len(deltas) >= 2
+    messages = []
+    while (message := await asyncio.to_thread(listener.get_message, timeout=0.3)) is not None:
+        messages.append(message)
+    listener.close()
+    assert [m["type"] for m in messages] == ["subscribe"]
+
+
+async def test_an_answer_the_database_refused_is_whole_in_redis_for_the_reaper(
+    personas: dict[str, User], engine: FakeEngine, eng_model: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis gets the text only every LIVE_WRITE_SECONDS while it streams; the reaper must still find all of it."""
+    from appliance.chat import generation, live
+
+    def refused(*_args: Any) -> None:
+        raise RuntimeError("database away")
+
+    monkeypatch.setattr(generation, "STORE_RETRY_PAUSES", (0.0,))
+    monkeypatch.setattr(generation, "_store", refused)
+    engine.default = Script(content=[f"w{i} " for i in range(20)], delay=0.01)
+    socket = await open_socket(personas["bob"])
+    started = await send(socket, engine.model, "hi")
+    answer_id = started["messages"][1]["id"]
+    await asyncio.wait_for(settle(answer_id), 10)
+    await socket.disconnect()
+    state = await live.snapshot(answer_id)
+    assert state is not None and state.content == "".join(f"w{i} " for i in range(20))
 
 
 async def test_slow_tokens_are_sent_every_50_ms(

@@ -1,31 +1,75 @@
 """The live state of an answer in Redis: a batch appended, its seq and fields set, its event published
-and a stop reported in one atomic step (``live.append``)."""
+to the other processes holding a socket of the user, and a stop reported, in one atomic step (``live.append``)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
 from appliance.chat import live
 
 
+def _listener(channel: str) -> Any:
+    listener = live.client().pubsub()
+    listener.subscribe(channel)
+    assert listener.get_message(timeout=1)["type"] == "subscribe"  # type: ignore[index]
+    return listener
+
+
 @pytest.mark.asyncio
 async def test_a_batch_is_appended_published_and_reports_a_stop() -> None:
     live.begin(7)
-    listener = live.client().pubsub()
-    listener.subscribe("live-test")
-    assert listener.get_message(timeout=1)["type"] == "subscribe"  # type: ignore[index]
+    live.client().delete(live.sockets_key(70))
+    listener = _listener("live-test")
+    here, there = "here.1", "there.2"
 
-    assert await live.append(7, 1, reasoning="", content="Hel", replace=False) is False
-    stopped = await live.append(
-        7, 2, reasoning="想一想", content="lo", replace=False, extra={"reasoning_ms": 12}, publish=("live-test", "m2")
+    def publication(message: str) -> live.Publication:
+        return live.Publication("live-test", message, live.sockets_key(70), here)
+
+    assert await live.append(7, 1, reasoning="", content="Hel", replace=False) == (False, False)
+    await live.count_sockets(70, here, 1)  # this process's own socket: nobody else to publish to
+    assert await live.append(7, 2, reasoning="", content="l", replace=False, publish=publication("m2")) == (
+        False,
+        False,
     )
-    assert stopped is False
-    assert await live.snapshot(7) == live.LiveState(2, "想一想", "Hello", 12)
-    assert listener.get_message(timeout=1)["data"] == "m2"  # type: ignore[index]
+    await live.count_sockets(70, there, 1)
+    await live.beat(there, 60)
+    done = await live.append(
+        7, 3, reasoning="想一想", content="o", replace=False, extra={"reasoning_ms": 12}, publish=publication("m3")
+    )
+    assert done == (False, True)
+    assert await live.snapshot(7) == live.LiveState(3, "想一想", "Hello", 12)
+    assert listener.get_message(timeout=1)["data"] == "m3"  # m2 was never published
 
-    assert await live.append(7, 3, reasoning="", content="重写", replace=True) is False  # the whole texts, set
-    assert await live.snapshot(7) == live.LiveState(3, "", "重写", 12)
+    assert await live.append(7, 4, reasoning="", content="重写", replace=True) == (False, False)  # whole texts
+    assert await live.snapshot(7) == live.LiveState(4, "", "重写", 12)
 
     live.client().set(live.stop_key(7), 1)
-    assert await live.append(7, 4, reasoning="", content="!", replace=False) is True
+    assert (await live.append(7, 5, reasoning="", content="!", replace=False))[0] is True
+    listener.close()
+
+
+@pytest.mark.asyncio
+async def test_an_event_goes_only_to_live_processes_holding_a_socket_of_the_user() -> None:
+    sockets = live.sockets_key(71)
+    live.client().delete(sockets)
+    listener = _listener("live-test-2")
+    here, dead, other = "here.1", "dead.2", "other.3"
+
+    async def publish(message: str) -> bool:
+        return await live.publish_elsewhere(live.Publication("live-test-2", message, sockets, here))
+
+    await live.count_sockets(71, here, 2)
+    await live.count_sockets(71, dead, 1)  # a process that died without uncounting: no beat
+    live.client().delete(live.process_key(dead))
+    assert await publish("nobody") is False
+    assert live.client().hkeys(sockets) == [here]  # the dead process's count is dropped
+    await live.count_sockets(71, other, 1)
+    await live.beat(other, 60)
+    assert await publish("other") is True
+    await live.count_sockets(71, other, -1)  # its tab closed
+    assert await publish("closed") is False
+    assert listener.get_message(timeout=1)["data"] == "other"
+    assert listener.get_message(timeout=0.2) is None
     listener.close()

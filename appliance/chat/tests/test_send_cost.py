@@ -58,3 +58,18 @@ def test_the_model_choice_is_kept_per_department_not_per_user(personas: Any, eng
     assert not [q for q in queries.captured_queries if "deployments_" in q["sql"]]
     with pytest.raises(PermissionDenied):
         services.send(personas["charlie"], None, "another department", settings)
+
+
+def test_an_answers_end_is_two_updates_and_gives_what_reading_it_back_gives(personas: Any, eng_model: Any) -> None:
+    from appliance.chat import answers
+
+    turn = services.send(personas["alice"], None, "Hello", ChatSettings(model=eng_model.served_model_name))
+    final = answers.Final(
+        status="complete", reasoning="想一想", content="答案", error_code="", error_detail="", prompt_tokens=7,
+        completion_tokens=12, usage_estimated=False, ttft_ms=35, reasoning_ms=20, duration_ms=480,
+    )  # fmt: skip
+    with CaptureQueriesContext(connection) as queries:
+        ended = answers.finish_message(turn.job.message_id, final, turn.messages[-1])
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["UPDATE", "UPDATE"]  # the answer, its chat
+    assert ended is not None
+    assert message_data(ended) == message_data(Message.objects.get(pk=turn.job.message_id))

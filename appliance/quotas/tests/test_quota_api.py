@@ -187,6 +187,23 @@ def test_scopes_for_a_user_run_from_the_user_to_the_root(quotas: dict, personas:
     assert scopes[2].label == "研发部"
 
 
+def test_a_departments_quotas_read_once_give_each_of_its_users_their_scopes(
+    quotas: dict, personas: dict, departments: dict
+) -> None:
+    from appliance.quotas.services import department_quotas, scopes_in
+
+    users = User.objects.select_related("department")
+    bob, alice, carol = (users.get(pk=personas[name].pk) for name in ("bob", "alice", "carol"))
+    assert bob.department_id == alice.department_id  # bob has a quota of his own, alice none
+    read = department_quotas(bob.department)
+    with CaptureQueriesContext(connection) as queries:
+        assert scopes_in(bob, read) == scopes_for(bob)
+        assert scopes_in(alice, read) == scopes_for(alice)
+    assert len(queries.captured_queries) == 2  # scopes_for's own: scopes_in asked nothing
+    assert scopes_in(bob, read)[0].tokens_per_day == 20_000 and scopes_in(alice, read)[0].tokens_per_day is None
+    assert scopes_in(carol, read) == scopes_for(carol)  # another department: read for her
+
+
 def test_mine_shows_the_limits_and_current_use(api_as: Api, quotas: dict, personas: dict) -> None:
     bob = User.objects.select_related("department").get(pk=personas["bob"].pk)
     scopes = scopes_for(bob)
