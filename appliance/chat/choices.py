@@ -57,7 +57,7 @@ BATCH_MAX_PIECES = 20
 BATCH_MAX_DELAY_SECONDS = 0.05
 # The text in progress is written to Redis at the first batch and then this often, all the batches since in
 # one write; at every batch while another web process holds a socket of the user (live.py).
-LIVE_WRITE_SECONDS = 0.5
+LIVE_WRITE_SECONDS = 1.0
 # ... and to the database this often.
 DB_FLUSH_SECONDS = 5.0
 # Each web process beats this often; its counts of sockets are dropped once a beat is this old (live.py).

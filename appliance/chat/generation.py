@@ -146,7 +146,7 @@ class Progress:
         self.status, self.error_code, self.error_detail = Status.FAILED, code, detail[:500]
 
 
-async def _next(events: AsyncIterator[upstream.Chunk]) -> upstream.Chunk | None:
+async def _next(events: AsyncIterator[list[upstream.Chunk]]) -> list[upstream.Chunk] | None:
     try:
         return await anext(events)
     except StopAsyncIteration:  # cannot be set on a future; None marks the end instead
@@ -225,13 +225,13 @@ class Generation:
             logger.exception("chat: generation %s failed", self.job.message_id)
             self.progress.fail(ErrorCode.INTERNAL, type(exc).__name__)
 
-    async def _pump(self, events: AsyncIterator[upstream.Chunk], guard: Any) -> None:
-        pending: asyncio.Future[upstream.Chunk | None] | None = None
+    async def _pump(self, events: AsyncIterator[list[upstream.Chunk]], guard: Any) -> None:
+        pending: asyncio.Future[list[upstream.Chunk] | None] | None = None
         try:
             while True:
                 wait = self.batch.wait_time()
                 if pending is None and wait is None:
-                    chunk = await anext(events, None)  # nothing waits to be sent: no timer, no task
+                    found = await anext(events, None)  # nothing waits to be sent: no timer, no task
                 else:
                     if pending is None:  # read in a task of its own, which outlives a timeout
                         pending = asyncio.ensure_future(_next(events))
@@ -239,13 +239,14 @@ class Generation:
                     if not done:
                         await self._flush()
                         continue
-                    chunk, pending = pending.result(), None
-                if chunk is None:
+                    found, pending = pending.result(), None
+                if found is None:
                     break
-                self._apply(chunk, guard)
+                for chunk in found:
+                    self._apply(chunk, guard)
+                    if self.batch.due():
+                        await self._flush()
                 lastuse.touch(*self.job.deployment_ids)  # a long answer keeps an on-demand model from idling
-                if self.batch.due():
-                    await self._flush()
                 await guard.atouch()
         finally:
             if pending is not None:

@@ -61,10 +61,10 @@ async def _open(endpoints: Sequence[Endpoint], payload: dict[str, Any], request_
     return opened
 
 
-async def _chunks(opened: client.Opened) -> AsyncGenerator[Chunk, None]:
+async def _chunks(opened: client.Opened) -> AsyncGenerator[list[Chunk], None]:
     try:
-        async for chunk in sse.chunks(client.reads(opened)):
-            yield chunk
+        async for found in sse.chunk_reads(client.reads(opened)):
+            yield found
     except client.EngineFailure as exc:
         raise _failure(exc) from exc
 
@@ -72,8 +72,9 @@ async def _chunks(opened: client.Opened) -> AsyncGenerator[Chunk, None]:
 @asynccontextmanager
 async def open_stream(
     endpoints: Sequence[Endpoint], payload: dict[str, Any], request_id: str = ""
-) -> AsyncIterator[AsyncIterator[Chunk]]:
-    """The answer's chunks from the least busy of ``endpoints`` (the replicas of one model)."""
+) -> AsyncIterator[AsyncIterator[list[Chunk]]]:
+    """The answer's chunks from the least busy of ``endpoints`` (the replicas of one model), those of
+    one read of the engine's stream together (``sse.chunk_reads``)."""
     opened = await _open(endpoints, payload, request_id or "chat")
     events = _chunks(opened)
     try:

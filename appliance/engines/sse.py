@@ -104,27 +104,41 @@ def parse_chunk(data: bytes) -> Chunk | None:
     )
 
 
-async def chunks(reads: AsyncIterator[bytes]) -> AsyncGenerator[Chunk, None]:
-    """An engine's raw reads (``client.reads``) as chunks, to ``[DONE]``. A stream cut before the answer
-    ended raises ``Disconnected``; a silence longer than the read timeout ``TimedOut`` (from the reads)."""
+async def chunk_reads(reads: AsyncIterator[bytes]) -> AsyncGenerator[list[Chunk], None]:
+    """An engine's raw reads (``client.reads``) as chunks, those of one read together (a loaded engine's
+    reads carry several events, and each step of a consumer's loop costs more than parsing one), to
+    ``[DONE]``. A stream cut before the answer ended raises ``Disconnected``; a silence longer than the read
+    timeout ``TimedOut`` (from the reads)."""
     events, finished = Events(), False
     async for data in reads:
+        found: list[Chunk] = []
         for event in events.feed(data):
             payload = data_of(event)
             if payload is None:
                 continue  # comments (": ping"), other fields, stray blank lines
             if payload.strip() == DONE:
+                if found:
+                    yield found
                 return
             chunk = parse_chunk(payload)
             if chunk is not None:
                 finished = finished or chunk.finish_reason is not None
-                yield chunk
+                found.append(chunk)
+        if found:
+            yield found
     last = data_of(events.flush())  # a last event without its blank line
     if last is not None and last.strip() == DONE:
         return
     chunk = parse_chunk(last) if last else None
     if chunk is not None:
         finished = finished or chunk.finish_reason is not None
-        yield chunk
+        yield [chunk]
     if not finished:
         raise Disconnected("the stream ended before the answer did")
+
+
+async def chunks(reads: AsyncIterator[bytes]) -> AsyncGenerator[Chunk, None]:
+    """:func:`chunk_reads` one chunk at a time."""
+    async for found in chunk_reads(reads):
+        for chunk in found:
+            yield chunk

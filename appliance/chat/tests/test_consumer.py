@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.utils import timezone
 
 from appliance.accounts.models import User
 from appliance.chat import answers
@@ -25,7 +27,7 @@ async def test_a_socket_without_a_session_is_refused(personas: dict[str, User]) 
     assert (connected, code) == (False, 4401)
 
 
-@pytest.mark.parametrize("ended", ["deactivated", "logged_out"])
+@pytest.mark.parametrize("ended", ["deactivated", "logged_out", "expired"])
 async def test_an_open_socket_is_closed_at_its_next_message_once_its_user_is_gone(
     personas: dict[str, User], engine: FakeEngine, eng_model: Deployment, ended: str
 ) -> None:
@@ -35,8 +37,10 @@ async def test_an_open_socket_is_closed_at_its_next_message_once_its_user_is_gon
     socket = await open_socket(bob)
     if ended == "deactivated":
         await User.objects.filter(pk=bob.pk).aupdate(is_active=False)
-    else:
+    elif ended == "logged_out":
         await Session.objects.all().adelete()
+    else:
+        await Session.objects.all().aupdate(expire_date=timezone.now() - timedelta(seconds=1))
     await socket.send_json_to({"type": "send", "model": engine.model, "content": "hi"})
     closed = await socket.receive_output(10)
     assert (closed["type"], closed.get("code")) == ("websocket.close", 4401)

@@ -71,3 +71,14 @@ async def test_events_keep_an_incomplete_tail_for_the_next_read() -> None:
     assert events.feed(b"data: 1\n\nda") == [b"data: 1"]
     assert events.feed(b"ta: 2\r\n\r\n: ping\n\ndata: 3") == [b"data: 2", b": ping"]
     assert events.flush() == b"data: 3"
+
+
+async def test_the_chunks_of_one_read_come_together() -> None:
+    from appliance.engines.sse import chunk_reads
+
+    async def reads() -> AsyncIterator[bytes]:
+        yield (f"{_data({'content': 'a'})}\n\n{_data({'content': 'b'})}\n\n{_data({'content': 'c'})[:9]}").encode()
+        yield (f"{_data({'content': 'c'})[9:]}\n\n{_data({}, 'stop')}\n\ndata: [DONE]\n\n").encode()
+
+    found = [[c.content for c in group] async for group in chunk_reads(reads())]
+    assert found == [["a", "b"], ["c", ""]]  # an event cut between reads comes with the read that ends it
