@@ -16,12 +16,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.contrib.sessions.backends.db import SessionStore as DatabaseSession
-from django.db import connections, router
-from django.utils import timezone
 
 from appliance.accounts.models import User
-from appliance.chat import fanout, generation, live, metering, protocol, services, stops
+from appliance.chat import acting, fanout, generation, live, metering, protocol, services, stops
 from appliance.chat.api.serializers import conversation_data, message_data
 from appliance.chat.choices import ErrorCode, Status
 from appliance.core.context import new_request_id, update_context
@@ -45,11 +42,13 @@ class Unauthenticated(Exception):
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
     user_id: int | None = None
+    known: acting.KnownUser
     conversation_id: int | None = None
     counted = False  # this socket is in console_websocket_chats
     writer: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
+        self.known = acting.KnownUser()
         user = await self._acting_user()
         if user is None:
             await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -103,10 +102,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         user, session = self.scope.get("user"), self.scope.get("session")
         if user is None or not user.is_authenticated or session is None or not session.session_key:
             return None
-        if not _session_alive(session):
-            return None
-        found = list(User.objects.select_related("department").filter(pk=user.pk, is_active=True)[:1])
-        return found[0] if found else None
+        return self.known.read(user.pk, session)
 
     @db
     def _acting_user(self) -> User | None:
@@ -259,21 +255,6 @@ async def _remaining(user_id: int) -> dict[str, Any]:
     except Exception:
         logger.warning("chat: remaining quota unavailable", exc_info=True)
         return {"available": False}
-
-
-def _session_alive(session: Any) -> bool:
-    """Whether the socket's session still stands (not logged out, not expired)."""
-    if not isinstance(session, DatabaseSession):
-        return bool(session.exists(session.session_key))
-    # One indexed lookup in SQL: through the ORM this check, at every message of every socket, was a third
-    # of the database threads' time with 256 chats (py-spy, docs/performance.md).
-    model = session.model
-    conn = connections[router.db_for_read(model)]
-    table = conn.ops.quote_name(model._meta.db_table)  # the model's own table name, not input
-    sql = f"SELECT 1 FROM {table} WHERE session_key = %s AND expire_date > %s"  # noqa: S608
-    with conn.cursor() as cursor:
-        cursor.execute(sql, [session.session_key, timezone.now()])
-        return cursor.fetchone() is not None
 
 
 def _present(user: User) -> None:

@@ -47,6 +47,20 @@ async def test_an_open_socket_is_closed_at_its_next_message_once_its_user_is_gon
     assert not await Conversation.objects.filter(user=bob).aexists()  # nothing was written for it
 
 
+async def test_a_user_changed_while_the_socket_is_open_is_seen_at_its_next_message(
+    personas: dict[str, User], engine: FakeEngine, eng_model: Deployment
+) -> None:
+    """The socket keeps its user between messages only while the user's and the department's rows are unchanged."""
+    bob = personas["bob"]
+    socket = await open_socket(bob)
+    await send(socket, engine.model, "first")
+    await finish(socket)
+    await User.objects.filter(pk=bob.pk).aupdate(department=personas["charlie"].department_id)  # to 财务部
+    reply = await send(socket, engine.model, "second")
+    await socket.disconnect()
+    assert (reply["type"], reply["code"]) == ("error", "model_unavailable")  # the model is 研发部's
+
+
 async def test_answer_streams_in_batches_and_is_stored_once(
     personas: dict[str, User], engine: FakeEngine, eng_model: Deployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
