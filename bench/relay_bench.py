@@ -29,6 +29,7 @@ from bench import harness, loadgen, ws_bench
 MODEL = "synthetic"
 LIVE_IMAGE = "appliance/llamacpp-cpu:latest"
 LIVE_MODEL = "smollm2-135m-instruct-q4_1"  # the image's --model_alias
+WARM_UP_SECONDS = 1.0  # of the same load before each row through the console, not counted
 Target = tuple[int, ssl.SSLContext | None]  # a port, and the TLS context when it speaks HTTPS (nginx)
 
 
@@ -52,7 +53,7 @@ async def compare(
             "127.0.0.1", port, "/v1/chat/completions", body, {"Authorization": f"Bearer {key}"}
         )
         # A short warm-up fills the gateway's key cache and its connection pool.
-        await loadgen.run("warm-up", "127.0.0.1", port, proxied, concurrency=level, seconds=1, tls=tls)
+        await loadgen.run("warm-up", "127.0.0.1", port, proxied, concurrency=level, seconds=WARM_UP_SECONDS, tls=tls)
         outcomes.append(
             await loadgen.run(label, "127.0.0.1", port, proxied, concurrency=level, seconds=seconds, tls=tls)
         )
@@ -118,7 +119,9 @@ def websocket_rows(args: argparse.Namespace, gateways: dict[str, Target], level:
         if gateway not in gateways:
             continue
         url = f"{scheme}://127.0.0.1:{gateways[gateway][0]}/ws/chat/"
-        outcome = asyncio.run(ws_bench.load(url, ws_bench.make_sessions(level), args.tokens, args.seconds))
+        # The same short warm-up as the gateway's rows: the console's caches and database connections filled.
+        sessions = ws_bench.make_sessions(level)
+        outcome = asyncio.run(ws_bench.load(url, sessions, args.tokens, args.seconds, warmup=WARM_UP_SECONDS))
         outcome.label = label
         rows.append(outcome)
     return tuple(rows)

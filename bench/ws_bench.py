@@ -106,23 +106,30 @@ async def _one_chat(socket: ClientConnection, tokens: int, limit: float = 30.0) 
             return loadgen.Sample(500, time.perf_counter() - started, first, 0)
 
 
-async def load(url: str, cookies: list[str], tokens: int, seconds: float) -> loadgen.Outcome:
-    """One socket per cookie, each chatting back to back for ``seconds``: the relay through the chat."""
+async def load(url: str, cookies: list[str], tokens: int, seconds: float, warmup: float = 0.0) -> loadgen.Outcome:
+    """One socket per cookie, each chatting back to back for ``seconds``: the relay through the chat.
+    ``warmup``: seconds of the same load first, not counted (as the gateway's rows have)."""
     chats = [Chat(cookie) for cookie in cookies]
     await open_all(url, chats)
     outcome = loadgen.Outcome("websocket", len(chats), 0.0)
     outcome.errors += [e for c in chats for e in c.errors]
-    started = time.perf_counter()
 
-    async def worker(chat: Chat) -> None:
-        while chat.socket is not None and time.perf_counter() < started + seconds:
+    async def worker(chat: Chat, until: float, counted: bool) -> None:
+        while chat.socket is not None and time.perf_counter() < until:
             try:
-                outcome.samples.append(await _one_chat(chat.socket, tokens))
+                sample = await _one_chat(chat.socket, tokens)
             except Exception as exc:
                 outcome.errors.append(f"{type(exc).__name__}: {exc}")
                 return
+            if counted:
+                outcome.samples.append(sample)
+            elif sample.status != 200:
+                outcome.errors.append(f"warm-up answer with status {sample.status}")
 
-    await asyncio.gather(*(worker(c) for c in chats))
+    if warmup > 0:  # as the gateway's rows: a load of its own first, then the counted one
+        await asyncio.gather(*(worker(c, time.perf_counter() + warmup, False) for c in chats))
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(c, started + seconds, True) for c in chats))
     outcome.wall = time.perf_counter() - started
     await asyncio.gather(*(c.socket.close() for c in chats if c.socket is not None))
     return outcome
