@@ -174,6 +174,8 @@ async def _beat() -> None:
     while True:
         try:
             await live.beat(origin(), PROCESS_BEAT_TTL_SECONDS)
+            if _receivers:  # and the counts again: one lost, or dropped while the beat could not be set, is back
+                await live.set_sockets({user: len(held) for user, held in _receivers.items()}, origin())
         except Exception:
             logger.warning("chat: could not beat", exc_info=True)
         await asyncio.sleep(PROCESS_BEAT_SECONDS)
