@@ -108,7 +108,8 @@ async def _one_chat(socket: ClientConnection, tokens: int, limit: float = 30.0) 
 
 async def load(url: str, cookies: list[str], tokens: int, seconds: float, warmup: float = 0.0) -> loadgen.Outcome:
     """One socket per cookie, each chatting back to back for ``seconds``: the relay through the chat.
-    ``warmup``: seconds of the same load first, not counted (as the gateway's rows have)."""
+    ``warmup``: seconds of the same load first, not counted in the figures (as the gateway's rows have);
+    its failures are reported with the errors."""
     chats = [Chat(cookie) for cookie in cookies]
     await open_all(url, chats)
     outcome = loadgen.Outcome("websocket", len(chats), 0.0)

@@ -5,7 +5,7 @@ Through the ORM that read (the user with their department, and the session) cost
 ran at every message of every socket: at 256 chats it was a tenth of a worker's time (py-spy,
 docs/performance.md). Here one SQL lookup returns the user's row, their department's row and whether the
 session stands; the ORM builds the user again only when one of those rows changed since the socket's last
-message, so a changed role, department or password is seen at the next message as before.
+message, so a changed role or department is seen at the next message as before.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ class KnownUser:
         conn = connections[router.db_for_read(User)]
         with conn.cursor() as cursor:
             cursor.execute(
-                _lookup(conn.alias, session.model._meta.db_table), [user_id, session.session_key, timezone.now()]
+                _lookup(conn.alias, session.model._meta.db_table),
+                [user_id, session.session_key, conn.ops.adapt_datetimefield_value(timezone.now())],
             )
             row = cursor.fetchone()
         if row is None:

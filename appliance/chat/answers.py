@@ -42,7 +42,8 @@ def finish_message(message_id: int, final: Final, started: Message | None = None
 
     Not conditional on the status: if the reaper took a slow (not dead) generation for an orphan,
     the generation's complete text still wins. ``started``: the row as the answer's start created it, to
-    return with the final state instead of reading it back (nothing else writes an answer while it streams).
+    return with the final state instead of reading it back (what the browser is sent of it is what the
+    start wrote and this end writes).
     """
     now = timezone.now()
     fields = {**asdict(final), "finished_at": now}

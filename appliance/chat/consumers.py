@@ -201,10 +201,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             "type": "chat.started", "conversation": conversation_data(turn.conversation),
             "messages": [message_data(m) for m in turn.messages], "superseded": turn.superseded, "ref": ref,
         }  # fmt: skip
-        # Started first, so it listens for a stop before anyone knows its id; its task runs only once this one
-        # waits, after "started" is in every socket's outbox here.
-        generation.start(turn.job, turn.messages[-1])
+        # "started" first, here and to the other processes: no delta may overtake it. A stop asked for before
+        # the generation listens is in the flag, which it reads when it starts (stops.wait).
         await fanout.publish(turn.job.user_id, event)
+        generation.start(turn.job, turn.messages[-1])
 
     # --- the user's answer events (fanout), sent by the socket's writer -------------------------
 

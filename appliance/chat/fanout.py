@@ -80,10 +80,11 @@ async def attach(user_id: int, receiver: Receiver) -> None:
     """Deliver the user's events to ``receiver`` from now on (waits until this process listens, and until
     the other processes publish the user's events to it)."""
     _receivers[user_id].add(receiver)
+    _counted.add(user_id)
     await _listening()
     try:
-        await live.count_sockets(user_id, origin(), 1)
-    except Exception:  # Redis is away: this process's own answers still reach the socket
+        await asyncio.wait_for(live.count_sockets(user_id, origin(), 1), LISTEN_READY_SECONDS)
+    except Exception:  # Redis is away: this process's own answers still reach the socket; the beat counts it
         logger.warning("chat: could not count a socket of user %s", user_id, exc_info=True)
 
 
@@ -103,12 +104,13 @@ def detach(user_id: int, receiver: Receiver) -> None:
 
 
 _uncounting: set[asyncio.Task[None]] = set()
+_counted: set[int] = set()  # users this process has counted sockets of since its last beat
 
 
 async def _uncount(user_id: int) -> None:
     try:
         await live.count_sockets(user_id, origin(), -1)
-    except Exception:  # the other processes publish to this one for nothing until its listener counts again
+    except Exception:  # the other processes publish to this one for nothing until its next beat
         logger.warning("chat: could not uncount a socket of user %s", user_id, exc_info=True)
 
 
@@ -171,11 +173,14 @@ async def _listen(ready: asyncio.Event) -> None:
 
 
 async def _beat() -> None:
+    global _counted
     while True:
         try:
             await live.beat(origin(), PROCESS_BEAT_TTL_SECONDS)
-            if _receivers:  # and the counts again: one lost, or dropped while the beat could not be set, is back
-                await live.set_sockets({user: len(held) for user, held in _receivers.items()}, origin())
+            # And the counts, whole: one lost or late, or dropped while the beat could not be set, is right again.
+            held = {user: len(sockets) for user, sockets in _receivers.items()}
+            await live.set_sockets(held, origin(), _counted - held.keys())
+            _counted = set(held)
         except Exception:
             logger.warning("chat: could not beat", exc_info=True)
         await asyncio.sleep(PROCESS_BEAT_SECONDS)

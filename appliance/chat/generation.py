@@ -8,14 +8,17 @@ in Redis (``live``), so any socket of the user in any process picks it up. If th
 the heartbeat lapses and ``services.recover_orphans`` keeps the text and marks it interrupted.
 
 Deltas reach the user's sockets in batches (20 pieces or 50 ms, whichever first; an answer's first piece at
-once, since the time to the first token is what a user waits on): straight to the
-sockets of this process, and through the same Redis round trip that appends the batch to the live
-state to the sockets of other processes (``fanout``). The database is written at the start, every few
-seconds and at the end, never per token, on the database threads (``appliance.core.dbthreads``).
+once, since the time to the first token is what a user waits on): straight to the sockets of this
+process. Redis gets the text at the first batch and then every ``LIVE_WRITE_SECONDS``, all the batches
+since in one write that also publishes them as one delta to the user's sockets in other processes, if
+there are any (``live``, ``fanout``); at every batch while there are. Each delta names the seq it
+follows (``after``), so a tab that missed one re-reads the answer. The database is written at the
+start, every few seconds and at the end, never per token, on the database threads
+(``appliance.core.dbthreads``).
 
-A stop request reaches the generation's process by Redis pub/sub, or as a Redis flag read at each
-batch (``stops``); either way the stream task is cancelled, which closes the HTTP connection so the
-engine stops generating.
+A stop request reaches the generation's process by Redis pub/sub, or as a Redis flag read when the
+generation starts and at each write to Redis (``stops``); either way the stream task is cancelled,
+which closes the HTTP connection so the engine stops generating.
 """
 
 from __future__ import annotations
@@ -162,6 +165,7 @@ class Generation:
         self.shown = live.LiveState(0, "", "", None)
         self.unwritten = Change()  # the batches sent since the last write to Redis
         self.written_at: float | None = None
+        self.written_seq = 0  # the seq Redis holds the text of
         self.elsewhere = False  # another process holds a socket of the user: write every batch
         # Listened for at once: a stop can be sent as soon as the "started" event is out.
         self.stop = stops.listen(job.message_id)
@@ -230,6 +234,9 @@ class Generation:
         try:
             while True:
                 wait = self.batch.wait_time()
+                if wait is None and self.unwritten and self.written_at is not None:
+                    # The engine paused with text Redis lacks: written within LIVE_WRITE_SECONDS all the same.
+                    wait = max(0.0, self.written_at + LIVE_WRITE_SECONDS - time.monotonic())
                 if pending is None and wait is None:
                     found = await anext(events, None)  # nothing waits to be sent: no timer, no task
                 else:
@@ -238,6 +245,8 @@ class Generation:
                     done, _ = await asyncio.wait({pending}, timeout=wait)
                     if not done:
                         await self._flush()
+                        if self.unwritten and time.monotonic() - (self.written_at or 0.0) >= LIVE_WRITE_SECONDS:
+                            await self._write_live(None)
                         continue
                     found, pending = pending.result(), None
                 if found is None:
@@ -328,7 +337,8 @@ class Generation:
         job = self.job
         event = {
             "type": "chat.delta", "conversation_id": job.conversation_id, "message_id": job.message_id,
-            "seq": self.seq, "reasoning": change.reasoning, "content": change.content, "replace": change.replaced,
+            "seq": self.seq, "after": self.seq - 1, "reasoning": change.reasoning, "content": change.content,
+            "replace": change.replaced,
         }  # fmt: skip
         fanout.deliver_here(job.user_id, event)
         splitter = self.splitter
@@ -342,10 +352,11 @@ class Generation:
                 replaced=self.unwritten.replaced,
             )  # fmt: skip
         now = time.monotonic()
-        if self.elsewhere or self.written_at is None or now - self.written_at >= LIVE_WRITE_SECONDS:
-            self.written_at = now
+        save = now - self.saved_at >= DB_FLUSH_SECONDS
+        # Redis before the database: the reaper keeps Redis's text, which must not be the shorter one.
+        if save or self.elsewhere or self.written_at is None or now - self.written_at >= LIVE_WRITE_SECONDS:
             await self._write_live(event if alone else None)
-        if now - self.saved_at >= DB_FLUSH_SECONDS:
+        if save:
             self.saved_at = now
             await db(answers.save_progress)(job.message_id, self.splitter.reasoning, self.splitter.content)
 
@@ -353,12 +364,14 @@ class Generation:
         """The batches since the last write, in Redis and as one delta to the user's sockets in other
         processes: a tab that read the state at the last write gets all that followed."""
         job, written, self.unwritten = self.job, self.unwritten, Change()
+        self.written_at = time.monotonic()
         if event is None:
             event = {
                 "type": "chat.delta", "conversation_id": job.conversation_id, "message_id": job.message_id,
-                "seq": self.seq, "reasoning": written.reasoning, "content": written.content,
-                "replace": written.replaced,
+                "seq": self.seq, "after": self.written_seq, "reasoning": written.reasoning,
+                "content": written.content, "replace": written.replaced,
             }  # fmt: skip
+        self.written_seq = self.seq
         extra = {"reasoning_ms": self.progress.reasoning_ms} if self.progress.reasoning_ms is not None else None
         stop, self.elsewhere = await live.append(
             job.message_id, self.seq, reasoning=written.reasoning, content=written.content,

@@ -2,10 +2,10 @@
 
 Per assistant message ``m``:
 
-- ``chat:live:m`` hash: ``seq`` (the last batch published), ``reasoning_ms`` once thinking ended;
+- ``chat:live:m`` hash: ``seq`` (the last batch written), ``reasoning_ms`` once thinking ended;
 - ``chat:live:m:r`` / ``chat:live:m:c``: reasoning and answer so far (APPENDed batch by batch);
 - ``chat:live:m:hb``: heartbeat of the generation, expiring soon after its process stops;
-- ``chat:live:m:stop``: a stop request, checked at every batch (see ``stops``).
+- ``chat:live:m:stop``: a stop request, checked at every write (see ``stops``).
 
 Per user ``u``, ``<console>:chat:sockets:u`` hash: for each web process (``fanout.origin``) the number of the
 user's sockets it holds. An answer's events are published to the other processes only while one of them
@@ -30,7 +30,10 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from appliance.chat.choices import HEARTBEAT_TTL_SECONDS, LIVE_TTL_SECONDS
+from appliance.chat.choices import HEARTBEAT_TTL_SECONDS, LIVE_TTL_SECONDS, PROCESS_BEAT_TTL_SECONDS
+
+# A user's counts outlive the last beat of the processes holding sockets by this much at most.
+SOCKETS_TTL_SECONDS = PROCESS_BEAT_TTL_SECONDS
 
 _async_clients: weakref.WeakKeyDictionary[AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
 _sync_client: redis.Redis | None = None
@@ -122,14 +125,19 @@ def discard(message_id: int) -> None:
 # replace the texts, the texts' ttl, the channel ('' for none), the message, this process, the prefix of the
 # processes' beats, then field/value pairs for the hash. Returns {a stop was requested, another process holds
 # a socket of the user}.
-# A process that died leaves its counts behind; they are dropped once its beat (``process_key``) lapsed.
+# A process that died leaves its counts behind; they are dropped once its beat (``process_key``) lapsed, as is
+# a count of none. (The beats' keys are not declared: one Redis, not a cluster.)
 _OTHERS = """
 local function others(sockets, origin, beats)
   local held = redis.call('HGETALL', sockets)
   local found = 0
   for i = 1, #held, 2 do
-    if held[i] ~= origin and tonumber(held[i + 1]) > 0 then
-      if redis.call('EXISTS', beats .. held[i]) == 1 then found = 1 else redis.call('HDEL', sockets, held[i]) end
+    if held[i] ~= origin then
+      if tonumber(held[i + 1]) > 0 and redis.call('EXISTS', beats .. held[i]) == 1 then
+        found = 1
+      else
+        redis.call('HDEL', sockets, held[i])
+      end
     end
   end
   return found
@@ -229,16 +237,28 @@ async def publish_elsewhere(publication: Publication) -> bool:
     return bool(await _script("publish", _PUBLISH_ELSEWHERE)(keys=[p.sockets], args=args))
 
 
+# KEYS: the user's sockets. ARGV: this process, the change, the hash's ttl.
+_COUNT = """
+local held = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+if held <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return held
+"""
+
+
 async def count_sockets(user_id: int, origin: str, change: int) -> None:
     """This process holds ``change`` more (or fewer) sockets of the user."""
-    await aclient().hincrby(sockets_key(user_id), origin, change)
+    await _script("count", _COUNT)(keys=[sockets_key(user_id)], args=[origin, change, SOCKETS_TTL_SECONDS])
 
 
-async def set_sockets(counts: dict[int, int], origin: str) -> None:
-    """This process holds ``counts`` sockets of each user (again, after Redis was away)."""
+async def set_sockets(counts: dict[int, int], origin: str, gone: set[int] | frozenset[int] = frozenset()) -> None:
+    """This process holds ``counts`` sockets of each user, and none of the users ``gone`` (at each beat: a
+    lost or late count is right again within a beat)."""
     pipe = aclient().pipeline(transaction=False)
     for user_id, count in counts.items():
-        pipe.hset(sockets_key(user_id), origin, count)
+        pipe.hset(sockets_key(user_id), origin, count).expire(sockets_key(user_id), SOCKETS_TTL_SECONDS)
+    for user_id in gone:
+        pipe.hdel(sockets_key(user_id), origin)
     await pipe.execute()
 
 

@@ -47,23 +47,19 @@ class Waiter:
 
 
 def listen(message_id: int) -> Waiter:
-    """Listen for a stop of this generation from now on (before anyone can know its id)."""
-    listening = _ensure_listener()
+    """Listen for a stop of this generation from now on."""
+    _ensure_listener()
     waiter = Waiter(message_id, asyncio.Event())
     _waiters[message_id] = waiter.event
-    if not listening:
-        _unheard.add(message_id)
     return waiter
 
 
 async def wait(waiter: Waiter) -> None:
     """Return when a stop of the generation is requested."""
     try:
-        if waiter.message_id in _unheard:  # asked for before this process listened? Only the flag tells.
-            _unheard.discard(waiter.message_id)
-            with contextlib.suppress(Exception):  # Redis unreachable: the event below works once it is back
-                if await live.aclient().exists(live.stop_key(waiter.message_id)):
-                    return
+        with contextlib.suppress(Exception):  # Redis unreachable: the event below works once it is back
+            if await live.aclient().exists(live.stop_key(waiter.message_id)):
+                return  # asked for before this process listened for it (a deleted conversation, a quick click)
         await waiter.event.wait()
     finally:
         forget(waiter)
@@ -71,31 +67,22 @@ async def wait(waiter: Waiter) -> None:
 
 def forget(waiter: Waiter) -> None:
     """The generation ended (or never ran): stop listening for it."""
-    _unheard.discard(waiter.message_id)
     if _waiters.get(waiter.message_id) is waiter.event:
         del _waiters[waiter.message_id]
 
 
-_unheard: set[int] = set()
-_subscribed: weakref.WeakKeyDictionary[AbstractEventLoop, bool] = weakref.WeakKeyDictionary()
-
-
-def _ensure_listener() -> bool:
-    """Whether this loop's listener is subscribed (a stop published now reaches it)."""
+def _ensure_listener() -> None:
     loop = asyncio.get_running_loop()
     task = _listeners.get(loop)
     if task is None or task.done():
-        _subscribed[loop] = False
-        _listeners[loop] = loop.create_task(_listen(loop), name="chat-stop-listener")
-    return _subscribed.get(loop, False)
+        _listeners[loop] = loop.create_task(_listen(), name="chat-stop-listener")
 
 
-async def _listen(loop: AbstractEventLoop) -> None:
+async def _listen() -> None:
     while True:
         try:
             async with live.aclient().pubsub(ignore_subscribe_messages=True) as pubsub:
                 await pubsub.subscribe(STOP_CHANNEL)
-                _subscribed[loop] = True
                 async for message in pubsub.listen():
                     event = _waiters.get(int(message["data"])) if message.get("type") == "message" else None
                     if event is not None:
@@ -103,7 +90,6 @@ async def _listen(loop: AbstractEventLoop) -> None:
         except asyncio.CancelledError:
             raise
         except Exception:
-            _subscribed[loop] = False
             # Until it is back, stops still arrive through the flag at the next write of the text.
             logger.warning("chat: stop listener lost Redis; retrying", exc_info=True)
             await asyncio.sleep(1)

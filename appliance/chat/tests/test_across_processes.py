@@ -93,7 +93,9 @@ def test_a_tab_opened_on_another_process_while_the_answer_streams_picks_it_up(
             text, seq = answer["content"], answer["seq"]
             events = _until(second, "done")
     for delta in (e for e in events if e["type"] == "delta" and e["seq"] > seq):
+        assert delta["after"] <= seq  # each follows what the tab has: no gap to re-read
         text = delta["content"] if delta["replace"] else text + delta["content"]
+        seq = delta["seq"]
     assert events[-1]["message"]["status"] == MessageStatus.COMPLETE
     assert text == "".join(words)
 

@@ -76,6 +76,7 @@ async def test_answer_streams_in_batches_and_is_stored_once(
     assert joined(deltas) == expected
     assert 3 <= len(deltas) < 60  # batched: at most 20 pieces a batch, not one event per token
     assert [d["seq"] for d in deltas] == list(range(1, len(deltas) + 1))
+    assert [d["after"] for d in deltas] == [d["seq"] - 1 for d in deltas]  # what each follows: a gap shows
     message = done["message"]
     assert (message["status"], message["content"], message["reasoning"]) == ("complete", expected, "")
     assert (message["prompt_tokens"], message["completion_tokens"], message["usage_estimated"]) == (11, 60, False)
@@ -125,10 +126,15 @@ async def test_an_answer_the_database_refused_is_whole_in_redis_for_the_reaper(
     socket = await open_socket(personas["bob"])
     started = await send(socket, engine.model, "hi")
     answer_id = started["messages"][1]["id"]
-    await asyncio.wait_for(settle(answer_id), 10)
+    whole = "".join(f"w{i} " for i in range(20))
+    for _ in range(100):  # the generation ends a moment after "started" reaches the socket
+        await settle(answer_id)
+        state = await live.snapshot(answer_id)
+        if state is not None and state.content == whole:
+            break
+        await asyncio.sleep(0.1)
     await socket.disconnect()
-    state = await live.snapshot(answer_id)
-    assert state is not None and state.content == "".join(f"w{i} " for i in range(20))
+    assert state is not None and state.content == whole
 
 
 async def test_slow_tokens_are_sent_every_50_ms(

@@ -68,8 +68,13 @@ async def test_an_event_goes_only_to_live_processes_holding_a_socket_of_the_user
     await live.count_sockets(71, other, 1)
     await live.beat(other, 60)
     assert await publish("other") is True
-    await live.count_sockets(71, other, -1)  # its tab closed
+    await live.count_sockets(71, other, -1)  # its tab closed: its count of none is dropped
     assert await publish("closed") is False
+    assert live.client().hkeys(sockets) == [here]
+    await live.set_sockets({}, here, {71})  # a beat of a process that holds none of the user's sockets now
+    assert live.client().exists(sockets) == 0
+    await live.count_sockets(71, other, 1)
+    assert 0 < live.client().ttl(sockets) <= live.SOCKETS_TTL_SECONDS  # counts lapse without their beats
     assert listener.get_message(timeout=1)["data"] == "other"
     assert listener.get_message(timeout=0.2) is None
     listener.close()

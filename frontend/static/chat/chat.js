@@ -125,6 +125,11 @@
     delta(event) {
       const message = event.conversation_id === state.conversationId && find(event.message_id);
       if (!message || message.status !== "streaming" || (message.seq || 0) >= event.seq) return;
+      if (event.after !== undefined && event.after > (message.seq || 0)) {
+        // It follows text this tab never received (an event lost on the way): re-read the answer.
+        request({ type: "subscribe", conversation_id: state.conversationId });
+        return;
+      }
       message.seq = event.seq;
       if (event.replace) {
         message.reasoning = event.reasoning;
