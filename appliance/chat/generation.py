@@ -72,13 +72,8 @@ def start(job: Job, answer: Message | None = None) -> asyncio.Task[None]:
     task = asyncio.create_task(generation.run(), name=f"chat-generation-{job.message_id}")
     generation.task = task
     _running[job.message_id] = generation
-    task.add_done_callback(lambda _t: _ended(generation))
+    task.add_done_callback(lambda _t: _running.pop(job.message_id, None))
     return task
-
-
-def _ended(generation: Generation) -> None:
-    _running.pop(generation.job.message_id, None)
-    stops.forget(generation.stop)
 
 
 def running(message_id: int) -> asyncio.Task[None] | None:
@@ -167,8 +162,6 @@ class Generation:
         self.written_at: float | None = None
         self.written_seq = 0  # the seq Redis holds the text of
         self.elsewhere = False  # another process holds a socket of the user: write every batch
-        # Listened for at once: a stop can be sent as soon as the "started" event is out.
-        self.stop = stops.listen(job.message_id)
         self.splitter = ThinkSplitter(assume_reasoning=job.assume_reasoning)
         self.batch = Batcher()
         self.progress = Progress()
@@ -179,7 +172,7 @@ class Generation:
 
     async def run(self) -> None:
         beat = asyncio.create_task(self._heartbeat())
-        watcher = asyncio.create_task(stops.wait(self.stop))
+        watcher = asyncio.create_task(stops.wait(self.job.message_id))
         stream = asyncio.create_task(self._stream())
         try:
             await asyncio.wait({stream, watcher}, return_when=asyncio.FIRST_COMPLETED)

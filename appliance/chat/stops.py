@@ -1,9 +1,9 @@
 """Stop requests reach a generation in whichever web process runs it.
 
 Two paths, so neither a quiet engine nor a lost message keeps an answer going: a Redis flag that
-the generation reads whenever it writes its text there (``live.append``), and a message on one
-pub/sub channel that a listener in each process hands to its own generations at once (an engine
-still reading a long prompt sends no text). Channels' own ``receive`` is not used for this on
+the generation reads when it starts and whenever it writes its text there (``live.append``), and a
+message on one pub/sub channel that a listener in each process hands to its own generations at once
+(an engine still reading a long prompt sends no text). Channels' own ``receive`` is not used for this on
 purpose: cancelling a receive that waits in Redis can drop a message meant for another socket of
 the same process.
 """
@@ -15,7 +15,6 @@ import contextlib
 import logging
 import weakref
 from asyncio import AbstractEventLoop
-from dataclasses import dataclass
 
 from appliance.chat import live
 from appliance.chat.choices import LIVE_TTL_SECONDS
@@ -40,35 +39,17 @@ def request_sync(message_ids: list[int]) -> None:
         client.publish(STOP_CHANNEL, str(message_id))
 
 
-@dataclass
-class Waiter:
-    message_id: int
-    event: asyncio.Event
-
-
-def listen(message_id: int) -> Waiter:
-    """Listen for a stop of this generation from now on."""
+async def wait(message_id: int) -> None:
+    """Return when a stop of this generation is requested."""
     _ensure_listener()
-    waiter = Waiter(message_id, asyncio.Event())
-    _waiters[message_id] = waiter.event
-    return waiter
-
-
-async def wait(waiter: Waiter) -> None:
-    """Return when a stop of the generation is requested."""
+    event = _waiters[message_id] = asyncio.Event()
     try:
-        with contextlib.suppress(Exception):  # Redis unreachable: the event below works once it is back
-            if await live.aclient().exists(live.stop_key(waiter.message_id)):
-                return  # asked for before this process listened for it (a deleted conversation, a quick click)
-        await waiter.event.wait()
+        with contextlib.suppress(Exception):  # Redis unreachable: the event below still works once it is back
+            if await live.aclient().exists(live.stop_key(message_id)):
+                return  # requested before this process listened
+        await event.wait()
     finally:
-        forget(waiter)
-
-
-def forget(waiter: Waiter) -> None:
-    """The generation ended (or never ran): stop listening for it."""
-    if _waiters.get(waiter.message_id) is waiter.event:
-        del _waiters[waiter.message_id]
+        _waiters.pop(message_id, None)
 
 
 def _ensure_listener() -> None:
