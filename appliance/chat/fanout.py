@@ -172,15 +172,19 @@ async def _listen(ready: asyncio.Event) -> None:
         beating.cancel()
 
 
-async def _beat() -> None:
+async def _recount() -> None:
+    """This process's counts of sockets, whole: one lost or late, or dropped while Redis was away, is right again."""
     global _counted
+    held = {user: len(sockets) for user, sockets in _receivers.items()}
+    await live.set_sockets(held, origin(), _counted - held.keys())
+    _counted = set(held)
+
+
+async def _beat() -> None:
     while True:
         try:
             await live.beat(origin(), PROCESS_BEAT_TTL_SECONDS)
-            # And the counts, whole: one lost or late, or dropped while the beat could not be set, is right again.
-            held = {user: len(sockets) for user, sockets in _receivers.items()}
-            await live.set_sockets(held, origin(), _counted - held.keys())
-            _counted = set(held)
+            await _recount()
         except Exception:
             logger.warning("chat: could not beat", exc_info=True)
         await asyncio.sleep(PROCESS_BEAT_SECONDS)
@@ -193,8 +197,8 @@ async def _listen_on(ready: asyncio.Event) -> None:
             async with live.aclient().pubsub(ignore_subscribe_messages=True) as pubsub:
                 await pubsub.subscribe(channel())
                 await live.beat(origin(), PROCESS_BEAT_TTL_SECONDS)
-                if failed:  # Redis may have lost the counts, or missed some: this process's, again
-                    await live.set_sockets({user: len(held) for user, held in _receivers.items()}, origin())
+                if failed:  # Redis may have lost the counts, or missed some
+                    await _recount()
                 ready.set()
                 async for message in pubsub.listen():
                     if message.get("type") == "message":

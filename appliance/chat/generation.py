@@ -239,7 +239,7 @@ class Generation:
                     if not done:
                         await self._flush()
                         if self.unwritten and time.monotonic() - (self.written_at or 0.0) >= LIVE_WRITE_SECONDS:
-                            await self._write_live(None)
+                            await self._write_live()
                         continue
                     found, pending = pending.result(), None
                 if found is None:
@@ -328,16 +328,10 @@ class Generation:
         if change.replaced:
             change = Change(self.splitter.reasoning, self.splitter.content, replaced=True)
         job = self.job
-        event = {
-            "type": "chat.delta", "conversation_id": job.conversation_id, "message_id": job.message_id,
-            "seq": self.seq, "after": self.seq - 1, "reasoning": change.reasoning, "content": change.content,
-            "replace": change.replaced,
-        }  # fmt: skip
-        fanout.deliver_here(job.user_id, event)
+        fanout.deliver_here(job.user_id, self._delta(self.seq - 1, change))
         splitter = self.splitter
         self.shown = live.LiveState(self.seq, splitter.reasoning, splitter.content, self.progress.reasoning_ms)
-        alone = not self.unwritten or change.replaced  # this batch is all there is to write
-        if alone:
+        if not self.unwritten or change.replaced:  # this batch is all there is to write
             self.unwritten = change
         else:
             self.unwritten = Change(
@@ -348,22 +342,26 @@ class Generation:
         save = now - self.saved_at >= DB_FLUSH_SECONDS
         # Redis before the database: the reaper keeps Redis's text, which must not be the shorter one.
         if save or self.elsewhere or self.written_at is None or now - self.written_at >= LIVE_WRITE_SECONDS:
-            await self._write_live(event if alone else None)
+            await self._write_live()
         if save:
             self.saved_at = now
-            await db(answers.save_progress)(job.message_id, self.splitter.reasoning, self.splitter.content)
+            await db(answers.save_progress)(job.message_id, splitter.reasoning, splitter.content)
 
-    async def _write_live(self, event: dict[str, Any] | None) -> None:
+    def _delta(self, after: int, change: Change) -> dict[str, Any]:
+        """The event of the batches after ``after`` up to the last one (``seq``): one batch, or since the last write."""
+        job = self.job
+        return {
+            "type": "chat.delta", "conversation_id": job.conversation_id, "message_id": job.message_id,
+            "seq": self.seq, "after": after, "reasoning": change.reasoning, "content": change.content,
+            "replace": change.replaced,
+        }  # fmt: skip
+
+    async def _write_live(self) -> None:
         """The batches since the last write, in Redis and as one delta to the user's sockets in other
         processes: a tab that read the state at the last write gets all that followed."""
         job, written, self.unwritten = self.job, self.unwritten, Change()
         self.written_at = time.monotonic()
-        if event is None:
-            event = {
-                "type": "chat.delta", "conversation_id": job.conversation_id, "message_id": job.message_id,
-                "seq": self.seq, "after": self.written_seq, "reasoning": written.reasoning,
-                "content": written.content, "replace": written.replaced,
-            }  # fmt: skip
+        event = self._delta(self.written_seq, written)
         self.written_seq = self.seq
         extra = {"reasoning_ms": self.progress.reasoning_ms} if self.progress.reasoning_ms is not None else None
         stop, self.elsewhere = await live.append(

@@ -191,6 +191,13 @@ class Publication:
     sockets: str  # the user's sockets key (``sockets_key``)
     origin: str  # this process
 
+    def args(self) -> list[str]:
+        """The scripts' ARGV for it (``_OTHERS``): channel, message, this process, the prefix of the beats."""
+        return [self.channel, self.message, self.origin, process_key("")]
+
+
+_NO_PUBLICATION = ["", "", "", ""]
+
 
 def sockets_key(user_id: int) -> str:
     return f"{settings.CONSOLE_ID}:chat:sockets:{user_id}"
@@ -219,22 +226,20 @@ async def append(
     requested and whether another process holds a socket of the user. ``publish``: the event sent in the
     same round trip to those processes (``fanout``)."""
     base, r, c, _hb, stop = _keys(message_id)
-    sockets, origin = (publish.sockets, publish.origin) if publish is not None else ("", "")
-    channel, message = (publish.channel, publish.message) if publish is not None else ("", "")
-    args: list[Any] = [seq, reasoning, content, "1" if replace else "0", LIVE_TTL_SECONDS, channel, message, origin]
-    args.append(process_key(""))
+    args: list[Any] = [seq, reasoning, content, "1" if replace else "0", LIVE_TTL_SECONDS]
+    args += publish.args() if publish is not None else _NO_PUBLICATION
     for name, value in (extra or {}).items():
         args += [name, value]
     # Without a publication KEYS[5] is not read; the state's own key stands in for it.
-    stopped, elsewhere = await _script("append", _APPEND)(keys=[base, r, c, stop, sockets or base], args=args)
+    sockets = publish.sockets if publish is not None else base
+    stopped, elsewhere = await _script("append", _APPEND)(keys=[base, r, c, stop, sockets], args=args)
     return bool(stopped), bool(elsewhere)
 
 
 async def publish_elsewhere(publication: Publication) -> bool:
     """Publish to the other processes if one of them holds a socket of the user; whether it was."""
-    p = publication
-    args = [p.channel, p.message, p.origin, process_key("")]
-    return bool(await _script("publish", _PUBLISH_ELSEWHERE)(keys=[p.sockets], args=args))
+    script = _script("publish", _PUBLISH_ELSEWHERE)
+    return bool(await script(keys=[publication.sockets], args=publication.args()))
 
 
 # KEYS: the user's sockets. ARGV: this process, the change, the hash's ttl.
@@ -288,8 +293,7 @@ return 0
 async def end(message_id: int, publish: Publication | None = None) -> None:
     """Drop the answer's state, and send its last event to the other processes holding a socket of the user."""
     keys = list(_keys(message_id))
-    if publish is None:
-        await _script("end", _END)(keys=[*keys, keys[0]], args=["", "", "", ""])
-        return
-    args = [publish.channel, publish.message, publish.origin, process_key("")]
-    await _script("end", _END)(keys=[*keys, publish.sockets], args=args)
+    if publish is None:  # the last key stands in for the user's sockets, which are not read
+        await _script("end", _END)(keys=[*keys, keys[0]], args=_NO_PUBLICATION)
+    else:
+        await _script("end", _END)(keys=[*keys, publish.sockets], args=publish.args())
