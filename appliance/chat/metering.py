@@ -114,16 +114,9 @@ def _tightest(rows: list[dict[str, Any]], limit: str) -> dict[str, Any] | None:
     return best
 
 
-def remaining(user_id: int) -> dict[str, Any]:
-    """The tightest daily and monthly token budgets left to the user (their own, their department's, …)."""
-    scopes = _scopes(user_id)
-    if not _token_limited(scopes):
-        return {"available": True}
-    return _remaining_of(quota_services.remaining_in(scopes))
-
-
 async def aremaining(user_id: int) -> dict[str, Any]:
-    """:func:`remaining` from the event loop, asking Redis there (shown after every answer)."""
+    """The tightest daily and monthly token budgets left to the user (their own, their department's, …),
+    shown under every answer; read on the event loop, and not at all when no scope has a token limit."""
     scopes = await _ascopes(user_id)
     if not _token_limited(scopes):
         return {"available": True}
