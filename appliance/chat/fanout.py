@@ -32,7 +32,7 @@ import os
 import uuid
 import weakref
 from asyncio import AbstractEventLoop
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any, Protocol
 
 from django.conf import settings
@@ -81,11 +81,14 @@ async def attach(user_id: int, receiver: Receiver) -> None:
     the other processes publish the user's events to it)."""
     _receivers[user_id].add(receiver)
     _counted.add(user_id)
-    await _listening()
+    _changing[user_id] += 1
     try:
+        await _listening()
         await asyncio.wait_for(live.count_sockets(user_id, origin(), 1), LISTEN_READY_SECONDS)
     except Exception:  # Redis is away: this process's own answers still reach the socket; the beat counts it
         logger.warning("chat: could not count a socket of user %s", user_id, exc_info=True)
+    finally:
+        _changed(user_id)
 
 
 def detach(user_id: int, receiver: Receiver) -> None:
@@ -99,12 +102,22 @@ def detach(user_id: int, receiver: Receiver) -> None:
         task = asyncio.get_running_loop().create_task(_uncount(user_id))
     except RuntimeError:  # its loop is gone (a test's): the count lapses with this process's beat
         return
+    _changing[user_id] += 1
     _uncounting.add(task)
     task.add_done_callback(_uncounting.discard)
 
 
 _uncounting: set[asyncio.Task[None]] = set()
 _counted: set[int] = set()  # users this process has counted sockets of since its last beat
+# Users with a socket's count on its way to Redis: the beat leaves their counts be (a whole count written
+# meanwhile would be counted again, or uncounted again, by the change in flight), and sets them at its next.
+_changing: Counter[int] = Counter()
+
+
+def _changed(user_id: int) -> None:
+    _changing[user_id] -= 1
+    if _changing[user_id] <= 0:
+        del _changing[user_id]
 
 
 async def _uncount(user_id: int) -> None:
@@ -112,6 +125,8 @@ async def _uncount(user_id: int) -> None:
         await live.count_sockets(user_id, origin(), -1)
     except Exception:  # the other processes publish to this one for nothing until its next beat
         logger.warning("chat: could not uncount a socket of user %s", user_id, exc_info=True)
+    finally:
+        _changed(user_id)
 
 
 def deliver_here(user_id: int, event: dict[str, Any]) -> None:
@@ -175,9 +190,10 @@ async def _listen(ready: asyncio.Event) -> None:
 async def _recount() -> None:
     """This process's counts of sockets, whole: one lost or late, or dropped while Redis was away, is right again."""
     global _counted
-    held = {user: len(sockets) for user, sockets in _receivers.items()}
-    await live.set_sockets(held, origin(), _counted - held.keys())
-    _counted = set(held)
+    changing = set(_changing)
+    held = {user: len(sockets) for user, sockets in _receivers.items() if user not in changing}
+    await live.set_sockets(held, origin(), _counted - held.keys() - changing)
+    _counted = held.keys() | changing
 
 
 async def _beat() -> None:

@@ -3,6 +3,7 @@ to the other processes holding a socket of the user, and a stop reported, in one
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -78,3 +79,42 @@ async def test_an_event_goes_only_to_live_processes_holding_a_socket_of_the_user
     assert listener.get_message(timeout=1)["data"] == "other"
     assert listener.get_message(timeout=0.2) is None
     listener.close()
+
+
+class _Socket:
+    def deliver(self, event: dict[str, Any]) -> None:
+        pass
+
+
+@pytest.mark.asyncio
+async def test_a_count_on_its_way_while_the_process_beats_is_counted_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The beat's whole count and a socket's own count in flight at once: the socket counts once, not twice
+    (found by the benchmark: with the counts doubled, every batch of those users' answers was published)."""
+    from appliance.chat import fanout
+
+    user, sockets = 73, live.sockets_key(73)
+    live.client().delete(sockets)
+    count = live.count_sockets
+
+    async def beat_meanwhile(user_id: int, origin: str, change: int) -> None:
+        await fanout._recount()  # the process's beat lands while this socket's count is on its way
+        await count(user_id, origin, change)
+
+    monkeypatch.setattr(live, "count_sockets", beat_meanwhile)
+    first, second = _Socket(), _Socket()
+    try:
+        await fanout.attach(user, first)
+        await fanout.attach(user, second)
+        assert live.client().hget(sockets, fanout.origin()) == "2"
+        fanout.detach(user, first)
+        await asyncio.gather(*fanout._uncounting)
+        assert live.client().hget(sockets, fanout.origin()) == "1"
+        fanout.detach(user, second)
+        await asyncio.gather(*fanout._uncounting)
+        assert live.client().exists(sockets) == 0
+    finally:
+        for socket in (first, second):
+            fanout.detach(user, socket)
+        await asyncio.gather(*fanout._uncounting)
+        for task in fanout._listeners.values():
+            task.cancel()
