@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from appliance.accounts.models import User
@@ -73,6 +74,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             fanout.detach(self.user_id, self)
         if self.writer is not None:
             self.writer.cancel()
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """As Channels' own, less its ``aclose_old_connections`` before every message: a trip to its database
+        thread each time, for connections this consumer does not use (its database work runs on the database
+        threads, which look after their own: ``appliance.core.dbthreads``)."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     def deliver(self, event: dict[str, Any]) -> None:
         try:
@@ -201,10 +211,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             "type": "chat.started", "conversation": conversation_data(turn.conversation),
             "messages": [message_data(m) for m in turn.messages], "superseded": turn.superseded, "ref": ref,
         }  # fmt: skip
-        # "started" first, here and to the other processes: no delta may overtake it. A stop asked for before
-        # the generation listens is in the flag, which it reads when it starts (stops.wait).
-        await fanout.publish(turn.job.user_id, event)
-        generation.start(turn.job, turn.messages[-1])
+        # "started" first, here and to the other processes (the generation's first step, live.start): no delta
+        # may overtake it. A stop asked for before the generation listens is in the flag, read in that step.
+        fanout.deliver_here(turn.job.user_id, event)
+        generation.start(turn.job, turn.messages[-1], fanout.publication(turn.job.user_id, event))
 
     # --- the user's answer events (fanout), sent by the socket's writer -------------------------
 

@@ -9,11 +9,11 @@ the heartbeat lapses and ``services.recover_orphans`` keeps the text and marks i
 
 Deltas reach the user's sockets in batches (20 pieces or 50 ms, whichever first; an answer's first piece at
 once, since the time to the first token is what a user waits on): straight to the sockets of this
-process. Redis gets the text at the first batch and then every ``LIVE_WRITE_SECONDS``, all the batches
-since in one write that also publishes them as one delta to the user's sockets in other processes, if
-there are any (``live``, ``fanout``); at every batch while there are. Each delta names the seq it
-follows (``after``), so a tab that missed one re-reads the answer. The database is written at the
-start, every few seconds and at the end, never per token, on the database threads
+process. Redis gets the answer's state when it starts (no text yet; ``live.start``) and then the text every
+``LIVE_WRITE_SECONDS``, all the batches since in one write that also publishes them as one delta to the
+user's sockets in other processes, if there are any (``live``, ``fanout``); at every batch while there are.
+Each delta names the seq it follows (``after``), so a tab that missed one re-reads the answer. The database
+is written at the start, every few seconds and at the end, never per token, on the database threads
 (``appliance.core.dbthreads``).
 
 A stop request reaches the generation's process by Redis pub/sub, or as a Redis flag read when the
@@ -66,9 +66,10 @@ STARTING_POLL_SECONDS = 1.0
 STORE_RETRY_PAUSES = (0.5, 1.0, 2.0, 4.0, 0.0)
 
 
-def start(job: Job, answer: Message | None = None) -> asyncio.Task[None]:
-    """Generate ``job``'s answer; ``answer``: its row as just created (stored at the end without reading it back)."""
-    generation = Generation(job, answer)
+def start(job: Job, answer: Message | None = None, announce: live.Publication | None = None) -> asyncio.Task[None]:
+    """Generate ``job``'s answer; ``answer``: its row as just created (stored at the end without reading it back);
+    ``announce``: its "started" event for the user's sockets in other processes, sent before any delta."""
+    generation = Generation(job, answer, announce)
     task = asyncio.create_task(generation.run(), name=f"chat-generation-{job.message_id}")
     generation.task = task
     _running[job.message_id] = generation
@@ -154,9 +155,10 @@ async def _next(events: AsyncIterator[list[upstream.Chunk]]) -> list[upstream.Ch
 class Generation:
     task: asyncio.Task[None] | None = None
 
-    def __init__(self, job: Job, answer: Message | None = None) -> None:
+    def __init__(self, job: Job, answer: Message | None = None, announce: live.Publication | None = None) -> None:
         self.job = job
         self.answer = answer
+        self.announce = announce
         self.shown = live.LiveState(0, "", "", None)
         self.unwritten = Change()  # the batches sent since the last write to Redis
         self.written_at: float | None = None
@@ -171,28 +173,43 @@ class Generation:
         self.screen = AnswerScreen(job.safety) if job.safety is not None else None
 
     async def run(self) -> None:
-        beat = asyncio.create_task(self._heartbeat())
-        watcher = asyncio.create_task(stops.wait(self.job.message_id))
-        stream = asyncio.create_task(self._stream())
+        stop = stops.listen(self.job.message_id)
+        tasks: list[asyncio.Task[Any]] = []
         try:
+            if await self._begin():
+                stop.set()  # requested before this generation listened
+            tasks.append(asyncio.create_task(self._heartbeat()))
+            tasks.append(watcher := asyncio.create_task(stop.wait()))
+            tasks.append(stream := asyncio.create_task(self._stream()))
             await asyncio.wait({stream, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            if not stream.done() and watcher.exception() is not None:
-                # Listening failed (Redis): no stop was asked; stops still arrive through the flag.
-                logger.warning("chat: stop listener of %s failed", self.job.message_id, exc_info=watcher.exception())
-                await asyncio.wait({stream})
             if not stream.done():
                 self.progress.status = Status.STOPPED
                 stream.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await stream
         finally:
-            for task in (beat, watcher):
+            stops.forget(self.job.message_id)
+            for task in tasks:
                 task.cancel()
             await self._finish()
 
+    async def _begin(self) -> bool:
+        """The answer's live state and heartbeat, "started" to the other processes, whether a stop was
+        requested before this generation listened, and whether another process holds a socket of the user: one
+        round trip to Redis. The state holds the text as of now (none), so the first batch is written with the
+        next (``LIVE_WRITE_SECONDS``) unless a tab elsewhere waits for it. Without Redis the answer still streams
+        to this process's sockets and is stored; the heartbeat and the first batch try again."""
+        try:
+            stopped, self.elsewhere = await live.start(self.job.message_id, self.announce)
+        except Exception:
+            logger.warning("chat: the live state of %s could not be started", self.job.message_id, exc_info=True)
+            return False
+        self.written_at = time.monotonic()
+        return stopped
+
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)  # the first beat was set with the state (live.begin)
+            await asyncio.sleep(HEARTBEAT_SECONDS)  # the first beat was set with the state (live.start)
             try:
                 await live.heartbeat(self.job.message_id)
             except Exception:

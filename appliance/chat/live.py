@@ -13,7 +13,7 @@ holds a socket of the user, which the scripts below decide in Redis.
 
 Batches are appended and their ``seq`` set in one Lua script (atomic), so a snapshot (read in one MULTI)
 and the deltas published after it never overlap nor leave a gap: the browser drops deltas whose ``seq`` is
-not above the snapshot's. The generation writes the state at its first batch and then at most every
+not above the snapshot's. The generation creates the state when it starts (``start``) and then writes it at most every
 ``LIVE_WRITE_SECONDS``, all the batches since its last write in one (``generation``), or at every batch
 while another process holds a socket of the user; a delta published carries every batch since the last
 write, so a tab that read the snapshot at that write misses nothing.
@@ -82,18 +82,6 @@ def _state(raw: list[Any]) -> LiveState | None:
 
 
 # --- synchronous: services and the reaper ------------------------------------------------------
-
-
-def begin(message_id: int) -> None:
-    """Create the state of a new generation and its first heartbeat (before the task even starts)."""
-    base, r, c, hb, _stop = _keys(message_id)
-    pipe = client().pipeline(transaction=True)
-    pipe.hset(base, mapping={"seq": 0})
-    pipe.set(r, "", ex=LIVE_TTL_SECONDS)
-    pipe.set(c, "", ex=LIVE_TTL_SECONDS)
-    pipe.expire(base, LIVE_TTL_SECONDS)
-    pipe.set(hb, 1, ex=HEARTBEAT_TTL_SECONDS)
-    pipe.execute()
 
 
 def alive(message_ids: list[int]) -> set[int]:
@@ -206,6 +194,40 @@ def sockets_key(user_id: int) -> str:
 def process_key(origin: str) -> str:
     """A web process's beat: while it lives, its counts of sockets stand."""
     return f"{settings.CONSOLE_ID}:chat:process:{origin}"
+
+
+# KEYS: the answer's keys, then the user's sockets. ARGV: the texts' ttl, the heartbeat's, then as
+# _PUBLISH_ELSEWHERE's ('' for no event). Returns {a stop was requested, another process holds a socket of the user}.
+_START = (
+    _OTHERS
+    + """
+redis.call('HSET', KEYS[1], 'seq', 0)
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], '', 'EX', ARGV[1])
+redis.call('SET', KEYS[3], '', 'EX', ARGV[1])
+redis.call('SET', KEYS[4], 1, 'EX', ARGV[2])
+local elsewhere = 0
+if ARGV[3] ~= '' then
+  elsewhere = others(KEYS[6], ARGV[5], ARGV[6])
+  if elsewhere == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+end
+return {redis.call('EXISTS', KEYS[5]), elsewhere}
+"""
+)
+
+
+async def start(message_id: int, publish: Publication | None = None) -> tuple[bool, bool]:
+    """A generation's first step, in one round trip: its state (no text yet, seq 0) and first heartbeat, its
+    first event to the user's sockets in other processes (``fanout``); returns whether a stop was requested
+    before it listened and whether another process holds a socket of the user."""
+    keys = list(_keys(message_id))
+    ttls = [LIVE_TTL_SECONDS, HEARTBEAT_TTL_SECONDS]
+    if publish is None:  # the state's own key stands in for the user's sockets, which are not read
+        found = await _script("start", _START)(keys=[*keys, keys[0]], args=[*ttls, *_NO_PUBLICATION])
+    else:
+        found = await _script("start", _START)(keys=[*keys, publish.sockets], args=[*ttls, *publish.args()])
+    stopped, elsewhere = found
+    return bool(stopped), bool(elsewhere)
 
 
 async def beat(origin: str, ttl: int) -> None:

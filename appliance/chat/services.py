@@ -10,12 +10,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils.translation import gettext as _
 
 from appliance.accounts.models import User
 from appliance.audit import services as audit
-from appliance.chat import answers, live, screening, stops
+from appliance.chat import answers, screening, stops
 from appliance.chat.choices import (
     TITLE_FROM_FIRST_MESSAGE_CHARS,
     TITLE_MAX,
@@ -89,23 +89,36 @@ def _answer(
     conversation: Conversation,
     settings: ChatSettings,
     choice: ModelChoice,
-    first_question: str | None = None,
+    question: Message | None = None,
+    *,
+    first: bool = False,
 ) -> tuple[Message, Job]:
-    """Create the streaming assistant message and the job that will fill it. ``first_question``: the
-    conversation was just created with ``settings`` and holds only that question (nothing to save or read back)."""
-    if first_question is None:
+    """Create the streaming assistant message, after ``question`` (the user's new message, stored with it), and
+    the job that will fill it. ``first``: the conversation was just created with ``settings`` and holds only
+    ``question`` (nothing to save or read back). The answer's live state and heartbeat are the generation's
+    first step, after the commit: the reaper takes no answer younger than ``ORPHAN_GRACE_SECONDS``."""
+    if not first:
         _apply_settings(conversation, settings)
         conversation.save()
     temperature = settings.temperature if settings.temperature is not None else choice.temperature_for(settings.task)
     max_tokens = budget(user, conversation, choice)
-    message = Message.objects.create(
+    message = Message(
         conversation=conversation, role=Role.ASSISTANT, status=Status.STREAMING, model=choice.name,
         deployment_id=choice.deployment_id, temperature=temperature, max_tokens=max_tokens,
     )  # fmt: skip
-    messages = first_turn(conversation, first_question) if first_question is not None else None
+    _insert([question, message] if question is not None else [message])
+    messages = first_turn(conversation, question.content) if first and question is not None else None
     job = plan(user, conversation, message.pk, choice, max_tokens=max_tokens, messages=messages)
-    live.begin(message.pk)  # the heartbeat exists before the transaction commits: no reaper can take it
     return message, job
+
+
+def _insert(messages: list[Message]) -> None:
+    """The rows in one INSERT where the database returns their ids (MariaDB, SQLite), else one at a time."""
+    if connections[Message.objects.db].features.can_return_rows_from_bulk_insert:
+        Message.objects.bulk_create(messages)
+    else:
+        for message in messages:
+            message.save(force_insert=True)
 
 
 def send(user: User, conversation_id: int | None, content: str, settings: ChatSettings) -> Turn:
@@ -126,8 +139,8 @@ def _send(user: User, conversation_id: int | None, content: str, settings: ChatS
         _ensure_idle(conversation)
         if not conversation.title:
             conversation.title = _title_from(content)
-    question = Message.objects.create(conversation=conversation, role=Role.USER, content=content)
-    answer, job = _answer(user, conversation, settings, choice, content if conversation_id is None else None)
+    question = Message(conversation=conversation, role=Role.USER, content=content)
+    answer, job = _answer(user, conversation, settings, choice, question, first=conversation_id is None)
     return Turn(job, conversation, [question, answer])
 
 
@@ -164,8 +177,8 @@ def _edit_and_resend(user: User, message_id: int, content: str, settings: ChatSe
     choice = choose_model(user, settings.model)
     hidden = list(conversation.messages.current().filter(id__gte=target.pk).values_list("id", flat=True))
     Message.objects.filter(pk__in=hidden).update(superseded=True)
-    question = Message.objects.create(conversation=conversation, role=Role.USER, content=content)
-    answer, job = _answer(user, conversation, settings, choice)
+    question = Message(conversation=conversation, role=Role.USER, content=content)
+    answer, job = _answer(user, conversation, settings, choice, question)
     return Turn(job, conversation, [question, answer], superseded=hidden)
 
 

@@ -1,7 +1,7 @@
 """Stop requests reach a generation in whichever web process runs it.
 
 Two paths, so neither a quiet engine nor a lost message keeps an answer going: a Redis flag that
-the generation reads when it starts and whenever it writes its text there (``live.append``), and a
+the generation reads when it starts (``live.start``) and whenever it writes its text there (``live.append``), and a
 message on one pub/sub channel that a listener in each process hands to its own generations at once
 (an engine still reading a long prompt sends no text). Channels' own ``receive`` is not used for this on
 purpose: cancelling a receive that waits in Redis can drop a message meant for another socket of
@@ -11,7 +11,6 @@ the same process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import weakref
 from asyncio import AbstractEventLoop
@@ -39,17 +38,16 @@ def request_sync(message_ids: list[int]) -> None:
         client.publish(STOP_CHANNEL, str(message_id))
 
 
-async def wait(message_id: int) -> None:
-    """Return when a stop of this generation is requested."""
+def listen(message_id: int) -> asyncio.Event:
+    """Set when a stop of this generation is published from now on; a stop requested before is in the flag,
+    which the generation reads in its first step (``live.start``). ``forget`` it when the generation ends."""
     _ensure_listener()
     event = _waiters[message_id] = asyncio.Event()
-    try:
-        with contextlib.suppress(Exception):  # Redis unreachable: the event below still works once it is back
-            if await live.aclient().exists(live.stop_key(message_id)):
-                return  # requested before this process listened
-        await event.wait()
-    finally:
-        _waiters.pop(message_id, None)
+    return event
+
+
+def forget(message_id: int) -> None:
+    _waiters.pop(message_id, None)
 
 
 def _ensure_listener() -> None:

@@ -20,7 +20,7 @@ def _listener(channel: str) -> Any:
 
 @pytest.mark.asyncio
 async def test_a_batch_is_appended_published_and_reports_a_stop() -> None:
-    live.begin(7)
+    await live.start(7)
     live.client().delete(live.sockets_key(70))
     listener = _listener("live-test")
     here, there = "here.1", "there.2"
@@ -118,3 +118,23 @@ async def test_a_count_on_its_way_while_the_process_beats_is_counted_once(monkey
         await asyncio.gather(*fanout._uncounting)
         for task in fanout._listeners.values():
             task.cancel()
+
+
+@pytest.mark.asyncio
+async def test_an_answers_start_is_its_state_its_first_beat_its_event_elsewhere_and_the_stop_flag() -> None:
+    sockets = live.sockets_key(74)
+    live.client().delete(sockets, live.stop_key(8))
+    listener = _listener("live-test-3")
+    here, there = "here.1", "there.2"
+    started = live.Publication("live-test-3", "started", sockets, here)
+
+    assert await live.start(8, started) == (False, False)  # nobody elsewhere: not published
+    assert await live.snapshot(8) == live.LiveState(0, "", "", None)
+    assert live.alive([8]) == {8}
+    await live.count_sockets(74, there, 1)
+    await live.beat(there, 60)
+    live.client().set(live.stop_key(8), 1)
+    assert await live.start(8, started) == (True, True)
+    assert listener.get_message(timeout=1)["data"] == "started"
+    assert listener.get_message(timeout=0.2) is None
+    listener.close()

@@ -6,7 +6,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.utils import timezone
 
 from appliance.accounts.models import User
@@ -104,7 +104,7 @@ def test_an_orphaned_answer_keeps_its_text_and_is_marked_interrupted(personas: d
     old = Message.objects.create(conversation=conversation, role="assistant", status="streaming", content="stale")
     Message.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(minutes=5))
     young = Message.objects.create(conversation=conversation, role="assistant", status="streaming")
-    live.begin(old.pk)
+    async_to_sync(live.start)(old.pk)
     live.client().append(f"chat:live:{old.pk}:c", "the text it streamed")
     live.client().delete(f"chat:live:{old.pk}:hb")  # its process died: no more heartbeat
 

@@ -18,7 +18,7 @@ from appliance.core.exceptions import PermissionDenied
 pytestmark = pytest.mark.django_db
 
 
-def test_a_new_conversations_first_answer_is_three_inserts_once_model_and_quota_are_known(
+def test_a_new_conversations_first_answer_is_two_inserts_once_model_and_quota_are_known(
     personas: Any, eng_model: Any
 ) -> None:
     alice = personas["alice"]
@@ -27,7 +27,12 @@ def test_a_new_conversations_first_answer_is_three_inserts_once_model_and_quota_
     with CaptureQueriesContext(connection) as queries:
         turn = services.send(alice, None, "你好，请介绍一下自己。", settings)
     statements = [q["sql"].split()[0] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
-    assert statements == ["INSERT", "INSERT", "INSERT"]  # the conversation, the question, the answer
+    assert statements == ["INSERT", "INSERT"]  # the conversation; the question and the answer together
+    question, answer = turn.messages
+    assert (question.role, answer.role, answer.pk) == ("user", "assistant", turn.job.message_id)
+    assert list(Message.objects.filter(conversation=turn.conversation).values_list("pk", "role", "content")) == [
+        (question.pk, "user", "你好，请介绍一下自己。"), (answer.pk, "assistant", ""),
+    ]  # fmt: skip
     # What the engine is asked is what reading the conversation back gives, and the rows hold the settings.
     assert turn.job.payload["messages"] == history(turn.conversation)
     assert turn.job.payload["messages"][0] == {"role": "system", "content": "Answer briefly."}
