@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,13 +144,6 @@ class Progress:
         self.status, self.error_code, self.error_detail = Status.FAILED, code, detail[:500]
 
 
-async def _next(events: AsyncIterator[list[upstream.Chunk]]) -> list[upstream.Chunk] | None:
-    try:
-        return await anext(events)
-    except StopAsyncIteration:  # cannot be set on a future; None marks the end instead
-        return None
-
-
 class Generation:
     task: asyncio.Task[None] | None = None
 
@@ -221,8 +213,8 @@ class Generation:
                 try:
                     upstreams = await self._start_model() if self.job.starting else self.job.upstreams
                     lastuse.touch(*self.job.deployment_ids)
-                    async with upstream.open_stream(upstreams, self.job.payload, self.job.request_id) as events:
-                        await self._pump(events, guard)
+                    async with upstream.open_stream(upstreams, self.job.payload, self.job.request_id) as stream:
+                        await self._pump(stream, guard)
                 finally:
                     guard.set_usage(*self._usage())
                     if self.progress.status == Status.STOPPED:
@@ -239,39 +231,31 @@ class Generation:
             logger.exception("chat: generation %s failed", self.job.message_id)
             self.progress.fail(ErrorCode.INTERNAL, type(exc).__name__)
 
-    async def _pump(self, events: AsyncIterator[list[upstream.Chunk]], guard: Any) -> None:
-        pending: asyncio.Future[list[upstream.Chunk] | None] | None = None
-        try:
-            while True:
-                wait = self.batch.wait_time()
-                if wait is None and self.unwritten and self.written_at is not None:
-                    # The engine paused with text Redis lacks: written within LIVE_WRITE_SECONDS all the same.
-                    wait = max(0.0, self.written_at + LIVE_WRITE_SECONDS - time.monotonic())
-                if pending is None and wait is None:
-                    found = await anext(events, None)  # nothing waits to be sent: no timer, no task
-                else:
-                    if pending is None:  # read in a task of its own, which outlives a timeout
-                        pending = asyncio.ensure_future(_next(events))
-                    done, _ = await asyncio.wait({pending}, timeout=wait)
-                    if not done:
-                        await self._flush()
-                        if self.unwritten and time.monotonic() - (self.written_at or 0.0) >= LIVE_WRITE_SECONDS:
-                            await self._write_live()
-                        continue
-                    found, pending = pending.result(), None
-                if found is None:
-                    break
-                for chunk in found:
-                    self._apply(chunk, guard)
-                    if self.batch.due():
-                        await self._flush()
-                lastuse.touch(*self.job.deployment_ids)  # a long answer keeps an on-demand model from idling
-                await guard.atouch()
-        finally:
-            if pending is not None:
-                pending.cancel()
-                with contextlib.suppress(BaseException):
-                    await pending
+    async def _pump(self, stream: upstream.Stream, guard: Any) -> None:
+        while True:
+            wait = self.batch.wait_time()
+            if wait is None and self.unwritten and self.written_at is not None:
+                # The engine paused with text Redis lacks: written within LIVE_WRITE_SECONDS all the same.
+                wait = max(0.0, self.written_at + LIVE_WRITE_SECONDS - time.monotonic())
+            if wait is None:  # nothing waits to be sent: no timer
+                found = await stream.read()
+            else:
+                try:  # a read cancelled by the timeout loses nothing (upstream.Stream)
+                    async with asyncio.timeout(wait):
+                        found = await stream.read()
+                except TimeoutError:
+                    await self._flush()
+                    if self.unwritten and time.monotonic() - (self.written_at or 0.0) >= LIVE_WRITE_SECONDS:
+                        await self._write_live()
+                    continue
+            if found is None:
+                break
+            for chunk in found:
+                self._apply(chunk, guard)
+                if self.batch.due():
+                    await self._flush()
+            lastuse.touch(*self.job.deployment_ids)  # a long answer keeps an on-demand model from idling
+            await guard.atouch()
         if self.screen is not None:  # the text held back to find words split over chunks
             self.batch.add(self.splitter.feed_reasoning(self.screen.finish(reasoning=True)))
             self.batch.add(self.splitter.feed(self.screen.finish()))

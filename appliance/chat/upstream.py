@@ -9,8 +9,9 @@ ended), which is how an engine learns that nobody listens and stops generating.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,7 +23,7 @@ from appliance.deployments.routing import Endpoint
 from appliance.engines import client, sse
 from appliance.engines.sse import Chunk
 
-__all__ = ["Chunk", "UpstreamError", "open_stream"]
+__all__ = ["Chunk", "Stream", "UpstreamError", "open_stream"]
 PATH = "/v1/chat/completions"
 
 
@@ -61,26 +62,29 @@ async def _open(endpoints: Sequence[Endpoint], payload: dict[str, Any], request_
     return opened
 
 
-async def _chunks(opened: client.Opened) -> AsyncGenerator[list[Chunk], None]:
-    try:
-        async for found in sse.chunk_reads(client.reads(opened)):
-            yield found
-    except client.EngineFailure as exc:
-        raise _failure(exc) from exc
+class Stream:
+    """The answer's chunks, those of one read of the engine's stream together: ``await read()`` until None.
+    A read may be cancelled (bounded with ``asyncio.timeout``) without losing anything (``sse.ChunkReader``)."""
+
+    __slots__ = ("_reader",)
+
+    def __init__(self, opened: client.Opened) -> None:
+        self._reader = sse.ChunkReader(functools.partial(client.read_some, opened))
+
+    async def read(self) -> list[Chunk] | None:
+        try:
+            return await self._reader.read()
+        except client.EngineFailure as exc:
+            raise _failure(exc) from exc
 
 
 @asynccontextmanager
 async def open_stream(
     endpoints: Sequence[Endpoint], payload: dict[str, Any], request_id: str = ""
-) -> AsyncIterator[AsyncIterator[list[Chunk]]]:
-    """The answer's chunks from the least busy of ``endpoints`` (the replicas of one model), those of
-    one read of the engine's stream together (``sse.chunk_reads``)."""
+) -> AsyncIterator[Stream]:
+    """The answer's stream from the least busy of ``endpoints`` (the replicas of one model)."""
     opened = await _open(endpoints, payload, request_id or "chat")
-    events = _chunks(opened)
     try:
-        yield events
+        yield Stream(opened)
     finally:
-        try:
-            await events.aclose()
-        finally:
-            await client.close(opened)
+        await client.close(opened)

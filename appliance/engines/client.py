@@ -219,6 +219,17 @@ async def reads(opened: Opened) -> AsyncGenerator[bytes, None]:
         raise Disconnected(str(exc) or type(exc).__name__) from exc
 
 
+async def read_some(opened: Opened) -> bytes:
+    """What the engine sent since the last read, once there is some (b"" at the end of the body); failures as
+    ``reads``. Cancelling it loses nothing: what arrives meanwhile waits in the response's buffer."""
+    try:
+        return await opened.response.content.readany()
+    except TimeoutError as exc:
+        raise TimedOut(f"no data from the engine in time ({type(exc).__name__})") from exc
+    except aiohttp.ClientError as exc:
+        raise Disconnected(str(exc) or type(exc).__name__) from exc
+
+
 async def read_all(opened: Opened) -> bytes:
     """A whole (non-streamed) answer; failures as ``reads``."""
     try:

@@ -2,7 +2,7 @@
 
 vLLM, llama-server, Ollama's ``/v1`` and llama-cpp-python's server (sse-starlette: ``\\r\\n`` line ends
 and ``: ping`` comment lines) all stream OpenAI's ``chat.completion.chunk`` events. The gateway passes
-the events on as bytes (``Events`` frames them); the chat reads them as ``Chunk``s (``chunks``). Both
+the events on as bytes (``Events`` frames them); the chat reads them as ``Chunk``s (``ChunkReader``). Both
 ask for the final usage chunk (``ask_usage``) and count pieces only when the engine sends none.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,41 +104,58 @@ def parse_chunk(data: bytes) -> Chunk | None:
     )
 
 
-async def chunk_reads(reads: AsyncIterator[bytes]) -> AsyncGenerator[list[Chunk], None]:
-    """An engine's raw reads (``client.reads``) as chunks, those of one read together (a loaded engine's
-    reads carry several events, and each step of a consumer's loop costs more than parsing one), to
-    ``[DONE]``. A stream cut before the answer ended raises ``Disconnected``; a silence longer than the read
-    timeout ``TimedOut`` (from the reads)."""
-    events, finished = Events(), False
-    async for data in reads:
+class ChunkReader:
+    """An engine's stream as chunks, to ``[DONE]``: ``await read()`` gives the chunks of the next read of the
+    stream together (a loaded engine's reads carry several events, and each step of a consumer's loop costs
+    more than parsing one), None at the end. A stream cut before the answer ended raises ``Disconnected``;
+    a silence longer than the read timeout ``TimedOut`` (from ``read_some``).
+
+    Cancelling ``read`` loses nothing when ``read_some`` is cancellation-safe (``client.read_some``: what
+    arrives meanwhile waits in the response's buffer; events are parsed between reads, never across an
+    await), so a caller may bound a read with ``asyncio.timeout`` rather than read in a task of its own."""
+
+    __slots__ = ("_cut", "_ended", "_events", "_finished", "_read_some")
+
+    def __init__(self, read_some: Callable[[], Awaitable[bytes]]) -> None:
+        self._read_some = read_some  # the bytes that arrived since the last call, b"" at the end of the body
+        self._events = Events()
+        self._finished = False  # a chunk carried a finish reason
+        self._ended = False
+        self._cut = False
+
+    async def read(self) -> list[Chunk] | None:
+        while not self._ended:
+            data = await self._read_some()
+            found = self._parse(data) if data else self._last()
+            if found:
+                return found
+        if self._cut:
+            raise Disconnected("the stream ended before the answer did")
+        return None
+
+    def _parse(self, data: bytes) -> list[Chunk]:
         found: list[Chunk] = []
-        for event in events.feed(data):
+        for event in self._events.feed(data):
             payload = data_of(event)
             if payload is None:
                 continue  # comments (": ping"), other fields, stray blank lines
             if payload.strip() == DONE:
-                if found:
-                    yield found
-                return
+                self._ended = True
+                break
             chunk = parse_chunk(payload)
             if chunk is not None:
-                finished = finished or chunk.finish_reason is not None
+                self._finished = self._finished or chunk.finish_reason is not None
                 found.append(chunk)
-        if found:
-            yield found
-    last = data_of(events.flush())  # a last event without its blank line
-    if last is not None and last.strip() == DONE:
-        return
-    chunk = parse_chunk(last) if last else None
-    if chunk is not None:
-        finished = finished or chunk.finish_reason is not None
-        yield [chunk]
-    if not finished:
-        raise Disconnected("the stream ended before the answer did")
+        return found
 
-
-async def chunks(reads: AsyncIterator[bytes]) -> AsyncGenerator[Chunk, None]:
-    """:func:`chunk_reads` one chunk at a time."""
-    async for found in chunk_reads(reads):
-        for chunk in found:
-            yield chunk
+    def _last(self) -> list[Chunk]:
+        """The body ended: a last event without its blank line, if any; cut if no chunk finished the answer."""
+        self._ended = True
+        last = data_of(self._events.flush())
+        if last is not None and last.strip() == DONE:
+            return []
+        chunk = parse_chunk(last) if last else None
+        if chunk is not None:
+            self._finished = self._finished or chunk.finish_reason is not None
+        self._cut = not self._finished
+        return [chunk] if chunk is not None else []

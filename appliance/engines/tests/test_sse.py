@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from appliance.engines.client import Disconnected, EngineFailure
-from appliance.engines.sse import Chunk, Events, chunks
+from appliance.engines.sse import Chunk, ChunkReader, Events
 
 pytestmark = pytest.mark.asyncio
 
@@ -24,10 +24,28 @@ def _data(delta: dict[str, object], finish: str | None = None, **extra: object) 
     return "data: " + json.dumps({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra})
 
 
+def _reader(reads: AsyncIterator[bytes]) -> ChunkReader:
+    async def read_some() -> bytes:
+        return await anext(reads, b"")
+
+    return ChunkReader(read_some)
+
+
+async def chunk_reads(reads: AsyncIterator[bytes]) -> list[list[Chunk]]:
+    reader, found = _reader(reads), []
+    while (chunks := await reader.read()) is not None:
+        found.append(chunks)
+    return found
+
+
+async def chunks(reads: AsyncIterator[bytes]) -> list[Chunk]:
+    return [chunk for found in await chunk_reads(reads) for chunk in found]
+
+
 async def _collect(*lines: str, size: int = 7) -> list[Chunk]:
     """The chunks of ``lines``, sent in reads of ``size`` bytes (events split anywhere) and as one read."""
-    found = [chunk async for chunk in chunks(_reads(*lines, size=size))]
-    assert found == [chunk async for chunk in chunks(_reads(*lines, size=1 << 20))]
+    found = await chunks(_reads(*lines, size=size))
+    assert found == await chunks(_reads(*lines, size=1 << 20))
     return found
 
 
@@ -74,11 +92,17 @@ async def test_events_keep_an_incomplete_tail_for_the_next_read() -> None:
 
 
 async def test_the_chunks_of_one_read_come_together() -> None:
-    from appliance.engines.sse import chunk_reads
-
     async def reads() -> AsyncIterator[bytes]:
         yield (f"{_data({'content': 'a'})}\n\n{_data({'content': 'b'})}\n\n{_data({'content': 'c'})[:9]}").encode()
         yield (f"{_data({'content': 'c'})[9:]}\n\n{_data({}, 'stop')}\n\ndata: [DONE]\n\n").encode()
 
-    found = [[c.content for c in group] async for group in chunk_reads(reads())]
+    found = [[c.content for c in group] for group in await chunk_reads(reads())]
     assert found == [["a", "b"], ["c", ""]]  # an event cut between reads comes with the read that ends it
+
+
+async def test_the_last_chunk_of_a_cut_stream_comes_before_the_cut_is_reported() -> None:
+    reader = _reader(_reads(_data({"content": "a"}), "", _data({"content": "b"}), size=1 << 20))
+    assert [c.content for c in await reader.read() or []] == ["a"]
+    assert [c.content for c in await reader.read() or []] == ["b"]  # the last event, without its blank line
+    with pytest.raises(Disconnected):
+        await reader.read()
