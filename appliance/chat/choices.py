@@ -55,7 +55,10 @@ TITLE_FROM_FIRST_MESSAGE_CHARS = 40
 # piece of an answer goes at once: the time to the first token is what a user waits on).
 BATCH_MAX_PIECES = 20
 BATCH_MAX_DELAY_SECONDS = 0.05
-# The text in progress is written to Redis at the first batch and then this often, all the batches since in
+# A batch due goes out at the engine's next read, or this much later if the engine is quiet (a timer's wake-up
+# per batch while it streams cost more than the wait: generation.Alarm).
+BATCH_QUIET_SECONDS = 0.025
+# The text in progress is written to Redis this often after the answer's start, all the batches since in
 # one write; at every batch while another web process holds a socket of the user (live.py).
 LIVE_WRITE_SECONDS = 1.0
 # ... and to the database this often.

@@ -7,8 +7,9 @@ belong to the socket that asked for it, so closing the tab changes nothing. Its 
 in Redis (``live``), so any socket of the user in any process picks it up. If the process dies,
 the heartbeat lapses and ``services.recover_orphans`` keeps the text and marks it interrupted.
 
-Deltas reach the user's sockets in batches (20 pieces or 50 ms, whichever first; an answer's first piece at
-once, since the time to the first token is what a user waits on): straight to the sockets of this
+Deltas reach the user's sockets in batches (20 pieces or 50 ms, whichever first, at the read that makes it
+due or 25 ms after it is while the engine is quiet; an answer's first piece at once, since the time to the
+first token is what a user waits on): straight to the sockets of this
 process. Redis gets the answer's state when it starts (no text yet; ``live.start``) and then the text every
 ``LIVE_WRITE_SECONDS``, all the batches since in one write that also publishes them as one delta to the
 user's sockets in other processes, if there are any (``live``, ``fanout``); at every batch while there are.
@@ -27,8 +28,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import transaction
@@ -39,6 +41,7 @@ from appliance.chat.api.serializers import message_data
 from appliance.chat.choices import (
     BATCH_MAX_DELAY_SECONDS,
     BATCH_MAX_PIECES,
+    BATCH_QUIET_SECONDS,
     DB_FLUSH_SECONDS,
     HEARTBEAT_SECONDS,
     LIVE_WRITE_SECONDS,
@@ -57,6 +60,7 @@ from appliance.safety.choices import Stage
 from appliance.safety.matcher import Hit
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _running: dict[int, Generation] = {}
 # While an on-demand model starts, its state is read and the elapsed time sent to the tabs this often.
@@ -111,14 +115,14 @@ class Batcher:
         if self.since is None:
             self.since = time.monotonic()
 
-    def wait_time(self) -> float | None:
-        """Seconds until the batch is due; None when empty (wait for the next chunk as long as it takes)."""
-        if self.since is None:
-            return None
-        return max(0.0, self.since + BATCH_MAX_DELAY_SECONDS - time.monotonic())
+    def due_at(self) -> float | None:
+        """When the batch is due (``time.monotonic``); None when empty (wait for the next chunk as long as it takes)."""
+        return None if self.since is None else self.since + BATCH_MAX_DELAY_SECONDS
 
     def due(self) -> bool:
-        return self.first or self.pieces >= BATCH_MAX_PIECES or self.wait_time() == 0.0
+        if self.since is None:
+            return False
+        return self.first or self.pieces >= BATCH_MAX_PIECES or time.monotonic() >= self.since + BATCH_MAX_DELAY_SECONDS
 
     def take(self) -> Change | None:
         if self.since is None:
@@ -126,6 +130,51 @@ class Batcher:
         batch, self.pending, self.pieces, self.since = self.pending, Change(), 0, None
         self.first = False
         return batch
+
+
+class Alarm:
+    """Wakes the task that made it from a wait at a deadline, by cancelling the wait, which must lose nothing
+    when cancelled (``upstream.Stream.read``). One timer stands while the deadline does, where
+    ``asyncio.timeout`` around every read of the engine made and dropped a timer and a context per token:
+    a tenth of the event loop's time with 64 chats streaming (py-spy, docs/performance.md)."""
+
+    def __init__(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self._handle: asyncio.TimerHandle | None = None
+        self._waiting = False
+        self._rang = False
+
+    def set(self, when: float | None) -> None:
+        """Ring at ``when`` (``time.monotonic``, the event loop's clock), or never."""
+        if self._handle is not None and self._handle.when() != when:
+            self._handle.cancel()
+            self._handle = None
+        if when is not None and self._handle is None:
+            self._handle = asyncio.get_running_loop().call_at(when, self._ring)
+
+    def cancel(self) -> None:
+        self.set(None)
+
+    def _ring(self) -> None:
+        self._handle = None
+        if self._waiting:
+            self._rang = True
+            self._task.cancel()
+
+    async def wait(self, awaitable: Awaitable[T]) -> tuple[bool, T | None]:
+        """``(True, its result)``, or ``(False, None)`` when the alarm rang first."""
+        self._waiting = True
+        try:
+            return True, await awaitable
+        except asyncio.CancelledError:
+            # The task's own cancellation (a stop, a shutdown) goes on; only the alarm's is taken here.
+            if not self._rang or self._task.uncancel() > 0:
+                raise
+            return False, None
+        finally:
+            self._waiting = self._rang = False
 
 
 @dataclass
@@ -232,36 +281,43 @@ class Generation:
             self.progress.fail(ErrorCode.INTERNAL, type(exc).__name__)
 
     async def _pump(self, stream: upstream.Stream, guard: Any) -> None:
-        while True:
-            wait = self.batch.wait_time()
-            if wait is None and self.unwritten and self.written_at is not None:
-                # The engine paused with text Redis lacks: written within LIVE_WRITE_SECONDS all the same.
-                wait = max(0.0, self.written_at + LIVE_WRITE_SECONDS - time.monotonic())
-            if wait is None:  # nothing waits to be sent: no timer
-                found = await stream.read()
-            else:
-                try:  # a read cancelled by the timeout loses nothing (upstream.Stream)
-                    async with asyncio.timeout(wait):
-                        found = await stream.read()
-                except TimeoutError:
+        alarm = Alarm()
+        try:
+            while True:
+                alarm.set(self._quiet_until())
+                read, found = await alarm.wait(stream.read())
+                if not read:  # the engine was quiet while a batch was due
                     await self._flush()
                     if self.unwritten and time.monotonic() - (self.written_at or 0.0) >= LIVE_WRITE_SECONDS:
                         await self._write_live()
                     continue
-            if found is None:
-                break
-            for chunk in found:
-                self._apply(chunk, guard)
-                if self.batch.due():
-                    await self._flush()
-            lastuse.touch(*self.job.deployment_ids)  # a long answer keeps an on-demand model from idling
-            await guard.atouch()
+                if found is None:
+                    break
+                for chunk in found:
+                    self._apply(chunk, guard)
+                    if self.batch.due():
+                        await self._flush()
+                lastuse.touch(*self.job.deployment_ids)  # a long answer keeps an on-demand model from idling
+                await guard.atouch()
+        finally:
+            alarm.cancel()
         if self.screen is not None:  # the text held back to find words split over chunks
             self.batch.add(self.splitter.feed_reasoning(self.screen.finish(reasoning=True)))
             self.batch.add(self.splitter.feed(self.screen.finish()))
         self._end_text(natural=self.progress.finish_reason == "stop")
         await self._flush()
         self.progress.status = Status.COMPLETE
+
+    def _quiet_until(self) -> float | None:
+        """When to stop waiting for the engine: a batch due (sent at the first read after it is, or
+        ``BATCH_QUIET_SECONDS`` later if the engine is quiet: while it streams, a batch costs no timer's
+        wake-up), or text Redis lacks while the engine pauses (written within ``LIVE_WRITE_SECONDS``)."""
+        due = self.batch.due_at()
+        if due is not None:
+            return due + BATCH_QUIET_SECONDS
+        if self.unwritten and self.written_at is not None:
+            return self.written_at + LIVE_WRITE_SECONDS
+        return None
 
     async def _start_model(self) -> tuple[routing.Endpoint, ...]:
         """An on-demand model that is not running: start it, and tell the user's tabs how long it is taking."""

@@ -90,6 +90,20 @@ async def test_answer_streams_in_batches_and_is_stored_once(
     assert started["conversation"]["title"] == "你好"
 
 
+async def test_a_batch_due_while_the_engine_is_quiet_goes_out_without_waiting_for_its_next_piece(
+    personas: dict[str, User], engine: FakeEngine, eng_model: Deployment
+) -> None:
+    """The generation's alarm (``generation.Alarm``): a piece read 300 ms before the next one is sent on its
+    own, not with the next one."""
+    engine.default = Script(content=["a", "b", "c"], delay=0.3)
+    socket = await open_socket(personas["bob"])
+    await send(socket, engine.model, "slowly")
+    deltas, done = await finish(socket)
+    await socket.disconnect()
+    assert [d["content"] for d in deltas] == ["a", "b", "c"]
+    assert done["message"]["content"] == "abc"
+
+
 async def test_with_no_socket_of_the_user_elsewhere_nothing_of_the_answer_is_published(
     personas: dict[str, User], engine: FakeEngine, eng_model: Deployment
 ) -> None:
