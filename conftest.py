@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvloop
 from django.db import transaction
 from django.test import override_settings
 from rest_framework.test import APIClient
@@ -22,6 +23,12 @@ PASSWORD = "correct-horse-battery-9"
 # Playwright runs an event loop in the test thread; Django's ORM must still be callable there. Only here:
 # consoles the tests start (tests/served.py) do not inherit it.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Callable[[], Any]]:
+    """Asynchronous tests on the event loop the console serves with (``manage.py serve``: uvloop), which
+    differs from asyncio's in places the code relies on (a timer set for a moment already past)."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture(autouse=True)

@@ -226,6 +226,11 @@ class SyntheticUpstream:
         except ConnectionError:
             self.stats.disconnects += 1
             raise
+        except RuntimeError:  # uvloop's word for a write to a connection the client closed
+            if not writer.is_closing():
+                raise
+            self.stats.disconnects += 1
+            raise ConnectionResetError("the client closed the connection") from None
         finally:
             self.stats.in_flight -= 1
 

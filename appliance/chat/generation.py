@@ -142,17 +142,19 @@ class Alarm:
         task = asyncio.current_task()
         assert task is not None
         self._task = task
-        self._handle: asyncio.TimerHandle | None = None
+        # uvloop gives a plain handle, without when(), for a moment already past: the moment is kept here.
+        self._handle: asyncio.Handle | None = None
+        self._when: float | None = None
         self._waiting = False
         self._rang = False
 
     def set(self, when: float | None) -> None:
         """Ring at ``when`` (``time.monotonic``, the event loop's clock), or never."""
-        if self._handle is not None and self._handle.when() != when:
+        if self._handle is not None and self._when != when:
             self._handle.cancel()
             self._handle = None
         if when is not None and self._handle is None:
-            self._handle = asyncio.get_running_loop().call_at(when, self._ring)
+            self._handle, self._when = asyncio.get_running_loop().call_at(when, self._ring), when
 
     def cancel(self) -> None:
         self.set(None)
