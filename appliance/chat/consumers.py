@@ -78,7 +78,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def dispatch(self, message: dict[str, Any]) -> None:
         """As Channels' own, less its ``aclose_old_connections`` before every message: a trip to its database
         thread each time, for connections this consumer does not use (its database work runs on the database
-        threads, which look after their own: ``appliance.core.dbthreads``)."""
+        threads, which look after their own: ``appliance.core.dbthreads``; the rare fallbacks that use asgiref's
+        shared thread, such as usage records written directly while Redis is away, are cleaned up by the HTTP
+        requests of the same process)."""
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")

@@ -122,7 +122,7 @@ def _changed(user_id: int) -> None:
 
 async def _uncount(user_id: int) -> None:
     try:
-        await live.count_sockets(user_id, origin(), -1)
+        await asyncio.wait_for(live.count_sockets(user_id, origin(), -1), LISTEN_READY_SECONDS)
     except Exception:  # the other processes publish to this one for nothing until its next beat
         logger.warning("chat: could not uncount a socket of user %s", user_id, exc_info=True)
     finally:

@@ -219,8 +219,8 @@ class Generation:
         stop = stops.listen(self.job.message_id)
         tasks: list[asyncio.Task[Any]] = []
         try:
-            if await self._begin():
-                stop.set()  # requested before this generation listened
+            if not await self._begin(stop):
+                return
             tasks.append(asyncio.create_task(self._heartbeat()))
             tasks.append(watcher := asyncio.create_task(stop.wait()))
             tasks.append(stream := asyncio.create_task(self._stream()))
@@ -234,21 +234,27 @@ class Generation:
             stops.forget(self.job.message_id)
             for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)  # the stream settles its quota before the end
             await self._finish()
 
-    async def _begin(self) -> bool:
+    async def _begin(self, stop: asyncio.Event) -> bool:
         """The answer's live state and heartbeat, "started" to the other processes, whether a stop was
-        requested before this generation listened, and whether another process holds a socket of the user: one
-        round trip to Redis. The state holds the text as of now (none), so the first batch is written with the
-        next (``LIVE_WRITE_SECONDS``) unless a tab elsewhere waits for it. Without Redis the answer still streams
-        to this process's sockets and is stored; the heartbeat and the first batch try again."""
+        requested before this generation listened (``stop`` is set then), and whether another process holds a
+        socket of the user: one round trip to Redis. The state holds the text as of now (none), so the first
+        batch is written with the next (``LIVE_WRITE_SECONDS``) unless a tab elsewhere waits for it.
+
+        Without Redis no other tab, no reaper and no stop by flag could follow the answer: it fails here, before
+        the quota and the engine are asked (False), as the send did when the state was made in its transaction."""
         try:
             stopped, self.elsewhere = await live.start(self.job.message_id, self.announce)
         except Exception:
             logger.warning("chat: the live state of %s could not be started", self.job.message_id, exc_info=True)
+            self.progress.fail(ErrorCode.INTERNAL, "the live state of answers (Redis) is unavailable")
             return False
         self.written_at = time.monotonic()
-        return stopped
+        if stopped:
+            stop.set()  # requested before this generation listened
+        return True
 
     async def _heartbeat(self) -> None:
         while True:

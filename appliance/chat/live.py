@@ -5,7 +5,7 @@ Per assistant message ``m``:
 - ``chat:live:m`` hash: ``seq`` (the last batch written), ``reasoning_ms`` once thinking ended;
 - ``chat:live:m:r`` / ``chat:live:m:c``: reasoning and answer so far (APPENDed batch by batch);
 - ``chat:live:m:hb``: heartbeat of the generation, expiring soon after its process stops;
-- ``chat:live:m:stop``: a stop request, checked at every write (see ``stops``).
+- ``chat:live:m:stop``: a stop request, read when the generation starts and at every write (see ``stops``).
 
 Per user ``u``, ``<console>:chat:sockets:u`` hash: for each web process (``fanout.origin``) the number of the
 user's sockets it holds. An answer's events are published to the other processes only while one of them

@@ -64,7 +64,7 @@ async def _open(endpoints: Sequence[Endpoint], payload: dict[str, Any], request_
 
 class Stream:
     """The answer's chunks, those of one read of the engine's stream together: ``await read()`` until None.
-    A read may be cancelled (bounded with ``asyncio.timeout``) without losing anything (``sse.ChunkReader``)."""
+    A read may be cancelled (``generation.Alarm``) without losing anything (``sse.ChunkReader``)."""
 
     __slots__ = ("_reader",)
 

@@ -112,7 +112,7 @@ class ChunkReader:
 
     Cancelling ``read`` loses nothing when ``read_some`` is cancellation-safe (``client.read_some``: what
     arrives meanwhile waits in the response's buffer; events are parsed between reads, never across an
-    await), so a caller may bound a read with ``asyncio.timeout`` rather than read in a task of its own."""
+    await), so a caller may cancel a read (a timeout, an alarm) rather than read in a task of its own."""
 
     __slots__ = ("_cut", "_ended", "_events", "_finished", "_read_some")
 

@@ -90,6 +90,28 @@ async def test_answer_streams_in_batches_and_is_stored_once(
     assert started["conversation"]["title"] == "你好"
 
 
+async def test_an_answer_whose_live_state_cannot_be_started_fails_before_the_engine_is_asked(
+    personas: dict[str, User], engine: FakeEngine, eng_model: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without Redis no other tab, no reaper and no stop by flag could follow the answer: it fails at once, as
+    the send did when the state was made in its transaction, not at its first write with the engine running."""
+    from appliance.chat import live
+
+    async def unavailable(*_args: Any) -> tuple[bool, bool]:
+        raise ConnectionError("Redis is away")
+
+    monkeypatch.setattr(live, "start", unavailable)
+    asked = len(engine.seen.bodies)
+    socket = await open_socket(personas["bob"])
+    await send(socket, engine.model, "hello")
+    deltas, done = await finish(socket)
+    await socket.disconnect()
+    assert deltas == [] and (done["message"]["status"], done["message"]["error_code"]) == ("failed", "internal")
+    assert len(engine.seen.bodies) == asked  # the engine was not asked
+    stored = await Message.objects.aget(pk=done["message"]["id"])
+    assert (stored.status, stored.error_code) == ("failed", "internal")
+
+
 async def test_a_batch_due_while_the_engine_is_quiet_goes_out_without_waiting_for_its_next_piece(
     personas: dict[str, User], engine: FakeEngine, eng_model: Deployment
 ) -> None:

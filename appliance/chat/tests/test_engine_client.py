@@ -32,7 +32,7 @@ async def test_answers_forward_a_request_id_and_ask_the_engine_for_its_usage(
 
 
 async def test_reads_bounded_by_a_timeout_lose_nothing(engine: FakeEngine) -> None:
-    """The generation bounds a read with ``asyncio.timeout`` when a batch falls due while the engine is quiet,
+    """The generation cancels a read when a batch falls due while the engine is quiet (``generation.Alarm``),
     instead of reading in a task of its own: an answer read that way, cancelled again and again, is whole."""
     from appliance.chat import upstream
     from appliance.deployments.routing import Endpoint
