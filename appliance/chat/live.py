@@ -130,6 +130,11 @@ local function others(sockets, origin, beats)
   end
   return found
 end
+local function publish_elsewhere(sockets, channel, message, origin, beats)
+  if channel == '' or others(sockets, origin, beats) == 0 then return 0 end
+  redis.call('PUBLISH', channel, message)
+  return 1
+end
 """
 _APPEND = (
     _OTHERS
@@ -142,11 +147,7 @@ else
   if ARGV[3] ~= '' then redis.call('APPEND', KEYS[3], ARGV[3]) end
 end
 redis.call('HSET', KEYS[1], 'seq', ARGV[1], unpack(ARGV, 10))
-local elsewhere = 0
-if ARGV[6] ~= '' then
-  elsewhere = others(KEYS[5], ARGV[8], ARGV[9])
-  if elsewhere == 1 then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
-end
+local elsewhere = publish_elsewhere(KEYS[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9])
 return {redis.call('EXISTS', KEYS[4]), elsewhere}
 """
 )
@@ -155,8 +156,7 @@ return {redis.call('EXISTS', KEYS[4]), elsewhere}
 _PUBLISH_ELSEWHERE = (
     _OTHERS
     + """
-if others(KEYS[1], ARGV[3], ARGV[4]) == 1 then redis.call('PUBLISH', ARGV[1], ARGV[2]) return 1 end
-return 0
+return publish_elsewhere(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 """
 )
 _scripts: weakref.WeakKeyDictionary[aioredis.Redis, dict[str, Any]] = weakref.WeakKeyDictionary()
@@ -206,11 +206,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], '', 'EX', ARGV[1])
 redis.call('SET', KEYS[3], '', 'EX', ARGV[1])
 redis.call('SET', KEYS[4], 1, 'EX', ARGV[2])
-local elsewhere = 0
-if ARGV[3] ~= '' then
-  elsewhere = others(KEYS[6], ARGV[5], ARGV[6])
-  if elsewhere == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
-end
+local elsewhere = publish_elsewhere(KEYS[6], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 return {redis.call('EXISTS', KEYS[5]), elsewhere}
 """
 )
@@ -306,7 +302,7 @@ _END = (
     + """
 local sockets = table.remove(KEYS)
 redis.call('DEL', unpack(KEYS))
-if ARGV[1] ~= '' and others(sockets, ARGV[3], ARGV[4]) == 1 then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
+publish_elsewhere(sockets, ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 return 0
 """
 )
