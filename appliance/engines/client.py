@@ -206,6 +206,13 @@ async def open_first(
     raise Unreachable("; ".join(failures))
 
 
+def _read_failure(exc: TimeoutError | aiohttp.ClientError) -> EngineFailure:
+    """A failed read of an answer: a silence longer than the read timeout, or the answer broken off."""
+    if isinstance(exc, TimeoutError):
+        return TimedOut(f"no data from the engine in time ({type(exc).__name__})")
+    return Disconnected(str(exc) or type(exc).__name__)
+
+
 async def reads(opened: Opened) -> AsyncGenerator[bytes, None]:
     """The answer's body as it arrives: each item all the engine sent since the previous one (one SSE
     event when the reader keeps up, many when they piled up). A silence longer than the read timeout
@@ -213,10 +220,8 @@ async def reads(opened: Opened) -> AsyncGenerator[bytes, None]:
     try:
         async for data in opened.response.content.iter_any():
             yield data
-    except TimeoutError as exc:
-        raise TimedOut(f"no data from the engine in time ({type(exc).__name__})") from exc
-    except aiohttp.ClientError as exc:
-        raise Disconnected(str(exc) or type(exc).__name__) from exc
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise _read_failure(exc) from exc
 
 
 async def read_some(opened: Opened) -> bytes:
@@ -224,20 +229,16 @@ async def read_some(opened: Opened) -> bytes:
     ``reads``. Cancelling it loses nothing: what arrives meanwhile waits in the response's buffer."""
     try:
         return await opened.response.content.readany()
-    except TimeoutError as exc:
-        raise TimedOut(f"no data from the engine in time ({type(exc).__name__})") from exc
-    except aiohttp.ClientError as exc:
-        raise Disconnected(str(exc) or type(exc).__name__) from exc
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise _read_failure(exc) from exc
 
 
 async def read_all(opened: Opened) -> bytes:
     """A whole (non-streamed) answer; failures as ``reads``."""
     try:
         return await opened.response.read()
-    except TimeoutError as exc:
-        raise TimedOut(f"no data from the engine in time ({type(exc).__name__})") from exc
-    except aiohttp.ClientError as exc:
-        raise Disconnected(str(exc) or type(exc).__name__) from exc
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise _read_failure(exc) from exc
 
 
 async def close(opened: Opened) -> None:
