@@ -187,6 +187,14 @@ class Publication:
 _NO_PUBLICATION = ["", "", "", ""]
 
 
+def _published(publish: Publication | None, stand_in: str) -> tuple[str, list[str]]:
+    """The user's sockets key and the scripts' ARGV for ``publish``; without one, ``stand_in`` (a key of the
+    script's own) takes the sockets' place in KEYS, where it is not read."""
+    if publish is None:
+        return stand_in, _NO_PUBLICATION
+    return publish.sockets, publish.args()
+
+
 def sockets_key(user_id: int) -> str:
     return f"{settings.CONSOLE_ID}:chat:sockets:{user_id}"
 
@@ -217,12 +225,9 @@ async def start(message_id: int, publish: Publication | None = None) -> tuple[bo
     first event to the user's sockets in other processes (``fanout``); returns whether a stop was requested
     before it listened and whether another process holds a socket of the user."""
     keys = list(_keys(message_id))
-    ttls = [LIVE_TTL_SECONDS, HEARTBEAT_TTL_SECONDS]
-    if publish is None:  # the state's own key stands in for the user's sockets, which are not read
-        found = await _script("start", _START)(keys=[*keys, keys[0]], args=[*ttls, *_NO_PUBLICATION])
-    else:
-        found = await _script("start", _START)(keys=[*keys, publish.sockets], args=[*ttls, *publish.args()])
-    stopped, elsewhere = found
+    sockets, published = _published(publish, keys[0])
+    args = [LIVE_TTL_SECONDS, HEARTBEAT_TTL_SECONDS, *published]
+    stopped, elsewhere = await _script("start", _START)(keys=[*keys, sockets], args=args)
     return bool(stopped), bool(elsewhere)
 
 
@@ -244,12 +249,10 @@ async def append(
     requested and whether another process holds a socket of the user. ``publish``: the event sent in the
     same round trip to those processes (``fanout``)."""
     base, r, c, _hb, stop = _keys(message_id)
-    args: list[Any] = [seq, reasoning, content, "1" if replace else "0", LIVE_TTL_SECONDS]
-    args += publish.args() if publish is not None else _NO_PUBLICATION
+    sockets, published = _published(publish, base)
+    args: list[Any] = [seq, reasoning, content, "1" if replace else "0", LIVE_TTL_SECONDS, *published]
     for name, value in (extra or {}).items():
         args += [name, value]
-    # Without a publication KEYS[5] is not read; the state's own key stands in for it.
-    sockets = publish.sockets if publish is not None else base
     stopped, elsewhere = await _script("append", _APPEND)(keys=[base, r, c, stop, sockets], args=args)
     return bool(stopped), bool(elsewhere)
 
@@ -311,7 +314,5 @@ return 0
 async def end(message_id: int, publish: Publication | None = None) -> None:
     """Drop the answer's state, and send its last event to the other processes holding a socket of the user."""
     keys = list(_keys(message_id))
-    if publish is None:  # the last key stands in for the user's sockets, which are not read
-        await _script("end", _END)(keys=[*keys, keys[0]], args=_NO_PUBLICATION)
-    else:
-        await _script("end", _END)(keys=[*keys, publish.sockets], args=publish.args())
+    sockets, args = _published(publish, keys[0])
+    await _script("end", _END)(keys=[*keys, sockets], args=args)
