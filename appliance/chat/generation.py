@@ -120,9 +120,10 @@ class Batcher:
         return None if self.since is None else self.since + BATCH_MAX_DELAY_SECONDS
 
     def due(self) -> bool:
-        if self.since is None:
+        due_at = self.due_at()
+        if due_at is None:
             return False
-        return self.first or self.pieces >= BATCH_MAX_PIECES or time.monotonic() >= self.since + BATCH_MAX_DELAY_SECONDS
+        return self.first or self.pieces >= BATCH_MAX_PIECES or time.monotonic() >= due_at
 
     def take(self) -> Change | None:
         if self.since is None:
@@ -204,7 +205,7 @@ class Generation:
         self.announce = announce
         self.shown = live.LiveState(0, "", "", None)
         self.unwritten = Change()  # the batches sent since the last write to Redis
-        self.written_at: float | None = None
+        self.written_at = 0.0  # when Redis got the state (live.start) or the text last; set before the stream
         self.written_seq = 0  # the seq Redis holds the text of
         self.elsewhere = False  # another process holds a socket of the user: write every batch
         self.splitter = ThinkSplitter(assume_reasoning=job.assume_reasoning)
@@ -296,7 +297,7 @@ class Generation:
                 read, found = await alarm.wait(stream.read())
                 if not read:  # the engine was quiet while a batch was due
                     await self._flush()
-                    if self.unwritten and time.monotonic() - (self.written_at or 0.0) >= LIVE_WRITE_SECONDS:
+                    if self.unwritten and time.monotonic() - self.written_at >= LIVE_WRITE_SECONDS:
                         await self._write_live()
                     continue
                 if found is None:
@@ -323,7 +324,7 @@ class Generation:
         due = self.batch.due_at()
         if due is not None:
             return due + BATCH_QUIET_SECONDS
-        if self.unwritten and self.written_at is not None:
+        if self.unwritten:
             return self.written_at + LIVE_WRITE_SECONDS
         return None
 
@@ -406,7 +407,7 @@ class Generation:
         now = time.monotonic()
         save = now - self.saved_at >= DB_FLUSH_SECONDS
         # Redis before the database: the reaper keeps Redis's text, which must not be the shorter one.
-        if save or self.elsewhere or self.written_at is None or now - self.written_at >= LIVE_WRITE_SECONDS:
+        if save or self.elsewhere or now - self.written_at >= LIVE_WRITE_SECONDS:
             await self._write_live()
         if save:
             self.saved_at = now
